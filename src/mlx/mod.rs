@@ -1,0 +1,25 @@
+//! The safe layer over MLX: arrays that free themselves, dtypes, ops, fused kernels,
+//! quantization, random numbers, devices and streams, memory, safetensors, evaluation and
+//! transformations. With `capi`, the only place that holds `unsafe`.
+mod array;
+pub mod device;
+pub mod dtype;
+pub mod fast;
+mod ffi;
+pub mod io;
+pub mod memory;
+pub mod ops;
+pub mod quant;
+pub mod random;
+pub mod transforms;
+
+pub use array::Array;
+pub use device::{Device, DeviceType, Stream};
+pub use dtype::{Dtype, Element};
+pub use ops::{concatenate, stack, where_};
+pub use transforms::{async_eval, eval, Compiled};
+
+/// The version string of the MLX library linked in.
+pub fn version() -> String {
+    unsafe { std::ffi::CStr::from_ptr(ffi::shim_mlx_version()) }.to_string_lossy().into_owned()
+}

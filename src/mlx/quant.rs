@@ -1,0 +1,109 @@
+//! MLX quantization: weights packed into uint32 words with per-group scales (and biases
+//! for the affine mode), and matmul directly on the packed form.
+use std::ffi::CString;
+use std::os::raw::c_int;
+
+use super::array::{check, new_array, opt_ptr, Array, ArrayVec};
+use super::dtype::Dtype;
+use super::ffi;
+use crate::error::{Error, Result};
+
+/// The quantization schemes MLX offers. `Affine` is what mlx-lm's 2–8 bit checkpoints
+/// use; the floating-point modes have fixed group sizes and no biases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMode {
+    Affine,
+    Mxfp4,
+    Mxfp8,
+    Nvfp4,
+}
+
+impl QuantMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantMode::Affine => "affine",
+            QuantMode::Mxfp4 => "mxfp4",
+            QuantMode::Mxfp8 => "mxfp8",
+            QuantMode::Nvfp4 => "nvfp4",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<QuantMode> {
+        [QuantMode::Affine, QuantMode::Mxfp4, QuantMode::Mxfp8, QuantMode::Nvfp4]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
+    fn c_name(self) -> CString {
+        CString::new(self.name()).expect("mode names have no NUL")
+    }
+}
+
+/// A quantized matrix: packed weights, scales and (affine only) biases.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    pub weight: Array,
+    pub scales: Array,
+    pub biases: Option<Array>,
+    pub group_size: i32,
+    pub bits: i32,
+    pub mode: QuantMode,
+}
+
+/// Quantizes `w` along its last axis in groups of `group_size`.
+pub fn quantize(w: &Array, group_size: i32, bits: i32, mode: QuantMode) -> Result<Quantized> {
+    let mut v = ArrayVec::new()?;
+    check(unsafe { ffi::shim_quantize(w.as_ptr(), group_size, bits, mode.c_name().as_ptr(), v.as_mut_ptr()) })?;
+    let mut parts = v.into_arrays()?.into_iter();
+    let (weight, scales) = match (parts.next(), parts.next()) {
+        (Some(w), Some(s)) => (w, s),
+        _ => return Err(Error::Mlx("quantize returned fewer than two arrays".into())),
+    };
+    Ok(Quantized { weight, scales, biases: parts.next(), group_size, bits, mode })
+}
+
+impl Quantized {
+    /// Unpacks to a dense matrix (of `dtype`, or the scales' dtype when `None`).
+    pub fn dequantize(&self, dtype: Option<Dtype>) -> Result<Array> {
+        dequantize(&self.weight, &self.scales, self.biases.as_ref(), self.group_size, self.bits, self.mode, dtype)
+    }
+
+    /// `x @ Wᵀ` (when `transpose`) or `x @ W` on the packed weights.
+    pub fn matmul(&self, x: &Array, transpose: bool) -> Result<Array> {
+        quantized_matmul(x, &self.weight, &self.scales, self.biases.as_ref(), transpose, self.group_size, self.bits, self.mode)
+    }
+}
+
+pub fn dequantize(
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    group_size: i32,
+    bits: i32,
+    mode: QuantMode,
+    dtype: Option<Dtype>,
+) -> Result<Array> {
+    let dt = dtype.map_or(-1, |d| d as c_int);
+    new_array(|out| unsafe {
+        ffi::shim_dequantize(w.as_ptr(), scales.as_ptr(), opt_ptr(biases), group_size, bits, mode.c_name().as_ptr(), dt, out)
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    transpose: bool,
+    group_size: i32,
+    bits: i32,
+    mode: QuantMode,
+) -> Result<Array> {
+    new_array(|out| unsafe {
+        ffi::shim_quantized_matmul(
+            x.as_ptr(), w.as_ptr(), scales.as_ptr(), opt_ptr(biases), transpose as c_int, group_size, bits,
+            mode.c_name().as_ptr(), out,
+        )
+    })
+}

@@ -1,0 +1,238 @@
+// The C surface of the project's C++ shim over MLX. The only consumer is src/mlx/ffi.rs,
+// which mirrors these declarations; keep the two in step.
+//
+// Conventions:
+// - Every fallible function returns int: 0 on success, 1 on failure. On failure the
+//   message is kept in a thread-local buffer that shim_last_error() returns (valid until
+//   the next failing call on the same thread). No C++ exception ever leaves this layer.
+// - Arrays are opaque `shim_array*` handles (a heap-allocated mlx::core::array, which is a
+//   reference-counted view of a graph node). Every handle written to an out-parameter is
+//   owned by the caller and released with shim_array_free.
+// - Dtype codes are the values of the ShimDtype enum below.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shim_array shim_array;
+typedef struct shim_vec shim_vec;          // std::vector<array>
+typedef struct shim_map shim_map;          // a loaded safetensors file
+typedef struct shim_compiled shim_compiled;  // a compiled function
+
+enum ShimDtype {
+  SHIM_BOOL = 0,
+  SHIM_U8 = 1,
+  SHIM_U16 = 2,
+  SHIM_U32 = 3,
+  SHIM_U64 = 4,
+  SHIM_I8 = 5,
+  SHIM_I16 = 6,
+  SHIM_I32 = 7,
+  SHIM_I64 = 8,
+  SHIM_F16 = 9,
+  SHIM_F32 = 10,
+  SHIM_F64 = 11,
+  SHIM_BF16 = 12,
+};
+
+const char* shim_last_error(void);
+const char* shim_mlx_version(void);
+
+// ---- arrays: lifetime, construction, inspection, copy-out -----------------------------
+void shim_array_free(shim_array* a);
+int shim_array_clone(const shim_array* a, shim_array** out);
+int shim_array_from_data(const void* data, const int32_t* shape, size_t ndim, int dtype,
+                         shim_array** out);
+int shim_array_full(const int32_t* shape, size_t ndim, double value, int dtype,
+                    shim_array** out);
+int shim_array_arange(double start, double stop, double step, int dtype, shim_array** out);
+size_t shim_array_ndim(const shim_array* a);
+void shim_array_shape(const shim_array* a, int32_t* out);
+int shim_array_dtype(const shim_array* a);
+size_t shim_array_size(const shim_array* a);
+size_t shim_array_nbytes(const shim_array* a);
+// Evaluates `a`, makes a row-contiguous copy if needed and copies its bytes into dst,
+// which must hold exactly nbytes(a) bytes.
+int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len);
+
+// ---- vectors of arrays (multi-output ops, eval lists, callbacks) ----------------------
+shim_vec* shim_vec_new(void);
+void shim_vec_free(shim_vec* v);
+size_t shim_vec_len(const shim_vec* v);
+int shim_vec_get(const shim_vec* v, size_t i, shim_array** out);
+int shim_vec_push(shim_vec* v, const shim_array* a);
+
+// ---- evaluation -----------------------------------------------------------------------
+int shim_eval(const shim_array* const* arrs, size_t n);
+int shim_async_eval(const shim_array* const* arrs, size_t n);
+
+// ---- element-wise and matrix ops, selected by code (see ops.rs) -----------------------
+int shim_unary(int op, const shim_array* a, shim_array** out);
+int shim_binary(int op, const shim_array* a, const shim_array* b, shim_array** out);
+// Reductions over `axes` (all axes when naxes == 0 and all_axes != 0).
+int shim_reduce(int op, const shim_array* a, const int32_t* axes, size_t naxes, int all_axes,
+                int keepdims, shim_array** out);
+// argmax / argmin along one axis.
+int shim_arg_reduce(int op, const shim_array* a, int axis, int keepdims, shim_array** out);
+// Scans (cumsum, cumprod, cummax, cummin, logcumsumexp) along one axis.
+int shim_scan(int op, const shim_array* a, int axis, int reverse, int inclusive,
+              shim_array** out);
+int shim_where(const shim_array* cond, const shim_array* x, const shim_array* y,
+               shim_array** out);
+int shim_clip(const shim_array* a, const shim_array* lo, const shim_array* hi,
+              shim_array** out);
+int shim_astype(const shim_array* a, int dtype, shim_array** out);
+int shim_softmax(const shim_array* a, const int32_t* axes, size_t naxes, int precise,
+                 shim_array** out);
+int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, float alpha,
+               float beta, shim_array** out);
+int shim_tri(int which, const shim_array* a, int k, shim_array** out);  // 0 tril, 1 triu
+
+// ---- shape and indexing -----------------------------------------------------------------
+int shim_reshape(const shim_array* a, const int32_t* shape, size_t ndim, shim_array** out);
+int shim_transpose(const shim_array* a, const int32_t* axes, size_t naxes, shim_array** out);
+int shim_swapaxes(const shim_array* a, int axis1, int axis2, shim_array** out);
+int shim_expand_dims(const shim_array* a, const int32_t* axes, size_t naxes,
+                     shim_array** out);
+int shim_squeeze(const shim_array* a, const int32_t* axes, size_t naxes, shim_array** out);
+int shim_flatten(const shim_array* a, int start_axis, int end_axis, shim_array** out);
+int shim_broadcast_to(const shim_array* a, const int32_t* shape, size_t ndim,
+                      shim_array** out);
+int shim_concatenate(const shim_array* const* arrs, size_t n, int axis, shim_array** out);
+int shim_stack(const shim_array* const* arrs, size_t n, int axis, shim_array** out);
+int shim_split(const shim_array* a, const int32_t* indices, size_t nindices, int axis,
+               shim_vec* out);
+int shim_split_equal(const shim_array* a, int parts, int axis, shim_vec* out);
+int shim_repeat(const shim_array* a, int repeats, int axis, shim_array** out);
+int shim_slice(const shim_array* a, const int32_t* start, const int32_t* stop,
+               const int32_t* strides, size_t ndim, shim_array** out);
+int shim_slice_update(const shim_array* src, const shim_array* update, const int32_t* start,
+                      const int32_t* stop, const int32_t* strides, size_t ndim,
+                      shim_array** out);
+// Slice of size `sizes` starting at the positions held in the array `start`, along `axes`
+// (dynamic offsets: the graph does not change when the start does).
+int shim_slice_dynamic(const shim_array* a, const shim_array* start, const int32_t* axes,
+                       size_t naxes, const int32_t* sizes, size_t nsizes, shim_array** out);
+int shim_slice_update_dynamic(const shim_array* src, const shim_array* update,
+                              const shim_array* start, const int32_t* axes, size_t naxes,
+                              shim_array** out);
+int shim_take(const shim_array* a, const shim_array* indices, int axis, shim_array** out);
+int shim_take_along_axis(const shim_array* a, const shim_array* indices, int axis,
+                         shim_array** out);
+int shim_put_along_axis(const shim_array* a, const shim_array* indices,
+                        const shim_array* values, int axis, shim_array** out);
+int shim_contiguous(const shim_array* a, shim_array** out);
+
+// ---- sorting and selection ----------------------------------------------------------------
+int shim_sort(const shim_array* a, int axis, shim_array** out);
+int shim_argsort(const shim_array* a, int axis, shim_array** out);
+int shim_partition(const shim_array* a, int kth, int axis, shim_array** out);
+int shim_argpartition(const shim_array* a, int kth, int axis, shim_array** out);
+int shim_topk(const shim_array* a, int k, int axis, shim_array** out);
+
+// ---- fast kernels ---------------------------------------------------------------------------
+int shim_rms_norm(const shim_array* x, const shim_array* weight /*nullable*/, float eps,
+                  shim_array** out);
+int shim_layer_norm(const shim_array* x, const shim_array* weight /*nullable*/,
+                    const shim_array* bias /*nullable*/, float eps, shim_array** out);
+// base is used when has_base != 0; otherwise freqs must be given.
+int shim_rope(const shim_array* x, int dims, int traditional, int has_base, float base,
+              float scale, int offset, const shim_array* freqs /*nullable*/,
+              shim_array** out);
+// Same with the position offset held in an array (scalar, or one per batch row).
+int shim_rope_dynamic(const shim_array* x, int dims, int traditional, int has_base,
+                      float base, float scale, const shim_array* offset,
+                      const shim_array* freqs /*nullable*/, shim_array** out);
+// mask_mode: "" (none or array mask), "causal", or "array".
+int shim_sdpa(const shim_array* q, const shim_array* k, const shim_array* v, float scale,
+              const char* mask_mode, const shim_array* mask /*nullable*/,
+              const shim_array* sinks /*nullable*/, shim_array** out);
+
+// ---- quantization -------------------------------------------------------------------------
+// Writes w_q, scales and (for affine) biases to `out`.
+int shim_quantize(const shim_array* w, int group_size, int bits, const char* mode,
+                  shim_vec* out);
+int shim_dequantize(const shim_array* w, const shim_array* scales,
+                    const shim_array* biases /*nullable*/, int group_size, int bits,
+                    const char* mode, int dtype /*-1: default*/, shim_array** out);
+int shim_quantized_matmul(const shim_array* x, const shim_array* w, const shim_array* scales,
+                          const shim_array* biases /*nullable*/, int transpose,
+                          int group_size, int bits, const char* mode, shim_array** out);
+
+// ---- random ---------------------------------------------------------------------------------
+int shim_random_seed(uint64_t seed);
+int shim_random_key(uint64_t seed, shim_array** out);
+int shim_random_split(const shim_array* key, int num, shim_array** out);
+int shim_random_uniform(const shim_array* low, const shim_array* high, const int32_t* shape,
+                        size_t ndim, int dtype, const shim_array* key /*nullable*/,
+                        shim_array** out);
+int shim_random_normal(const int32_t* shape, size_t ndim, int dtype, float loc, float scale,
+                       const shim_array* key /*nullable*/, shim_array** out);
+int shim_random_categorical(const shim_array* logits, int axis, int num_samples /*<=0: one*/,
+                            const shim_array* key /*nullable*/, shim_array** out);
+int shim_random_randint(int low, int high, const int32_t* shape, size_t ndim, int dtype,
+                        const shim_array* key /*nullable*/, shim_array** out);
+
+// ---- devices and streams ----------------------------------------------------------------
+// Device types: 0 cpu, 1 gpu.
+int shim_default_device(int* type, int* index);
+int shim_set_default_device(int type, int index);
+int shim_device_available(int type, int* available);
+int shim_device_count(int type, int* count);
+int shim_default_stream(int type, int* stream_index);
+int shim_new_stream(int type, int* stream_index);
+int shim_set_default_stream(int type, int stream_index);
+int shim_synchronize(int type, int stream_index /*-1: default stream*/);
+
+// ---- memory -----------------------------------------------------------------------------------
+size_t shim_get_active_memory(void);
+size_t shim_get_peak_memory(void);
+size_t shim_get_cache_memory(void);
+void shim_reset_peak_memory(void);
+int shim_set_memory_limit(size_t limit, size_t* previous);
+size_t shim_get_memory_limit(void);
+int shim_set_cache_limit(size_t limit, size_t* previous);
+int shim_set_wired_limit(size_t limit, size_t* previous);
+void shim_clear_cache(void);
+
+// ---- safetensors ------------------------------------------------------------------------------
+int shim_load_safetensors(const char* path, shim_map** out);
+void shim_map_free(shim_map* m);
+size_t shim_map_len(const shim_map* m);
+// Name and array of the i-th tensor (names sorted). The name stays valid while m lives.
+int shim_map_entry(const shim_map* m, size_t i, const char** name, shim_array** arr);
+size_t shim_map_meta_len(const shim_map* m);
+int shim_map_meta_entry(const shim_map* m, size_t i, const char** key, const char** value);
+int shim_save_safetensors(const char* path, const char* const* names,
+                          const shim_array* const* arrs, size_t n, const char* const* meta_keys,
+                          const char* const* meta_values, size_t nmeta);
+
+// ---- transformations -------------------------------------------------------------------------
+// A function from arrays to arrays implemented by the caller. It receives borrowed input
+// handles (valid during the call) and pushes its outputs onto `outputs` with shim_vec_push.
+// It returns 0 on success; on failure it returns non-zero after writing a message with
+// shim_set_error, and the transformation that called it fails with that message.
+typedef int (*shim_fn)(void* ctx, const shim_array* const* inputs, size_t n, shim_vec* outputs);
+void shim_set_error(const char* msg);
+
+// Vector-Jacobian product: outputs and vjps are written to the given vectors.
+int shim_vjp(shim_fn fn, void* ctx, const shim_array* const* primals, size_t nprimals,
+             const shim_array* const* cotangents, size_t ncotangents, shim_vec* outputs,
+             shim_vec* vjps);
+// value_and_grad of the first output (a scalar) with respect to the inputs at `argnums`.
+int shim_value_and_grad(shim_fn fn, void* ctx, const shim_array* const* inputs, size_t n,
+                        const int32_t* argnums, size_t nargnums, shim_vec* values,
+                        shim_vec* grads);
+// compile: ctx must outlive the compiled function.
+int shim_compile(shim_fn fn, void* ctx, int shapeless, shim_compiled** out);
+int shim_compiled_call(const shim_compiled* f, const shim_array* const* inputs, size_t n,
+                       shim_vec* outputs);
+void shim_compiled_free(shim_compiled* f);
+
+#ifdef __cplusplus
+}
+#endif
