@@ -91,8 +91,12 @@ fn linux_mlx() -> Vec<PathBuf> {
         println!("cargo:rustc-env=MLXRUN_OPENBLAS_LIB={}", ob_dir.join("libopenblas.so.0").display());
     }
 
+    // libmlx goes on the command line as a link argument too, after OpenBLAS, so that
+    // OpenBLAS comes first among the libraries the result needs. (Link arguments follow
+    // every `rustc-link-lib`, so naming libmlx there would put it first.) The shim's
+    // static library precedes both, so its MLX references resolve.
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=mlx");
+    println!("cargo:rustc-link-arg=-lmlx");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     println!("cargo:mlx_lib_dir={}", lib_dir.display());
     println!("cargo:rustc-env=MLXRUN_MLX_LIB_DIR={}", lib_dir.display());
