@@ -22,9 +22,12 @@ fn main() {
     }
 
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let include_dirs = if target_os == "macos" { macos_mlx() } else { linux_mlx() };
+    let (include_dirs, defines) = if target_os == "macos" { macos_mlx() } else { (linux_mlx(), vec![]) };
 
     let mut build = cc::Build::new();
+    for d in &defines {
+        build.define(d, None);
+    }
     build
         .cpp(true)
         .std("c++20")
@@ -116,10 +119,16 @@ fn find_venv_mlx(venv: &Path) -> Option<PathBuf> {
     candidates.pop()
 }
 
-/// mlx-sys builds MLX (Metal) and links it; we only need its headers for the shim.
-fn macos_mlx() -> Vec<PathBuf> {
+/// mlx-sys builds MLX (Metal) as a static library and links it; the shim only needs the
+/// headers and defines it exports (`DEP_MLX_INCLUDE`, `DEP_MLX_DEFINES`).
+fn macos_mlx() -> (Vec<PathBuf>, Vec<String>) {
+    println!("cargo:rerun-if-env-changed=DEP_MLX_DEFINES");
     let includes = env::var("DEP_MLX_INCLUDE").unwrap_or_else(|_| {
         panic!("DEP_MLX_INCLUDE is unset: the mlx-sys dependency should export it on macOS")
     });
-    env::split_paths(&includes).collect()
+    let defines = env::var("DEP_MLX_DEFINES").unwrap_or_default();
+    (
+        env::split_paths(&includes).collect(),
+        defines.split([';', ' ', ',']).filter(|d| !d.is_empty()).map(str::to_owned).collect(),
+    )
 }

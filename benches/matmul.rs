@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use mlxrun::mlx::{random, Array, Dtype};
+use mlxrun::mlx::{random, Dtype};
 
 const N: i32 = 1024;
 const REPS: usize = 20;

@@ -7,3 +7,7 @@ pub mod error;
 pub mod mlx;
 
 pub use error::{Error, Result};
+
+// On macOS MLX (with Metal) is compiled and linked by mlx-sys; the shim calls into it.
+#[cfg(target_os = "macos")]
+use mlx_sys as _;

@@ -612,21 +612,30 @@ int shim_synchronize(int type, int stream_index) {
 
 // ---- memory -------------------------------------------------------------------------------------
 
-size_t shim_get_active_memory(void) { return mx::get_active_memory(); }
-size_t shim_get_peak_memory(void) { return mx::get_peak_memory(); }
-size_t shim_get_cache_memory(void) { return mx::get_cache_memory(); }
-void shim_reset_peak_memory(void) { mx::reset_peak_memory(); }
+// The getters below have no failure path worth a status; they still never let an
+// exception out (0 / no-op if the allocator ever threw).
+#define SHIM_NOTHROW(expr, fallback) \
+  try {                              \
+    return expr;                     \
+  } catch (...) {                    \
+    return fallback;                 \
+  }
+
+size_t shim_get_active_memory(void) { SHIM_NOTHROW(mx::get_active_memory(), 0) }
+size_t shim_get_peak_memory(void) { SHIM_NOTHROW(mx::get_peak_memory(), 0) }
+size_t shim_get_cache_memory(void) { SHIM_NOTHROW(mx::get_cache_memory(), 0) }
+void shim_reset_peak_memory(void) { SHIM_NOTHROW(mx::reset_peak_memory(), void()) }
 int shim_set_memory_limit(size_t limit, size_t* previous) {
   SHIM_TRY(*previous = mx::set_memory_limit(limit))
 }
-size_t shim_get_memory_limit(void) { return mx::get_memory_limit(); }
+size_t shim_get_memory_limit(void) { SHIM_NOTHROW(mx::get_memory_limit(), 0) }
 int shim_set_cache_limit(size_t limit, size_t* previous) {
   SHIM_TRY(*previous = mx::set_cache_limit(limit))
 }
 int shim_set_wired_limit(size_t limit, size_t* previous) {
   SHIM_TRY(*previous = mx::set_wired_limit(limit))
 }
-void shim_clear_cache(void) { mx::clear_cache(); }
+void shim_clear_cache(void) { SHIM_NOTHROW(mx::clear_cache(), void()) }
 
 // ---- safetensors --------------------------------------------------------------------------------
 
