@@ -3,8 +3,12 @@
 //!
 //! Layers, each depending only on those below it:
 //! - `mlx`: the safe array layer over the project's C++ shim (`src/shim`).
+//! - `tokenizer`: HF tokenizers, special tokens, streaming detokenization.
+//! - `engine`: sampling, the generate loop, metrics.
+pub mod engine;
 pub mod error;
 pub mod mlx;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 

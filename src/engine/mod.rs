@@ -1,0 +1,2 @@
+//! The engine: the generate loop, sampling, metrics.
+pub mod sampler;

@@ -1,0 +1,1 @@
+//! Sampling: turns a step's logits into the next token.

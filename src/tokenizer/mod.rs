@@ -1,0 +1,1 @@
+//! Tokenizers: HF tokenizer.json, special tokens, incremental detokenizing.
