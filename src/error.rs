@@ -10,6 +10,17 @@ pub enum Error {
     InvalidArgument(String),
     /// A file could not be read or written.
     Io(String),
+    /// A model's configuration (config.json and friends) is missing, unparsable, or
+    /// describes something unsupported. The message names the file and the field.
+    Config(String),
+    /// A model's weights do not fit its configuration: a tensor missing, or of the wrong
+    /// shape or dtype. The message names the tensor, with expected and found values.
+    Weights(String),
+    /// Generation was stopped by a cancellation request.
+    Cancelled,
+    /// A tokenizer file (tokenizer.json, tokenizer_config.json, ...) is missing or
+    /// unparsable, or the tokenizer refused an input. The message names the file.
+    Tokenizer(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -20,6 +31,10 @@ impl fmt::Display for Error {
             Error::Mlx(m) => write!(f, "MLX: {m}"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::Io(m) => write!(f, "I/O: {m}"),
+            Error::Config(m) => write!(f, "config: {m}"),
+            Error::Weights(m) => write!(f, "weights: {m}"),
+            Error::Cancelled => write!(f, "cancelled"),
+            Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
         }
     }
 }

@@ -3,11 +3,15 @@
 //!
 //! Layers, each depending only on those below it:
 //! - `mlx`: the safe array layer over the project's C++ shim (`src/shim`).
+//! - `nn`: layers shared by model families (linear, norms, rotary, attention, KV cache).
+//! - `models`: one file per family, config and weight loading.
 //! - `tokenizer`: HF tokenizers, special tokens, streaming detokenization.
 //! - `engine`: sampling, the generate loop, metrics.
 pub mod engine;
 pub mod error;
 pub mod mlx;
+pub mod models;
+pub mod nn;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -1,2 +1,8 @@
 //! The engine: the generate loop, sampling, metrics.
+pub mod generate;
+pub mod metrics;
 pub mod sampler;
+
+pub use generate::{CancelToken, GenerateParams};
+pub use metrics::Metrics;
+pub use sampler::{SampledToken, Sampler, SamplerParams};

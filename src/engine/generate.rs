@@ -1,0 +1,214 @@
+//! The token-level generate loop, mirroring mlx-lm's `generate_step` so that greedy
+//! output is identical to it:
+//!
+//! - prefill: all prompt tokens but the last go through the model in chunks of
+//!   `prefill_step_size`, evaluating only the caches (the logits of those positions are
+//!   never computed) and freeing MLX's buffer cache after each chunk;
+//! - the last prompt token is the first decode step: logits → log-probs → sampler;
+//! - pipelining: step n+1's graph is built and queued with `async_eval` before token n is
+//!   read back, so the device never waits for the host between tokens. (With a
+//!   repetition penalty the next step needs token n on the host, so those calls read
+//!   each token before building the next step.)
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::metrics::Metrics;
+use super::sampler::{SampleOut, SampledToken, Sampler, SamplerParams};
+use crate::error::{Error, Result};
+use crate::mlx::{async_eval, eval, memory, Array, Dtype};
+use crate::models::LanguageModel;
+use crate::nn::KvCache;
+
+/// mlx-lm's default prefill chunk.
+pub const DEFAULT_PREFILL_STEP: usize = 2048;
+
+/// Token-level generation settings.
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    /// Most tokens to generate (a stop token counts).
+    pub max_tokens: usize,
+    pub sampler: SamplerParams,
+    /// Token ids that end generation, besides the model's end-of-sequence ids.
+    pub stop_tokens: Vec<u32>,
+    /// Strings that end generation; the text up to the stop string is kept.
+    pub stop_strings: Vec<String>,
+    /// Keep going through end-of-sequence tokens (benchmarks, comparisons).
+    pub ignore_eos: bool,
+    /// Prompt tokens per prefill chunk.
+    pub prefill_step_size: usize,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampler: SamplerParams::default(),
+            stop_tokens: vec![],
+            stop_strings: vec![],
+            ignore_eos: false,
+            prefill_step_size: DEFAULT_PREFILL_STEP,
+        }
+    }
+}
+
+impl GenerateParams {
+    pub fn validate(&self) -> Result<()> {
+        if self.prefill_step_size == 0 {
+            return Err(Error::invalid("prefill_step_size must be at least 1"));
+        }
+        if self.stop_strings.iter().any(String::is_empty) {
+            return Err(Error::invalid("stop_strings must not contain an empty string"));
+        }
+        self.sampler.validate()
+    }
+}
+
+/// Requests that a running generation stop before its next token. Cheap to clone and
+/// safe to use from any thread.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn reset(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One decoded step as the loop hands it to its consumer.
+pub type StepFn<'a> = dyn FnMut(&SampledToken) -> Result<bool> + 'a;
+
+/// Why the token loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// `max_tokens` were produced.
+    MaxTokens,
+    /// The consumer returned `false` (a stop token or string, or the caller's callback).
+    Consumer,
+    /// The cancel token was set.
+    Cancelled,
+}
+
+/// Runs prefill over `prompt` (appending to `caches`, which may already hold earlier
+/// positions) and decodes up to `max_tokens` tokens, handing each to `on_token`, which
+/// returns `false` to stop. Returns the metrics and why it ended; token ids reach the
+/// caller through `on_token` only.
+pub fn generate_tokens(
+    model: &dyn LanguageModel,
+    caches: &mut [KvCache],
+    prompt: &[u32],
+    max_tokens: usize,
+    sampler_params: &SamplerParams,
+    prefill_step_size: usize,
+    cancel: Option<&CancelToken>,
+    on_token: &mut StepFn<'_>,
+) -> Result<(Metrics, LoopEnd)> {
+    if prompt.is_empty() {
+        return Err(Error::invalid("the prompt has no tokens"));
+    }
+    let vocab = model.info().vocab_size as u32;
+    if let Some(&bad) = prompt.iter().find(|&&t| t >= vocab) {
+        return Err(Error::invalid(format!("prompt token {bad} is outside the vocabulary of {vocab}")));
+    }
+    let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
+    let mut sampler = Sampler::new(sampler_params.clone())?;
+    let mut metrics = Metrics { prompt_tokens: prompt.len(), ..Metrics::default() };
+    memory::reset_peak_memory();
+    let start = Instant::now();
+
+    // Prefill everything but the last prompt token.
+    let mut rest = prompt;
+    while rest.len() > 1 {
+        if cancelled() {
+            metrics.prefill = start.elapsed();
+            metrics.finish_memory();
+            return Ok((metrics, LoopEnd::Cancelled));
+        }
+        let n = prefill_step_size.min(rest.len() - 1);
+        let chunk = ids_array(&rest[..n])?;
+        model.forward(&chunk, caches)?;
+        let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
+        eval(&state)?;
+        rest = &rest[n..];
+        memory::clear_cache();
+    }
+
+    // History for the repetition penalty: prompt plus what has been generated.
+    let needs_history = sampler_params.repetition_penalty != 1.0;
+    let mut history: Vec<u32> = if needs_history { prompt.to_vec() } else { vec![] };
+    let mut step = |input: &Array, sampler: &mut Sampler, history: &[u32]| -> Result<SampleOut> {
+        let logits = model.forward(input, caches)?;
+        let last = logits.slice_axis(1, -1 + logits.dim(1)?, logits.dim(1)?)?.squeeze(&[1])?;
+        sampler.sample_lazy(&last, history)
+    };
+
+    let mut current = step(&ids_array(rest)?, &mut sampler, &history)?;
+    async_eval(&current.arrays())?;
+    let mut n = 0usize;
+    let end = loop {
+        // Queue step n+1 before reading token n (unless the sampler must see token n).
+        let mut next = None;
+        if n + 1 < max_tokens && !needs_history {
+            let input = current.token.reshape(&[1, 1])?;
+            let out = step(&input, &mut sampler, &history)?;
+            async_eval(&out.arrays())?;
+            next = Some(out);
+        }
+        if n >= max_tokens {
+            break LoopEnd::MaxTokens;
+        }
+        let tok = current.read()?.pop().ok_or_else(|| Error::Mlx("sampler returned no token".into()))?;
+        if n == 0 {
+            metrics.prefill = start.elapsed();
+        }
+        n += 1;
+        metrics.generated_tokens = n;
+        if !on_token(&tok)? {
+            break LoopEnd::Consumer;
+        }
+        if n >= max_tokens {
+            break LoopEnd::MaxTokens;
+        }
+        if cancelled() {
+            break LoopEnd::Cancelled;
+        }
+        if n % 256 == 0 {
+            memory::clear_cache();
+        }
+        current = match next {
+            Some(out) => out,
+            None => {
+                history.push(tok.token);
+                let input = Array::from_slice(&[tok.token], &[1, 1])?;
+                let out = step(&input, &mut sampler, &history)?;
+                async_eval(&out.arrays())?;
+                out
+            }
+        };
+    };
+    metrics.decode = start.elapsed().saturating_sub(metrics.prefill);
+    metrics.finish_memory();
+    Ok((metrics, end))
+}
+
+/// Token ids as the `[1, n]` int32 array the models take.
+fn ids_array(ids: &[u32]) -> Result<Array> {
+    let v: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+    Array::from_slice(&v, &[1, v.len() as i32])
+}
+
+/// Logits of a full forward pass over `tokens` (no cache reuse): `[len, vocab]` in f32.
+pub fn forward_logits(model: &dyn LanguageModel, tokens: &[u32]) -> Result<Array> {
+    let mut caches = model.new_caches();
+    let logits = model.forward(&ids_array(tokens)?, &mut caches)?;
+    logits.squeeze(&[0])?.astype(Dtype::F32)
+}

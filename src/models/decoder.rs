@@ -1,0 +1,153 @@
+//! The pre-norm decoder stack that Llama, Qwen2 and Qwen3 share:
+//! `h += attn(norm(h)); h += mlp(norm(h))` per layer, a final norm, and an output head
+//! (its own matrix, or the embedding table when tied). A family file describes its
+//! variant with a `DecoderSpec`; the differences are data, not code.
+use serde_json::Value;
+
+use super::weights::Weights;
+use super::ModelInfo;
+use crate::mlx::Array;
+use crate::nn::attention::Mask;
+use crate::nn::mlp::Activation;
+use crate::nn::{Attention, AttentionConfig, Embedding, KvCache, Linear, RmsNorm, Rope, SwiGlu};
+use crate::Result;
+
+/// What distinguishes one Llama-style family from another.
+#[derive(Clone, Debug)]
+pub struct DecoderSpec {
+    pub model_type: String,
+    pub hidden: i32,
+    pub intermediate: i32,
+    pub layers: i32,
+    pub n_heads: i32,
+    pub n_kv_heads: i32,
+    pub head_dim: i32,
+    pub vocab: i32,
+    pub norm_eps: f32,
+    pub rope_base: f32,
+    pub rope_traditional: bool,
+    pub rope_scaling: Option<Value>,
+    /// Biases on the q, k and v projections (Qwen2; Llama's `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Llama's `attention_bias` covers it too).
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    /// Per-head RMS norms on queries and keys (Qwen3).
+    pub qk_norm: bool,
+    pub tie_embeddings: bool,
+    pub max_position_embeddings: Option<i32>,
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    attn: Attention,
+    post_attn_norm: RmsNorm,
+    mlp: SwiGlu,
+}
+
+pub struct Decoder {
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Option<Linear>,
+    info: ModelInfo,
+}
+
+fn linear(w: &mut Weights, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
+    let weight = w.take(&format!("{name}.weight"), &[out, inp])?;
+    let bias = if bias { Some(w.take(&format!("{name}.bias"), &[out])?) } else { None };
+    Ok(Linear::new(weight, bias))
+}
+
+fn norm(w: &mut Weights, name: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
+    Ok(RmsNorm { weight: w.take(&format!("{name}.weight"), &[dim])?, eps })
+}
+
+impl Decoder {
+    pub fn load(spec: &DecoderSpec, w: &mut Weights) -> Result<Decoder> {
+        let s = spec;
+        let (q_out, kv_out) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
+        let embed = Embedding { weight: w.take("model.embed_tokens.weight", &[s.vocab, s.hidden])? };
+        let mut layers = Vec::with_capacity(s.layers as usize);
+        for i in 0..s.layers {
+            let p = format!("model.layers.{i}");
+            let a = format!("{p}.self_attn");
+            let attn = Attention {
+                cfg: AttentionConfig {
+                    n_heads: s.n_heads,
+                    n_kv_heads: s.n_kv_heads,
+                    head_dim: s.head_dim,
+                    scale: (s.head_dim as f32).powf(-0.5),
+                },
+                q_proj: linear(w, &format!("{a}.q_proj"), q_out, s.hidden, s.qkv_bias)?,
+                k_proj: linear(w, &format!("{a}.k_proj"), kv_out, s.hidden, s.qkv_bias)?,
+                v_proj: linear(w, &format!("{a}.v_proj"), kv_out, s.hidden, s.qkv_bias)?,
+                o_proj: linear(w, &format!("{a}.o_proj"), s.hidden, q_out, s.o_bias)?,
+                q_norm: if s.qk_norm { Some(norm(w, &format!("{a}.q_norm"), s.head_dim, s.norm_eps)?) } else { None },
+                k_norm: if s.qk_norm { Some(norm(w, &format!("{a}.k_norm"), s.head_dim, s.norm_eps)?) } else { None },
+                rope: Rope::from_config(s.head_dim, s.rope_base, s.rope_traditional, s.rope_scaling.as_ref())?,
+            };
+            let m = format!("{p}.mlp");
+            layers.push(Layer {
+                input_norm: norm(w, &format!("{p}.input_layernorm"), s.hidden, s.norm_eps)?,
+                attn,
+                post_attn_norm: norm(w, &format!("{p}.post_attention_layernorm"), s.hidden, s.norm_eps)?,
+                mlp: SwiGlu {
+                    gate: linear(w, &format!("{m}.gate_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
+                    up: linear(w, &format!("{m}.up_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
+                    down: linear(w, &format!("{m}.down_proj"), s.hidden, s.intermediate, s.mlp_bias)?,
+                    activation: Activation::Silu,
+                },
+            });
+        }
+        let norm_out = norm(w, "model.norm", s.hidden, s.norm_eps)?;
+        let lm_head = if s.tie_embeddings {
+            // A tied checkpoint may still carry a copy of the head; it is not used.
+            w.discard(|k| k == "lm_head.weight");
+            None
+        } else {
+            Some(linear(w, "lm_head", s.vocab, s.hidden, false)?)
+        };
+        // Precomputed rotary tables some exporters include; the model computes its own.
+        w.discard(|k| k.contains("self_attn.rotary_emb.inv_freq"));
+        let info = ModelInfo {
+            model_type: s.model_type.clone(),
+            vocab_size: s.vocab,
+            hidden_size: s.hidden,
+            num_layers: s.layers,
+            num_heads: s.n_heads,
+            num_kv_heads: s.n_kv_heads,
+            head_dim: s.head_dim,
+            max_position_embeddings: s.max_position_embeddings,
+            tied_embeddings: s.tie_embeddings,
+            dtype: embed.weight.dtype(),
+        };
+        Ok(Decoder { embed, layers, norm: norm_out, lm_head, info })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn new_caches(&self) -> Vec<KvCache> {
+        self.layers.iter().map(|_| KvCache::new()).collect()
+    }
+
+    /// `tokens: [batch, seq]` (integer ids) → logits `[batch, seq, vocab]`.
+    pub fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let mut h = self.embed.forward(tokens)?;
+        // A single new position attends to everything cached: no mask needed.
+        let mask = if tokens.shape()[1] > 1 { Mask::Causal } else { Mask::None };
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            let r = layer.attn.forward(&layer.input_norm.forward(&h)?, &mask, cache)?;
+            let h2 = h.add(&r)?;
+            let r = layer.mlp.forward(&layer.post_attn_norm.forward(&h2)?)?;
+            h = h2.add(&r)?;
+        }
+        let h = self.norm.forward(&h)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed.as_linear(&h),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Model families and loading. One file per family describes its architecture; shared
+//! pieces live in `decoder` (the Llama-style stack), `config` and `weights`.
+pub mod config;
+pub mod decoder;
+pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
+pub mod weights;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::mlx::{eval, Array, Device, Dtype};
+use crate::nn::KvCache;
+use config::ConfigFile;
+use decoder::Decoder;
+use weights::Weights;
+
+/// What a loaded model is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub model_type: String,
+    pub vocab_size: i32,
+    pub hidden_size: i32,
+    pub num_layers: i32,
+    pub num_heads: i32,
+    pub num_kv_heads: i32,
+    pub head_dim: i32,
+    pub max_position_embeddings: Option<i32>,
+    pub tied_embeddings: bool,
+    /// The dtype the model computes in.
+    pub dtype: Dtype,
+}
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Compute dtype for floating-point weights. `None`: f32 on the CPU (MLX's CPU
+    /// half-precision matmuls are several times slower), the checkpoint's own dtype on a
+    /// GPU.
+    pub dtype: Option<Dtype>,
+}
+
+/// A causal language model: token ids in, next-token logits out.
+pub trait LanguageModel: Send {
+    /// `tokens: [batch, seq]` integer ids → logits `[batch, seq, vocab]`, extending
+    /// `caches` (one per layer) with the new positions.
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
+    /// Empty caches, one per layer.
+    fn new_caches(&self) -> Vec<KvCache>;
+    fn info(&self) -> &ModelInfo;
+}
+
+impl LanguageModel for Decoder {
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        Decoder::forward(self, tokens, caches)
+    }
+    fn new_caches(&self) -> Vec<KvCache> {
+        Decoder::new_caches(self)
+    }
+    fn info(&self) -> &ModelInfo {
+        Decoder::info(self)
+    }
+}
+
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3"];
+
+/// The dtype to compute in when the caller did not choose one.
+pub fn default_dtype() -> Result<Dtype> {
+    Ok(if Device::default_device()? == Device::cpu() { Dtype::F32 } else { Dtype::Bf16 })
+}
+
+/// Loads the model in an HF-layout folder (config.json + safetensors weights). All
+/// weights are read and converted before this returns, so a bad file fails here.
+pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
+    if !dir.is_dir() {
+        return Err(Error::Config(format!("{} is not a folder", dir.display())));
+    }
+    let cfg = ConfigFile::read(dir, "config.json")?;
+    let model_type = cfg
+        .str("model_type")
+        .ok_or_else(|| Error::Config(format!("{}: required field \"model_type\" is missing", cfg.path.display())))?
+        .to_string();
+    let spec = match model_type.as_str() {
+        "llama" => llama::spec(&cfg)?,
+        "qwen2" => qwen2::spec(&cfg)?,
+        "qwen3" => qwen3::spec(&cfg)?,
+        other => {
+            return Err(Error::Config(format!(
+                "{}: model_type {other:?} is not supported (supported: {})",
+                cfg.path.display(),
+                SUPPORTED_MODEL_TYPES.join(", ")
+            )))
+        }
+    };
+    let dtype = match opts.dtype {
+        Some(d) if !d.is_float() => return Err(Error::invalid(format!("compute dtype must be a float type, got {d}"))),
+        Some(d) => d,
+        None => default_dtype()?,
+    };
+    let mut weights = Weights::open(dir, Some(dtype))?;
+    let model = Decoder::load(&spec, &mut weights)?;
+    weights.finish()?;
+    materialize(&model)?;
+    Ok(Box::new(model))
+}
+
+/// Runs a one-token forward pass so every weight is read, converted and checked now
+/// rather than during the first generation.
+fn materialize(model: &dyn LanguageModel) -> Result<()> {
+    let mut caches = model.new_caches();
+    let logits = model.forward(&Array::from_slice(&[0i32], &[1, 1])?, &mut caches)?;
+    eval(&[&logits])
+}

@@ -1,0 +1,66 @@
+//! Multi-head attention with grouped-query heads, optional q/k norms and projection
+//! biases, rotary positions and a KV cache — the attention of Llama, Qwen2 and Qwen3.
+use super::{KvCache, Linear, RmsNorm, Rope};
+use crate::mlx::fast::{self, AttentionMask, RopeOffset};
+use crate::mlx::Array;
+use crate::Result;
+
+#[derive(Clone, Debug)]
+pub struct AttentionConfig {
+    pub n_heads: i32,
+    pub n_kv_heads: i32,
+    pub head_dim: i32,
+    /// Multiplies q·k (usually head_dim^-0.5).
+    pub scale: f32,
+}
+
+pub struct Attention {
+    pub cfg: AttentionConfig,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Per-head RMS norms applied to queries and keys before rotary (Qwen3, Gemma3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub rope: Rope,
+}
+
+/// How a forward pass masks attention; `Causal` also covers a chunk that follows cached
+/// positions (the mask aligns to the end of the keys).
+pub enum Mask<'a> {
+    None,
+    Causal,
+    Array(&'a Array),
+}
+
+impl Attention {
+    /// `x: [batch, seq, hidden]` → `[batch, seq, hidden]`, appending to `cache`.
+    pub fn forward(&self, x: &Array, mask: &Mask<'_>, cache: &mut KvCache) -> Result<Array> {
+        let shape = x.shape();
+        let (b, l) = (shape[0], shape[1]);
+        let heads = |proj: &Linear, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
+            let h = proj.forward(x)?.reshape(&[b, l, n, -1])?;
+            let h = match norm {
+                Some(nrm) => nrm.forward(&h)?,
+                None => h,
+            };
+            h.transpose(&[0, 2, 1, 3])
+        };
+        let c = &self.cfg;
+        let q = heads(&self.q_proj, c.n_heads, self.q_norm.as_ref())?;
+        let k = heads(&self.k_proj, c.n_kv_heads, self.k_norm.as_ref())?;
+        let v = heads(&self.v_proj, c.n_kv_heads, None)?;
+        let offset = RopeOffset::Fixed(cache.offset());
+        let q = self.rope.forward(&q, offset)?;
+        let k = self.rope.forward(&k, offset)?;
+        let (k, v) = cache.update_and_fetch(&k, &v)?;
+        let m = match mask {
+            Mask::None => AttentionMask::None,
+            Mask::Causal => AttentionMask::Causal,
+            Mask::Array(a) => AttentionMask::Array(a),
+        };
+        let o = fast::scaled_dot_product_attention(&q, &k, &v, c.scale, m, None)?;
+        self.o_proj.forward(&o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?)
+    }
+}

@@ -1,0 +1,41 @@
+//! The gated feed-forward block `down(act(gate(x)) * up(x))` of Llama-style models.
+use super::Linear;
+use crate::mlx::Array;
+use crate::Result;
+
+/// The activation applied to the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * sigmoid(x)` (SwiGLU: Llama, Qwen).
+    Silu,
+    /// GELU with the tanh approximation (GeGLU: Gemma).
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Array) -> Result<Array> {
+        match self {
+            Activation::Silu => x.mul(&x.sigmoid()?),
+            Activation::GeluTanh => {
+                // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), as mlx.nn.gelu_approx.
+                let inner = x.add(&x.power(&x.scalar_like(3.0)?)?.mul_scalar(0.044715)?)?;
+                let t = inner.mul_scalar((2.0 / std::f64::consts::PI).sqrt())?.tanh()?;
+                x.mul_scalar(0.5)?.mul(&t.add_scalar(1.0)?)
+            }
+        }
+    }
+}
+
+pub struct SwiGlu {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+    pub activation: Activation,
+}
+
+impl SwiGlu {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let g = self.activation.apply(&self.gate.forward(x)?)?;
+        self.down.forward(&g.mul(&self.up.forward(x)?)?)
+    }
+}
