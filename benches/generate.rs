@@ -1,0 +1,100 @@
+//! Prefill and decode speed of our engine beside mlx-lm's on the same model folder, in one
+//! run, greedy, with the same prompt tokens. Prints tok/s and the ratios; asserts nothing.
+//!
+//! `cargo bench --bench generate -- [MODEL_DIR ...] [--prompt N] [--gen N]`
+//! Without folders it measures the project's fixtures (and `.deps/fixtures/bench-*` when
+//! present). The reference runs in a subprocess with the same OpenBLAS preloaded, so both
+//! sides use the same BLAS.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mlxrun::engine::generate::{generate_tokens, DEFAULT_PREFILL_STEP};
+use mlxrun::engine::SamplerParams;
+use mlxrun::mlx::memory;
+use mlxrun::models::{load, LoadOptions};
+
+fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, usize)> {
+    let model = load(dir, &LoadOptions::default())?;
+    let vocab = model.info().vocab_size as usize;
+    let prompt: Vec<u32> = (0..n_prompt).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let run = || {
+        let mut caches = model.new_caches();
+        generate_tokens(
+            model.as_ref(),
+            &mut caches,
+            &prompt,
+            n_gen,
+            &SamplerParams::default(),
+            DEFAULT_PREFILL_STEP,
+            None,
+            &mut |_| Ok(true),
+        )
+    };
+    run()?; // warm-up, as the reference does
+    memory::clear_cache();
+    let (m, _) = run()?;
+    Ok((m.prefill_tok_s(), m.decode_tok_s(), m.peak_memory))
+}
+
+fn reference(dir: &Path, n_prompt: usize, n_gen: usize) -> Option<serde_json::Value> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cmd = Command::new(format!("{root}/.deps/venv/bin/python"));
+    cmd.arg(format!("{root}/scripts/bench_reference.py")).arg(dir).arg(n_prompt.to_string()).arg(n_gen.to_string());
+    if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB") {
+        let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
+        cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
+    }
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut take = |flag: &str, default: usize| -> usize {
+        match args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < args.len() => {
+                let v = args.remove(i + 1).parse().expect("a number");
+                args.remove(i);
+                v
+            }
+            _ => default,
+        }
+    };
+    let (n_prompt, n_gen) = (take("--prompt", 128), take("--gen", 64));
+    let mut dirs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/fixtures");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&fx).map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+        found.sort();
+        dirs = found.into_iter().filter(|p| p.join("config.json").exists()).collect();
+    }
+    println!("greedy, {n_prompt}-token prompt, {n_gen} generated tokens, f32, this machine's CPU");
+    println!("{:<28} {:>14} {:>14} {:>14} {:>14} {:>8} {:>8}", "model", "prefill ours", "prefill mlx-lm", "decode ours", "decode mlx-lm", "prefill", "decode");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let (p, d, peak) = match ours(&dir, n_prompt, n_gen) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("{name:<28} failed: {e}");
+                continue;
+            }
+        };
+        match reference(&dir, n_prompt, n_gen) {
+            Some(r) => {
+                let (rp, rd) = (r["prefill_tok_s"].as_f64().unwrap_or(0.0), r["decode_tok_s"].as_f64().unwrap_or(0.0));
+                println!(
+                    "{name:<28} {p:>10.1} t/s {rp:>10.1} t/s {d:>10.1} t/s {rd:>10.1} t/s {:>7.2}x {:>7.2}x   peak MiB ours {:.1} / mlx-lm {:.1}",
+                    p / rp,
+                    d / rd,
+                    peak as f64 / 1048576.0,
+                    r["peak_memory"].as_f64().unwrap_or(0.0) / 1048576.0
+                );
+            }
+            None => println!("{name:<28} {p:>10.1} t/s {:>14} {d:>10.1} t/s   (reference unavailable: run scripts/setup.sh)", "-"),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+"""The reference's side of benches/generate.rs: mlx-lm's prefill and decode speed on a
+model folder, timed exactly as the Rust benchmark times ours (prefill = start of the call
+until the first generated token is available; decode = the remaining tokens over the
+remaining time). Prints one JSON object.
+
+Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS [--dtype float32|native]
+"""
+import json
+import sys
+import time
+
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm.generate import generate_step
+
+
+def main():
+    model_dir, n_prompt, n_gen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    native = "--dtype" in sys.argv and sys.argv[sys.argv.index("--dtype") + 1] == "native"
+    model, _ = load(model_dir)
+    if not native:
+        model.set_dtype(mx.float32)
+    vocab = model.args.vocab_size
+    # A fixed, deterministic prompt of token ids (the same one the Rust side uses).
+    prompt = mx.array([(i * 7919 + 13) % vocab for i in range(n_prompt)], dtype=mx.uint32)
+
+    def run():
+        start = time.perf_counter()
+        first = None
+        n = 0
+        for _tok, _ in generate_step(prompt, model, max_tokens=n_gen, sampler=lambda x: mx.argmax(x, axis=-1)):
+            n += 1
+            if first is None:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        return first - start, end - first, n
+
+    run()  # warm-up: kernels, allocator
+    mx.reset_peak_memory()
+    prefill, decode, n = run()
+    print(json.dumps({
+        "prefill_tok_s": n_prompt / prefill,
+        "decode_tok_s": (n - 1) / decode if decode > 0 else 0.0,
+        "peak_memory": mx.get_peak_memory(),
+        "generated": n,
+    }))
+
+
+if __name__ == "__main__":
+    main()

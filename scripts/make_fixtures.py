@@ -1,0 +1,410 @@
+"""Builds small random-weight checkpoints in the real Hugging Face layout, one per family.
+
+The engine's end-to-end tests load these exactly as they would load a downloaded model:
+config.json (+ generation_config.json), the family's real tokenizer.json and
+tokenizer_config.json, and safetensors weights under the HF tensor names. The weights are
+random but seeded, so every run writes byte-identical files.
+
+Usage: make_fixtures.py OUT_DIR
+
+Each fixture goes to OUT_DIR/<name>/, replacing whatever was there. The tokenizers are read
+from .deps/tokenizers/<family>/ (the real ones, from scripts/setup.sh); set TOKENIZERS_DIR to
+use another folder.
+
+Fixtures (hidden 64, GQA with 4 query heads over 2 KV heads, full real vocabularies so that
+every token id the tokenizer can produce is valid):
+
+  llama3        llama, float32, untied lm_head, rope_theta 5e5 with "llama3" rope scaling,
+                eos list [128001, 128008, 128009] (Llama 3.1 Instruct)
+  llama-linear  llama, bfloat16, tied embeddings, "linear" rope scaling (factor 2),
+                sharded over 3 files with model.safetensors.index.json (base-model eos)
+  qwen3         qwen3, float32, tied, per-head q_norm/k_norm, head_dim 32 != hidden/heads
+  qwen2         qwen2 (Qwen2.5 layout), float16, untied, q/k/v biases (no o_proj bias)
+
+Initialisation is chosen so greedy decoding is decided by clear margins, not by rounding:
+every linear weight is N(0, 1/fan_in) (activations keep unit scale through the blocks),
+norm weights are 1 + small noise (so a missing norm weight shows up but nothing blows up),
+and the output projection is scaled so the final logits have a standard deviation of about
+LOGIT_STD. With logits that spread, the gap between the top two logits over a vocabulary of
+~150k is typically a sizeable fraction of a unit (median ~0.5-1), far above float32 rounding
+(~1e-6); over hundreds of steps the smallest gaps still reach ~1e-4, so tests should report
+the recorded margin when a token differs.
+
+Tied embeddings need one more choice. With E both the input embedding and the output
+projection, the current token's own embedding sits in the residual stream and scores
+e_t . e_t against itself, so a random tied model just repeats its input token. Keeping the
+embeddings small (TIED_EMBED_STD; the first input_layernorm rescales them anyway) makes that
+self-score negligible next to what the blocks add, and the final norm weight makes up the
+scale of the logits (~LOGIT_STD / (TIED_EMBED_STD * sqrt(hidden)) = 10 here).
+"""
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZERS_DIR = Path(os.environ.get("TOKENIZERS_DIR", ROOT / ".deps" / "tokenizers"))
+
+# Target standard deviation of the final logits (see the module docstring).
+LOGIT_STD = 4.0
+# Standard deviation of tied embedding matrices (see the module docstring).
+TIED_EMBED_STD = 0.05
+
+MX_DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+# The vocabulary sizes of the real models' embedding matrices. They are larger than the
+# tokenizers' id ranges (padding rows), as in the released checkpoints.
+LLAMA3_VOCAB = 128256
+QWEN_VOCAB = 151936
+
+FIXTURES = [
+    {
+        "name": "llama3",
+        "tokenizer": "llama3_1",
+        "seed": 1001,
+        "dtype": "float32",
+        "shards": 1,
+        "bias_qkv": False,
+        "qk_norm": False,
+        "config": {
+            "architectures": ["LlamaForCausalLM"],
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "bos_token_id": 128000,
+            "eos_token_id": [128001, 128008, 128009],
+            "head_dim": 16,
+            "hidden_act": "silu",
+            "hidden_size": 64,
+            "initializer_range": 0.02,
+            "intermediate_size": 128,
+            "max_position_embeddings": 131072,
+            "mlp_bias": False,
+            "model_type": "llama",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "num_key_value_heads": 2,
+            "pretraining_tp": 1,
+            "rms_norm_eps": 1e-05,
+            "rope_scaling": {
+                "factor": 8.0,
+                "high_freq_factor": 4.0,
+                "low_freq_factor": 1.0,
+                "original_max_position_embeddings": 8192,
+                "rope_type": "llama3",
+            },
+            "rope_theta": 500000.0,
+            "tie_word_embeddings": False,
+            "torch_dtype": "float32",
+            "transformers_version": "4.43.0",
+            "use_cache": True,
+            "vocab_size": LLAMA3_VOCAB,
+        },
+        "generation_config": {
+            "bos_token_id": 128000,
+            "do_sample": True,
+            "eos_token_id": [128001, 128008, 128009],
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "transformers_version": "4.43.0",
+        },
+    },
+    {
+        "name": "llama-linear",
+        "tokenizer": "llama3_1",
+        "seed": 1002,
+        "dtype": "bfloat16",
+        "shards": 3,
+        "bias_qkv": False,
+        "qk_norm": False,
+        "config": {
+            "architectures": ["LlamaForCausalLM"],
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "bos_token_id": 128000,
+            # A base model: only <|end_of_text|>. mlx-lm adds the tokenizer's own
+            # eos_token (<|eot_id|>, 128009) to this set.
+            "eos_token_id": 128001,
+            "head_dim": 16,
+            "hidden_act": "silu",
+            "hidden_size": 64,
+            "initializer_range": 0.02,
+            "intermediate_size": 128,
+            "max_position_embeddings": 8192,
+            "mlp_bias": False,
+            "model_type": "llama",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 3,
+            "num_key_value_heads": 2,
+            "pretraining_tp": 1,
+            "rms_norm_eps": 1e-05,
+            "rope_scaling": {"type": "linear", "factor": 2.0},
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": True,
+            "torch_dtype": "bfloat16",
+            "transformers_version": "4.43.0",
+            "use_cache": True,
+            "vocab_size": LLAMA3_VOCAB,
+        },
+        "generation_config": {
+            "bos_token_id": 128000,
+            "do_sample": True,
+            "eos_token_id": 128001,
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "transformers_version": "4.43.0",
+        },
+    },
+    {
+        "name": "qwen3",
+        "tokenizer": "qwen3",
+        "seed": 1003,
+        "dtype": "float32",
+        "shards": 1,
+        "bias_qkv": False,
+        "qk_norm": True,
+        "config": {
+            "architectures": ["Qwen3ForCausalLM"],
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+            # head_dim is deliberately not hidden_size / num_attention_heads (= 16), as in
+            # the real Qwen3 models, so q_proj is [heads * head_dim, hidden] = [128, 64].
+            "head_dim": 32,
+            "hidden_act": "silu",
+            "hidden_size": 64,
+            "initializer_range": 0.02,
+            "intermediate_size": 192,
+            "max_position_embeddings": 40960,
+            "max_window_layers": 3,
+            "model_type": "qwen3",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 3,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-06,
+            "rope_scaling": None,
+            "rope_theta": 1000000,
+            "sliding_window": None,
+            "tie_word_embeddings": True,
+            "torch_dtype": "float32",
+            "transformers_version": "4.51.0",
+            "use_cache": True,
+            "use_sliding_window": False,
+            "vocab_size": QWEN_VOCAB,
+        },
+        # As in the real Qwen3 release: config.json names only <|im_end|>, while
+        # generation_config.json stops on both ids. Loaders that honour the generation
+        # config (mlx-lm does: its eos_token_id replaces config.json's) stop on both.
+        "generation_config": {
+            "bos_token_id": 151643,
+            "do_sample": True,
+            "eos_token_id": [151645, 151643],
+            "pad_token_id": 151643,
+            "temperature": 0.6,
+            "top_k": 20,
+            "top_p": 0.95,
+            "transformers_version": "4.51.0",
+        },
+    },
+    {
+        "name": "qwen2",
+        "tokenizer": "qwen3",
+        "seed": 1004,
+        "dtype": "float16",
+        "shards": 1,
+        "bias_qkv": True,
+        "qk_norm": False,
+        "config": {
+            "architectures": ["Qwen2ForCausalLM"],
+            "attention_dropout": 0.0,
+            "bos_token_id": 151643,
+            # A Qwen2.5 base model: <|endoftext|>. mlx-lm adds the tokenizer's eos_token
+            # (<|im_end|>, 151645) to this set.
+            "eos_token_id": 151643,
+            "hidden_act": "silu",
+            "hidden_size": 64,
+            "initializer_range": 0.02,
+            "intermediate_size": 160,
+            "max_position_embeddings": 32768,
+            "max_window_layers": 2,
+            "model_type": "qwen2",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-06,
+            "rope_scaling": None,
+            "rope_theta": 1000000.0,
+            "sliding_window": 131072,
+            "tie_word_embeddings": False,
+            "torch_dtype": "float16",
+            "transformers_version": "4.43.1",
+            "use_cache": True,
+            "use_sliding_window": False,
+            "vocab_size": QWEN_VOCAB,
+        },
+        "generation_config": {
+            "bos_token_id": 151643,
+            "do_sample": False,
+            "eos_token_id": 151643,
+            "max_new_tokens": 2048,
+            "transformers_version": "4.43.1",
+        },
+    },
+]
+
+
+def make_weights(spec):
+    """Returns the checkpoint's tensors as float32 numpy arrays, in HF names and shapes."""
+    cfg = spec["config"]
+    rng = np.random.default_rng(spec["seed"])
+    hidden = cfg["hidden_size"]
+    inter = cfg["intermediate_size"]
+    n_heads = cfg["num_attention_heads"]
+    n_kv = cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or hidden // n_heads
+    vocab = cfg["vocab_size"]
+    tied = cfg["tie_word_embeddings"]
+
+    def normal(shape, std):
+        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+    def linear(out_dim, in_dim):
+        # Var 1/fan_in keeps the output on the scale of the input.
+        return normal((out_dim, in_dim), 1.0 / math.sqrt(in_dim))
+
+    def norm(dim, scale=1.0):
+        return (scale * (1.0 + normal((dim,), 0.05))).astype(np.float32)
+
+    w = {}
+    # The final RMSNorm leaves rows with RMS ~ its weight g, so logits = W_out @ h have a
+    # standard deviation of about g * std(W_out) * sqrt(hidden). Untied: the embeddings
+    # keep unit scale, g ~ 1 and lm_head carries the scale. Tied: W_out is the (small)
+    # embedding matrix and g carries the scale.
+    if tied:
+        w["model.embed_tokens.weight"] = normal((vocab, hidden), TIED_EMBED_STD)
+        final_norm_scale = LOGIT_STD / (TIED_EMBED_STD * math.sqrt(hidden))
+    else:
+        w["model.embed_tokens.weight"] = normal((vocab, hidden), 1.0)
+        final_norm_scale = 1.0
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}"
+        w[f"{p}.input_layernorm.weight"] = norm(hidden)
+        w[f"{p}.self_attn.q_proj.weight"] = linear(n_heads * head_dim, hidden)
+        w[f"{p}.self_attn.k_proj.weight"] = linear(n_kv * head_dim, hidden)
+        w[f"{p}.self_attn.v_proj.weight"] = linear(n_kv * head_dim, hidden)
+        if spec["bias_qkv"]:
+            # Large enough that dropping a bias changes the tokens, small next to the
+            # unit-scale projections.
+            w[f"{p}.self_attn.q_proj.bias"] = normal((n_heads * head_dim,), 0.5)
+            w[f"{p}.self_attn.k_proj.bias"] = normal((n_kv * head_dim,), 0.5)
+            w[f"{p}.self_attn.v_proj.bias"] = normal((n_kv * head_dim,), 0.5)
+        w[f"{p}.self_attn.o_proj.weight"] = linear(hidden, n_heads * head_dim)
+        if spec["qk_norm"]:
+            w[f"{p}.self_attn.q_norm.weight"] = norm(head_dim)
+            w[f"{p}.self_attn.k_norm.weight"] = norm(head_dim)
+        w[f"{p}.post_attention_layernorm.weight"] = norm(hidden)
+        w[f"{p}.mlp.gate_proj.weight"] = linear(inter, hidden)
+        w[f"{p}.mlp.up_proj.weight"] = linear(inter, hidden)
+        w[f"{p}.mlp.down_proj.weight"] = linear(hidden, inter)
+    w["model.norm.weight"] = norm(hidden, final_norm_scale)
+    if not tied:
+        w["lm_head.weight"] = normal((vocab, hidden), LOGIT_STD / math.sqrt(hidden))
+    return w
+
+
+def split_shards(names, n):
+    """Splits the tensor names, in checkpoint order, into n contiguous shards.
+
+    Real checkpoints are cut by a byte budget, so a layer's tensors can straddle two files;
+    cutting by count (not at layer boundaries) reproduces that.
+    """
+    if n == 1:
+        return [names]
+    # The embedding alone dominates the byte count, so give it the first shard together
+    # with a share of the layers, then cut the rest evenly.
+    rest = names[1:]
+    per = math.ceil(len(rest) / n)
+    chunks = [rest[i * per:(i + 1) * per] for i in range(n)]
+    chunks[0] = [names[0]] + chunks[0]
+    return chunks
+
+
+def write_fixture(spec, out_dir):
+    name = spec["name"]
+    dest = out_dir / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+
+    tok_src = TOKENIZERS_DIR / spec["tokenizer"]
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(tok_src / f, dest / f)
+
+    with open(dest / "config.json", "w") as f:
+        json.dump(spec["config"], f, indent=2)
+        f.write("\n")
+    if spec.get("generation_config") is not None:
+        with open(dest / "generation_config.json", "w") as f:
+            json.dump(spec["generation_config"], f, indent=2)
+            f.write("\n")
+
+    dtype = MX_DTYPES[spec["dtype"]]
+    weights = make_weights(spec)
+    names = list(weights)
+    arrays = {k: mx.array(v).astype(dtype) for k, v in weights.items()}
+    n_params = sum(v.size for v in weights.values())
+
+    shards = split_shards(names, spec["shards"])
+    files = []
+    if len(shards) == 1:
+        fname = "model.safetensors"
+        mx.save_safetensors(str(dest / fname), arrays, metadata={"format": "pt"})
+        files.append(fname)
+    else:
+        weight_map = {}
+        total = 0
+        for i, shard in enumerate(shards):
+            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            mx.save_safetensors(str(dest / fname), {k: arrays[k] for k in shard},
+                                metadata={"format": "pt"})
+            for k in shard:
+                weight_map[k] = fname
+                total += arrays[k].nbytes
+            files.append(fname)
+        index = {"metadata": {"total_size": total},
+                 "weight_map": dict(sorted(weight_map.items()))}
+        with open(dest / "model.safetensors.index.json", "w") as f:
+            json.dump(index, f, indent=2)
+            f.write("\n")
+
+    digest = hashlib.sha256()
+    for fname in files:
+        digest.update((dest / fname).read_bytes())
+    sizes = ", ".join(f"{fn} {os.path.getsize(dest / fn) / 2**20:.1f} MiB" for fn in files)
+    cfg = spec["config"]
+    print(f"{name:13s} {cfg['model_type']:6s} {spec['dtype']:8s} "
+          f"tied={str(cfg['tie_word_embeddings']).lower():5s} layers={cfg['num_hidden_layers']} "
+          f"params={n_params / 1e6:.2f}M  {sizes}  sha256[:12]={digest.hexdigest()[:12]}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out_dir = Path(sys.argv[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for spec in FIXTURES:
+        write_fixture(spec, out_dir)
+    print(f"wrote {len(FIXTURES)} fixtures to {out_dir} in {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
