@@ -14,7 +14,9 @@ pub mod models;
 pub mod nn;
 pub mod tokenizer;
 
+pub use engine::{GenerateParams, Generation, Model, SamplerParams};
 pub use error::{Error, Result};
+pub use models::LoadOptions;
 
 // On macOS MLX (with Metal) is compiled and linked by mlx-sys; the shim calls into it.
 #[cfg(target_os = "macos")]

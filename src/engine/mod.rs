@@ -1,8 +1,10 @@
 //! The engine: the generate loop, sampling, metrics.
 pub mod generate;
 pub mod metrics;
+pub mod model;
 pub mod sampler;
 
 pub use generate::{CancelToken, GenerateParams};
 pub use metrics::Metrics;
+pub use model::{FinishReason, Generation, Model, TokenEvent};
 pub use sampler::{SampledToken, Sampler, SamplerParams};

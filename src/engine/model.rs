@@ -1,0 +1,262 @@
+//! `Model`: a loaded language model with its tokenizer — what applications hold. It
+//! turns text in into streamed text out: encoding, the token loop, incremental
+//! detokenizing, stop tokens and stop strings, cancellation and metrics.
+use std::path::{Path, PathBuf};
+
+use super::generate::{generate_tokens, CancelToken, GenerateParams, LoopEnd};
+use super::metrics::Metrics;
+use crate::error::{Error, Result};
+use crate::models::{self, LanguageModel, LoadOptions, ModelInfo};
+use crate::tokenizer::Tokenizer;
+
+/// One piece of streamed output.
+#[derive(Debug)]
+pub struct TokenEvent<'a> {
+    /// The token that produced this text; `None` for the final flush of text that was
+    /// held back (an incomplete stop-string match, or trailing bytes).
+    pub token: Option<u32>,
+    /// New text, possibly empty: text is held back while it might still become part of a
+    /// stop string or a multi-token character, and never splits a UTF-8 character.
+    pub text: &'a str,
+    pub logprob: Option<f32>,
+    pub top_logprobs: &'a [(u32, f32)],
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence or stop token.
+    Stop,
+    /// A stop string appeared; the text ends before it.
+    StopString,
+    /// `max_tokens` were generated.
+    Length,
+    /// The callback returned `false`.
+    Callback,
+    /// `CancelToken::cancel` was called.
+    Cancelled,
+}
+
+/// The result of a generation call.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Prompt ids as encoded.
+    pub prompt_tokens: Vec<u32>,
+    /// Generated ids, without a final stop token.
+    pub tokens: Vec<u32>,
+    /// Generated text, as streamed (without a stop token's or stop string's text).
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub metrics: Metrics,
+}
+
+pub struct Model {
+    lm: Box<dyn LanguageModel>,
+    tokenizer: Tokenizer,
+    dir: PathBuf,
+    cancel: CancelToken,
+    last_metrics: Option<Metrics>,
+}
+
+impl Model {
+    /// Loads the model and tokenizer in an HF-layout folder.
+    pub fn load(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        let dir = dir.as_ref();
+        // The tokenizer first: it is quick, and a folder without one fails before the
+        // weights are read.
+        let tokenizer = if dir.is_dir() { Tokenizer::load(dir)? } else { return Err(Error::Config(format!("{} is not a folder", dir.display()))) };
+        let lm = models::load(dir, opts)?;
+        Ok(Model { lm, tokenizer, dir: dir.to_path_buf(), cancel: CancelToken::new(), last_metrics: None })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        self.lm.info()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn language_model(&self) -> &dyn LanguageModel {
+        self.lm.as_ref()
+    }
+
+    /// A handle that cancels the generation in progress (from any thread); the call
+    /// returns with `FinishReason::Cancelled` before its next token. A cancel made while
+    /// no generation runs is forgotten when the next one starts.
+    pub fn canceller(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Metrics of the most recent call.
+    pub fn last_metrics(&self) -> Option<&Metrics> {
+        self.last_metrics.as_ref()
+    }
+
+    /// Generates from a text prompt, encoded as mlx-lm encodes it (BOS added unless the
+    /// text starts with it). `on_text` receives each piece of text; returning `false`
+    /// stops generation.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_text: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        let ids = self.tokenizer.encode_prompt(prompt)?;
+        self.generate_ids(&ids, params, on_text)
+    }
+
+    /// Generates from prompt token ids.
+    pub fn generate_ids(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut on_text: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<Generation> {
+        params.validate()?;
+        self.cancel.reset();
+        let mut caches = self.lm.new_caches();
+        let mut out = TextStream::new(&self.tokenizer, params);
+        let (metrics, end) = generate_tokens(
+            self.lm.as_ref(),
+            &mut caches,
+            prompt,
+            params.max_tokens,
+            &params.sampler,
+            params.prefill_step_size,
+            Some(&self.cancel),
+            &mut |tok| out.push(tok, &mut on_text),
+        )?;
+        let finish_reason = match (out.finish, end) {
+            (Some(reason), _) => reason,
+            (None, LoopEnd::Cancelled) => FinishReason::Cancelled,
+            (None, _) => FinishReason::Length,
+        };
+        if matches!(finish_reason, FinishReason::Length | FinishReason::Cancelled) {
+            out.flush(&mut on_text)?;
+        }
+        self.last_metrics = Some(metrics.clone());
+        Ok(Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics })
+    }
+}
+
+/// Detokenizes a token stream and applies stop tokens and stop strings, handing text to
+/// the caller as soon as it is final.
+struct TextStream<'t> {
+    tokenizer: &'t Tokenizer,
+    detok: crate::tokenizer::Detokenizer,
+    stop_tokens: Vec<u32>,
+    ignore_eos: bool,
+    stop_strings: Vec<String>,
+    /// Text decoded but not yet handed out (it may be the start of a stop string).
+    held: String,
+    text: String,
+    tokens: Vec<u32>,
+    finish: Option<FinishReason>,
+}
+
+impl<'t> TextStream<'t> {
+    fn new(tokenizer: &'t Tokenizer, params: &GenerateParams) -> Self {
+        TextStream {
+            tokenizer,
+            detok: tokenizer.detokenizer(false),
+            stop_tokens: params.stop_tokens.clone(),
+            ignore_eos: params.ignore_eos,
+            stop_strings: params.stop_strings.clone(),
+            held: String::new(),
+            text: String::new(),
+            tokens: Vec::new(),
+            finish: None,
+        }
+    }
+
+    fn push(&mut self, tok: &super::SampledToken, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
+        let id = tok.token;
+        if self.stop_tokens.contains(&id) || (!self.ignore_eos && self.tokenizer.is_eos(id)) {
+            self.finish = Some(FinishReason::Stop);
+            // Text held for a possible stop string is real text: hand it out.
+            self.flush(on_text)?;
+            return Ok(false);
+        }
+        self.tokens.push(id);
+        self.held.push_str(&self.detok.push(id)?);
+        let (emit, stop) = self.split_held();
+        let event = TokenEvent { token: Some(id), text: &emit, logprob: tok.logprob, top_logprobs: &tok.top_logprobs };
+        self.text.push_str(&emit);
+        let go_on = on_text(&event);
+        if stop {
+            self.finish = Some(FinishReason::StopString);
+            return Ok(false);
+        }
+        if !go_on {
+            self.finish = Some(FinishReason::Callback);
+        }
+        Ok(go_on)
+    }
+
+    /// Takes from `held` the text that is final. Returns it, and whether a stop string
+    /// was found (the text then ends before it and the rest is dropped).
+    fn split_held(&mut self) -> (String, bool) {
+        if self.stop_strings.is_empty() {
+            return (std::mem::take(&mut self.held), false);
+        }
+        // A stop string may start in text already handed out only if it was held; so it
+        // is enough to search the held text.
+        if let Some(pos) = self.stop_strings.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+            let emit = self.held[..pos].to_string();
+            self.held.clear();
+            return (emit, true);
+        }
+        // Hold back the longest tail that could still grow into a stop string.
+        let keep = self
+            .stop_strings
+            .iter()
+            .map(|s| longest_suffix_prefix(&self.held, s))
+            .max()
+            .unwrap_or(0);
+        let cut = self.held.len() - keep;
+        let emit = self.held[..cut].to_string();
+        self.held.drain(..cut);
+        (emit, false)
+    }
+
+    /// Hands out everything still held, including the detokenizer's tail.
+    fn flush(&mut self, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
+        let tail = self.detok.flush()?;
+        self.held.push_str(&tail);
+        if !self.held.is_empty() {
+            let rest = std::mem::take(&mut self.held);
+            self.text.push_str(&rest);
+            on_text(&TokenEvent { token: None, text: &rest, logprob: None, top_logprobs: &[] });
+        }
+        Ok(())
+    }
+}
+
+/// Length in bytes of the longest suffix of `text` that is a proper prefix of `stop`,
+/// respecting character boundaries.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    let max = (stop.len() - 1).min(text.len());
+    (1..=max)
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_suffix_prefix;
+
+    #[test]
+    fn suffix_prefix_overlap() {
+        assert_eq!(longest_suffix_prefix("hello wo", "world"), 2);
+        assert_eq!(longest_suffix_prefix("hello", "world"), 0);
+        assert_eq!(longest_suffix_prefix("ab", "abc"), 2);
+        assert_eq!(longest_suffix_prefix("xé", "éa"), 2);
+        assert_eq!(longest_suffix_prefix("", "x"), 0);
+    }
+}
