@@ -6,7 +6,9 @@
 //! - `nn`: layers shared by model families (linear, norms, rotary, attention, KV cache).
 //! - `models`: one file per family, config and weight loading.
 //! - `tokenizer`: HF tokenizers, special tokens, streaming detokenization.
-//! - `engine`: sampling, the generate loop, metrics.
+//! - `engine`: sampling, the generate loop, metrics, `Model` (text in, text out).
+//! - `cli`: the `mlxrun` command-line program.
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod mlx;

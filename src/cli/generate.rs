@@ -1,0 +1,98 @@
+//! `mlxrun generate`: streams a continuation of a prompt, then prints the metrics.
+use std::io::{Read, Write};
+
+use super::args::Args;
+use super::parse_dtype;
+use crate::engine::{FinishReason, GenerateParams, Model, SamplerParams};
+use crate::error::{Error, Result};
+use crate::models::LoadOptions;
+
+pub fn run(mut args: Args) -> Result<()> {
+    let model_dir = args.value("--model")?.ok_or_else(|| Error::invalid("generate needs --model DIR"))?;
+    let prompt = match (args.value("--prompt")?, args.value("--prompt-file")?) {
+        (Some(p), None) => p,
+        (None, Some(f)) if f == "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Io(format!("stdin: {e}")))?;
+            s
+        }
+        (None, Some(f)) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{f}: {e}")))?,
+        (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
+        (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
+    };
+    let defaults = SamplerParams::default();
+    let sampler = SamplerParams {
+        temperature: args.parsed("--temp")?.unwrap_or(defaults.temperature),
+        top_k: args.parsed("--top-k")?.unwrap_or(defaults.top_k),
+        top_p: args.parsed("--top-p")?.unwrap_or(defaults.top_p),
+        min_p: args.parsed("--min-p")?.unwrap_or(defaults.min_p),
+        repetition_penalty: args.parsed("--repetition-penalty")?.unwrap_or(defaults.repetition_penalty),
+        repetition_context_size: args.parsed("--repetition-context")?.unwrap_or(defaults.repetition_context_size),
+        seed: args.parsed("--seed")?,
+        ..defaults
+    };
+    let base = GenerateParams::default();
+    let params = GenerateParams {
+        max_tokens: args.parsed("--max-tokens")?.unwrap_or(base.max_tokens),
+        sampler,
+        stop_strings: args.values("--stop")?,
+        ignore_eos: args.switch("--ignore-eos"),
+        prefill_step_size: args.parsed("--prefill-step")?.unwrap_or(base.prefill_step_size),
+        ..base
+    };
+    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let json = args.switch("--json");
+    args.finish()?;
+    params.validate()?;
+
+    let mut model = Model::load(&model_dir, &LoadOptions { dtype })?;
+    let stdout = std::io::stdout();
+    let gen = model.generate(&prompt, &params, |ev| {
+        if !json {
+            let mut out = stdout.lock();
+            // A closed stdout (e.g. piped into `head`) stops generation quietly.
+            out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()).is_ok()
+        } else {
+            true
+        }
+    })?;
+    let m = &gen.metrics;
+    if json {
+        let v = serde_json::json!({
+            "text": gen.text,
+            "prompt_tokens": gen.prompt_tokens,
+            "tokens": gen.tokens,
+            "finish_reason": format!("{:?}", gen.finish_reason).to_lowercase(),
+            "metrics": {
+                "prompt_tokens": m.prompt_tokens,
+                "generated_tokens": m.generated_tokens,
+                "prefill_seconds": m.prefill.as_secs_f64(),
+                "decode_seconds": m.decode.as_secs_f64(),
+                "prefill_tok_s": m.prefill_tok_s(),
+                "decode_tok_s": m.decode_tok_s(),
+                "peak_memory_bytes": m.peak_memory,
+                "active_memory_bytes": m.active_memory,
+            },
+            "model": { "type": model.info().model_type, "dtype": model.info().dtype.name() },
+        });
+        println!("{v}");
+    } else {
+        println!();
+        let why = match gen.finish_reason {
+            FinishReason::Stop => "end of sequence",
+            FinishReason::StopString => "stop string",
+            FinishReason::Length => "max tokens",
+            FinishReason::Callback => "output closed",
+            FinishReason::Cancelled => "cancelled",
+        };
+        eprintln!(
+            "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | peak memory {:.1} MiB | stopped: {why}",
+            m.prompt_tokens,
+            m.prefill_tok_s(),
+            m.generated_tokens,
+            m.decode_tok_s(),
+            m.peak_memory as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The `mlxrun` command-line program's subcommands.
+pub mod args;
+pub mod generate;
+pub mod smoke;
+
+use crate::error::{Error, Result};
+use crate::mlx::{Device, Dtype};
+use args::Args;
+
+pub const USAGE: &str = "\
+usage: mlxrun <command> [options]
+
+commands:
+  generate --model DIR --prompt TEXT   stream a continuation and print metrics
+      --prompt-file FILE (- for stdin)  read the prompt from a file instead
+      --max-tokens N (256)  --temp T (0 = greedy)  --top-k K  --top-p P  --min-p P
+      --repetition-penalty R  --repetition-context N (20)  --seed S
+      --stop STRING (repeatable)  --ignore-eos  --prefill-step N (2048)
+      --dtype float32|bfloat16|float16  --device cpu|gpu  --json
+  smoke [--device cpu|gpu]            exercise MLX through the engine and print timings";
+
+/// Runs the program with its arguments (without the program name).
+pub fn run(argv: Vec<String>) -> Result<()> {
+    let mut it = argv.into_iter();
+    let cmd = it.next().unwrap_or_default();
+    let mut args = Args::new(it.collect());
+    if let Some(d) = args.value("--device")? {
+        parse_device(&d)?.set_default()?;
+    }
+    match cmd.as_str() {
+        "generate" => generate::run(args),
+        "smoke" => {
+            args.finish()?;
+            smoke::run()
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        "" => Err(Error::invalid(format!("no command given\n\n{USAGE}"))),
+        other => Err(Error::invalid(format!("unknown command {other:?}\n\n{USAGE}"))),
+    }
+}
+
+fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::cpu()),
+        "gpu" => Ok(Device::gpu()),
+        other => Err(Error::invalid(format!("--device: expected cpu or gpu, got {other:?}"))),
+    }
+}
+
+pub fn parse_dtype(name: &str) -> Result<Dtype> {
+    let d = match name {
+        "f32" | "fp32" => Dtype::F32,
+        "f16" | "fp16" => Dtype::F16,
+        "bf16" => Dtype::Bf16,
+        other => Dtype::from_name(other).ok_or_else(|| Error::invalid(format!("--dtype: unknown dtype {other:?}")))?,
+    };
+    Ok(d)
+}
