@@ -83,6 +83,15 @@ if ! stamp_ok refs "$REFS_KEY" || [ ! -f "$DEPS/refs/ops.safetensors" ]; then
     stamp_set refs "$REFS_KEY"
 fi
 
+# --- HF tokenizers' encodings and decodings of the test corpus ---------------------------
+TOK_KEY="$(sha256sum "$ROOT/scripts/tokenizer_refs.py" | cut -d' ' -f1)"
+if ! stamp_ok tokrefs "$TOK_KEY" || [ ! -f "$DEPS/refs/tokenizer.json" ]; then
+    log "recording HF tokenizers' outputs on the tokenizer test corpus"
+    mkdir -p "$DEPS/refs"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/tokenizer_refs.py" "$DEPS/refs/tokenizer.json" >/dev/null
+    stamp_set tokrefs "$TOK_KEY"
+fi
+
 # --- Fixture models and mlx-lm's outputs on them ----------------------------------------
 # Rebuilt when either script changes. The reference run preloads the same OpenBLAS that
 # the engine links, so float32 results agree to the bit.
