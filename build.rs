@@ -60,6 +60,10 @@ fn linux_mlx() -> Vec<PathBuf> {
         panic!("{} has no libmlx.so (MLX_DIR or the venv is incomplete)", lib_dir.display());
     }
 
+    // An installed libmlxrun finds its MLX and BLAS beside it (scripts/install.sh puts
+    // them under lib/mlxrun/); in the build tree the absolute paths below serve.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/mlxrun/mlx/lib:$ORIGIN/mlxrun/blas");
+
     // OpenBLAS first and never dropped by --as-needed: nothing of ours calls it directly,
     // it is there so that the dynamic linker finds its cblas_* before the wheel's BLAS.
     if env::var("MLXRUN_NO_OPENBLAS").map(|v| v != "1").unwrap_or(true) {

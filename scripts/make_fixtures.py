@@ -20,6 +20,25 @@ every token id the tokenizer can produce is valid):
                 sharded over 3 files with model.safetensors.index.json (base-model eos)
   qwen3         qwen3, float32, tied, per-head q_norm/k_norm, head_dim 32 != hidden/heads
   qwen2         qwen2 (Qwen2.5 layout), float16, untied, q/k/v biases (no o_proj bias)
+  gemma3        gemma3_text (Gemma 3 1B layout), bfloat16, tied (no lm_head), 6 layers of
+                which every third is global (sliding_window_pattern 3, with the matching
+                layer_types list): 4 sliding-window layers with a window of only 16 so that
+                every prompt and generation wraps the rotating cache many times, and 2 global
+                layers; rope_local_base_freq 1e4 for the sliding layers, rope_theta 1e6 with
+                linear scaling (factor 8) for the global ones; query_pre_attn_scalar 48
+                (not head_dim 32, so the attention scale is visibly its own field)
+  gemma3-mm     gemma3 (Gemma 3 4B multimodal layout), bfloat16: a sparse text_config that
+                leaves heads, query_pre_attn_scalar, rope bases, the layer pattern (6) and
+                the vocabulary (262208) to their defaults as the released checkpoints do;
+                7 layers (sliding, global at index 5, and a sliding layer after it), window
+                12, final_logit_softcapping 30; weights under language_model.* plus small
+                vision_tower.* / multi_modal_projector.* tensors a text model must skip
+
+Gemma's RMSNorm scales by (1 + weight), so its checkpoints store the offset from 1: the
+Gemma fixtures store small noise where the other families store 1 + small noise, and the
+final norm stores (its scale - 1). Gemma also multiplies its input embeddings by
+sqrt(hidden), so its (tied) embeddings are drawn that much smaller, which keeps the
+self-score argument below intact.
 
 Initialisation is chosen so greedy decoding is decided by clear margins, not by rounding:
 every linear weight is N(0, 1/fan_in) (activations keep unit scale through the blocks),
@@ -64,6 +83,21 @@ MX_DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float
 # tokenizers' id ranges (padding rows), as in the released checkpoints.
 LLAMA3_VOCAB = 128256
 QWEN_VOCAB = 151936
+# Gemma 3: 262144 in the text-only (1B) checkpoints, 262208 (rows for the image tokens) in
+# the multimodal ones.
+GEMMA3_VOCAB = 262144
+GEMMA3_MM_VOCAB = 262208
+
+GEMMA3_GENERATION_CONFIG = {
+    "bos_token_id": 2,
+    "cache_implementation": "hybrid",
+    "do_sample": True,
+    "eos_token_id": [1, 106],
+    "pad_token_id": 0,
+    "top_k": 64,
+    "top_p": 0.95,
+    "transformers_version": "4.50.0.dev0",
+}
 
 FIXTURES = [
     {
@@ -258,20 +292,131 @@ FIXTURES = [
             "transformers_version": "4.43.1",
         },
     },
+    {
+        "name": "gemma3",
+        "tokenizer": "gemma3",
+        "seed": 1005,
+        "dtype": "bfloat16",
+        "shards": 1,
+        "bias_qkv": False,
+        "qk_norm": True,
+        "arch": "gemma3",
+        # Gemma 3 1B's config.json, shrunk. Its layer pattern is given both ways newer
+        # transformers write it (sliding_window_pattern and layer_types), consistently.
+        "config": {
+            "architectures": ["Gemma3ForCausalLM"],
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "attn_logit_softcapping": None,
+            "bos_token_id": 2,
+            "cache_implementation": "hybrid",
+            "eos_token_id": [1, 106],
+            "final_logit_softcapping": None,
+            "head_dim": 32,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "hidden_size": 64,
+            "initializer_range": 0.02,
+            "intermediate_size": 192,
+            "layer_types": ["sliding_attention", "sliding_attention", "full_attention"] * 2,
+            "max_position_embeddings": 32768,
+            "model_type": "gemma3_text",
+            "num_attention_heads": 4,
+            "num_hidden_layers": 6,
+            "num_key_value_heads": 1,
+            "pad_token_id": 0,
+            "query_pre_attn_scalar": 48,
+            "rms_norm_eps": 1e-06,
+            "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+            "rope_theta": 1000000.0,
+            "sliding_window": 16,
+            "sliding_window_pattern": 3,
+            "torch_dtype": "bfloat16",
+            "transformers_version": "4.50.0.dev0",
+            "use_cache": True,
+            "vocab_size": GEMMA3_VOCAB,
+        },
+        "generation_config": GEMMA3_GENERATION_CONFIG,
+    },
+    {
+        "name": "gemma3-mm",
+        "tokenizer": "gemma3",
+        "seed": 1006,
+        "dtype": "bfloat16",
+        "shards": 1,
+        "bias_qkv": False,
+        "qk_norm": True,
+        "arch": "gemma3",
+        # Gemma 3 4B's config.json, shrunk: the text_config lists only what differs from
+        # the defaults. final_logit_softcapping is null in the released models; it is set
+        # here so that the soft-capping path is tested too.
+        "config": {
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "boi_token_index": 255999,
+            "eoi_token_index": 256000,
+            "eos_token_id": [1, 106],
+            "image_token_index": 262144,
+            "initializer_range": 0.02,
+            "mm_tokens_per_image": 256,
+            "model_type": "gemma3",
+            "text_config": {
+                "final_logit_softcapping": 30.0,
+                "head_dim": 32,
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "model_type": "gemma3_text",
+                "num_hidden_layers": 7,
+                "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                "sliding_window": 12,
+            },
+            "torch_dtype": "bfloat16",
+            "transformers_version": "4.50.0.dev0",
+            "vision_config": {
+                "hidden_size": 16,
+                "image_size": 28,
+                "intermediate_size": 32,
+                "model_type": "siglip_vision_model",
+                "num_attention_heads": 2,
+                "num_hidden_layers": 1,
+                "patch_size": 14,
+                "vision_use_head": False,
+            },
+        },
+        "generation_config": GEMMA3_GENERATION_CONFIG,
+    },
 ]
 
 
+def text_config(cfg):
+    """The language model's settings: config.json itself, or a multimodal config's
+    text_config with the defaults it relies on filled in (those of mlx-lm and transformers;
+    the vocabulary, with the image tokens' rows, is a top-level field there)."""
+    if "text_config" not in cfg:
+        return cfg
+    defaults = {"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256}
+    return dict(defaults, **cfg["text_config"], vocab_size=cfg.get("vocab_size", GEMMA3_MM_VOCAB))
+
+
 def make_weights(spec):
-    """Returns the checkpoint's tensors as float32 numpy arrays, in HF names and shapes."""
+    """Returns the checkpoint's tensors as float32 numpy arrays, in HF names and shapes.
+
+    Gemma 3 ("arch": "gemma3") differs in names and storage: two more norms per layer
+    (before and after the MLP), norms stored as offsets from 1, always tied, and in the
+    multimodal layout the text model under "language_model." with vision tensors beside it
+    (small stand-ins here, which a text model must skip).
+    """
     cfg = spec["config"]
+    text = text_config(cfg)
+    gemma = spec.get("arch") == "gemma3"
     rng = np.random.default_rng(spec["seed"])
-    hidden = cfg["hidden_size"]
-    inter = cfg["intermediate_size"]
-    n_heads = cfg["num_attention_heads"]
-    n_kv = cfg["num_key_value_heads"]
-    head_dim = cfg.get("head_dim") or hidden // n_heads
-    vocab = cfg["vocab_size"]
-    tied = cfg["tie_word_embeddings"]
+    hidden = text["hidden_size"]
+    inter = text["intermediate_size"]
+    n_heads = text["num_attention_heads"]
+    n_kv = text["num_key_value_heads"]
+    head_dim = text.get("head_dim") or hidden // n_heads
+    vocab = text["vocab_size"]
+    tied = text.get("tie_word_embeddings", True)
+    root = "language_model." if "text_config" in cfg else ""
 
     def normal(shape, std):
         return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(np.float32)
@@ -281,7 +426,9 @@ def make_weights(spec):
         return normal((out_dim, in_dim), 1.0 / math.sqrt(in_dim))
 
     def norm(dim, scale=1.0):
-        return (scale * (1.0 + normal((dim,), 0.05))).astype(np.float32)
+        g = scale * (1.0 + normal((dim,), 0.05))
+        # Gemma's norms scale by (1 + weight).
+        return (g - 1.0 if gemma else g).astype(np.float32)
 
     w = {}
     # The final RMSNorm leaves rows with RMS ~ its weight g, so logits = W_out @ h have a
@@ -289,13 +436,16 @@ def make_weights(spec):
     # keep unit scale, g ~ 1 and lm_head carries the scale. Tied: W_out is the (small)
     # embedding matrix and g carries the scale.
     if tied:
-        w["model.embed_tokens.weight"] = normal((vocab, hidden), TIED_EMBED_STD)
-        final_norm_scale = LOGIT_STD / (TIED_EMBED_STD * math.sqrt(hidden))
+        # Gemma multiplies its input embeddings by sqrt(hidden): smaller by that factor,
+        # they enter the residual stream at TIED_EMBED_STD as in the other tied fixtures.
+        embed_std = TIED_EMBED_STD / math.sqrt(hidden) if gemma else TIED_EMBED_STD
+        w[f"{root}model.embed_tokens.weight"] = normal((vocab, hidden), embed_std)
+        final_norm_scale = LOGIT_STD / (embed_std * math.sqrt(hidden))
     else:
-        w["model.embed_tokens.weight"] = normal((vocab, hidden), 1.0)
+        w[f"{root}model.embed_tokens.weight"] = normal((vocab, hidden), 1.0)
         final_norm_scale = 1.0
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}"
+    for i in range(text["num_hidden_layers"]):
+        p = f"{root}model.layers.{i}"
         w[f"{p}.input_layernorm.weight"] = norm(hidden)
         w[f"{p}.self_attn.q_proj.weight"] = linear(n_heads * head_dim, hidden)
         w[f"{p}.self_attn.k_proj.weight"] = linear(n_kv * head_dim, hidden)
@@ -311,12 +461,23 @@ def make_weights(spec):
             w[f"{p}.self_attn.q_norm.weight"] = norm(head_dim)
             w[f"{p}.self_attn.k_norm.weight"] = norm(head_dim)
         w[f"{p}.post_attention_layernorm.weight"] = norm(hidden)
+        if gemma:
+            w[f"{p}.pre_feedforward_layernorm.weight"] = norm(hidden)
+            w[f"{p}.post_feedforward_layernorm.weight"] = norm(hidden)
         w[f"{p}.mlp.gate_proj.weight"] = linear(inter, hidden)
         w[f"{p}.mlp.up_proj.weight"] = linear(inter, hidden)
         w[f"{p}.mlp.down_proj.weight"] = linear(hidden, inter)
-    w["model.norm.weight"] = norm(hidden, final_norm_scale)
+    w[f"{root}model.norm.weight"] = norm(hidden, final_norm_scale)
     if not tied:
-        w["lm_head.weight"] = normal((vocab, hidden), LOGIT_STD / math.sqrt(hidden))
+        w[f"{root}lm_head.weight"] = normal((vocab, hidden), LOGIT_STD / math.sqrt(hidden))
+    if "vision_config" in cfg:
+        v = cfg["vision_config"]
+        vh, patch = v["hidden_size"], v["patch_size"]
+        w["vision_tower.vision_model.embeddings.patch_embedding.weight"] = normal((vh, 3, patch, patch), 0.02)
+        w["vision_tower.vision_model.embeddings.patch_embedding.bias"] = normal((vh,), 0.02)
+        w["vision_tower.vision_model.post_layernorm.weight"] = norm(vh)
+        w["multi_modal_projector.mm_input_projection_weight"] = normal((vh, hidden), 0.02)
+        w["multi_modal_projector.mm_soft_emb_norm.weight"] = norm(vh)
     return w
 
 
@@ -390,8 +551,10 @@ def write_fixture(spec, out_dir):
         digest.update((dest / fname).read_bytes())
     sizes = ", ".join(f"{fn} {os.path.getsize(dest / fn) / 2**20:.1f} MiB" for fn in files)
     cfg = spec["config"]
+    text = text_config(cfg)
+    tied = text.get("tie_word_embeddings", True)
     print(f"{name:13s} {cfg['model_type']:6s} {spec['dtype']:8s} "
-          f"tied={str(cfg['tie_word_embeddings']).lower():5s} layers={cfg['num_hidden_layers']} "
+          f"tied={str(tied).lower():5s} layers={text['num_hidden_layers']} "
           f"params={n_params / 1e6:.2f}M  {sizes}  sha256[:12]={digest.hexdigest()[:12]}")
 
 

@@ -323,6 +323,14 @@ ct = mx.array(1.0)
 case("vjp_ce", "vjp_ce", [lg, lb, ct],
      lambda l, y, c: [mx.vjp(lambda l: [softmax_ce(l, y)], [l], [c])[1][0]], params={})
 
+# ---- activations of the model layers, which must match to the bit --------------------------------------------------
+# mlx.nn.gelu_approx (Gemma's GeGLU) is an mx.compile'd (shapeless) function: the engine builds
+# the same ops uncompiled, which must round identically. Wide inputs reach tanh's saturation.
+import mlx.nn as nn  # noqa: E402
+
+for dt in FLOATS:
+    case(f"gelu_approx_{dt}", "gelu_approx", [rand((7, 301), dt, -8.0, 8.0)], nn.gelu_approx, atol=0.0, rtol=0.0)
+
 mx.eval(tensors)
 for k, v in list(tensors.items()):
     if v.dtype == mx.complex64:

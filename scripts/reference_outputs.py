@@ -47,6 +47,20 @@ bit-identical results, since chunk boundaries change the shapes of every matmul:
   Example: P = 300 with prefill_step_size 8 -> 37 chunks of 8, one of 3, then 1 token.
   The chunk sizes are recorded per case in "prefill_chunks".
 
+Prompts and step sizes: every prompt with the default step, and the long prompt again with a
+step of 8. Fixtures with sliding-window layers (Gemma 3, whose sliding layers keep a
+RotatingKVCache) get more chunkings, because the rotating cache takes a different path for
+each: a chunk of N > 1 tokens puts the cache in temporal order, trims it to window - 1 and
+appends (with a windowed mask once offset + N exceeds the window), while single tokens are
+written in place into a ring buffer. So the long prompt also runs with a step of 20 (chunks
+longer than the window, following cached positions) and the English prompt with a step of 1
+(all of its prefill through the ring buffer).
+
+Final-logit soft-capping: mlx-lm 0.32.2's gemma3_text does not read the config's
+final_logit_softcapping (null in the released Gemma 3 models; transformers applies it when
+set). For a fixture that sets it, the reference is mlx-lm's model followed by the soft cap
+computed as mlx-lm computes it for Gemma 2: tanh(logits / cap) * cap, in the compute dtype.
+
 Prompt encoding is that of mlx-lm's stream_generate for a string prompt:
 add_special_tokens = (tokenizer.bos_token is None) or not prompt.startswith(bos_token), then
 tokenizer.encode(prompt, add_special_tokens=...). The EOS set is the tokenizer wrapper's
@@ -135,14 +149,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx_lm import load  # noqa: E402
 from mlx_lm.generate import generate_step  # noqa: E402
+from mlx_lm.models import gemma3_text  # noqa: E402
 from mlx_lm.sample_utils import greedy_sampler  # noqa: E402
 
 MAX_TOKENS = 64
 LOGPROB_STEPS = [0, 1, 16, 63]
 CHUNKED_PREFILL_STEP = 8
+# Extra step sizes per prompt for fixtures with sliding-window layers (see the docstring).
+SLIDING_PREFILL_STEPS = {"long": [CHUNKED_PREFILL_STEP, 20], "english": [1]}
 DEFAULT_PREFILL_STEP = inspect.signature(generate_step).parameters["prefill_step_size"].default
 
 # About 300 tokens with either tokenizer family; long enough that a small prefill step size
@@ -302,7 +321,36 @@ def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, me
 
 def stored_dtype(model):
     """The dtype the checkpoint's floating weights were loaded in."""
-    return str(model.model.embed_tokens.weight.dtype).replace("mlx.core.", "")
+    embed = next(v for k, v in tree_flatten(model.parameters()) if k.endswith("embed_tokens.weight"))
+    return str(embed.dtype).replace("mlx.core.", "")
+
+
+def text_config(fixture_dir):
+    """The text model's config: config.json, or its text_config for a multimodal model."""
+    with open(fixture_dir / "config.json") as f:
+        cfg = json.load(f)
+    return cfg.get("text_config", cfg)
+
+
+class FinalLogitSoftcap(nn.Module):
+    """A model whose logits are soft-capped: tanh(logits / cap) * cap (see the docstring)."""
+
+    def __init__(self, model, cap):
+        super().__init__()
+        self.inner = model
+        self.cap = cap
+
+    def __call__(self, inputs, cache=None, **kwargs):
+        out = self.inner(inputs, cache=cache, **kwargs)
+        out = mx.tanh(out / self.cap)
+        return out * self.cap
+
+    @property
+    def layers(self):
+        return self.inner.layers
+
+    def make_cache(self):
+        return self.inner.make_cache()
 
 
 def run_fixture(fixture_dir, out_dir):
@@ -310,6 +358,12 @@ def run_fixture(fixture_dir, out_dir):
     t0 = time.perf_counter()
     model, tokenizer = load(str(fixture_dir))
     native = stored_dtype(model)
+    text_cfg = text_config(fixture_dir)
+    if text_cfg.get("final_logit_softcapping") is not None:
+        # Should mlx-lm start reading the field, the cap must not be applied twice.
+        assert "final_logit_softcapping" not in inspect.signature(gemma3_text.ModelArgs).parameters
+        model = FinalLogitSoftcap(model, text_cfg["final_logit_softcapping"])
+    sliding = text_cfg.get("sliding_window") is not None and "gemma3" in text_cfg.get("model_type", "")
     eos = set(tokenizer.eos_token_ids)
     # Native first (no cast needed), then the same loaded model cast to float32.
     modes = (["native"] if native != "float32" else []) + ["float32"]
@@ -320,7 +374,9 @@ def run_fixture(fixture_dir, out_dir):
         memo = {}
         for name, text in prompts(tokenizer):
             steps = [DEFAULT_PREFILL_STEP]
-            if name == "long":
+            if sliding:
+                steps += SLIDING_PREFILL_STEPS.get(name, [])
+            elif name == "long":
                 steps.append(CHUNKED_PREFILL_STEP)
             for step in steps:
                 cases.append(run_case(model, tokenizer, eos, fixture, mode, name, text,

@@ -23,12 +23,12 @@ stamp_ok() { [ -f "$DEPS/$1.stamp" ] && [ "$(cat "$DEPS/$1.stamp")" = "$2" ]; }
 stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
 
 # --- Python virtualenv with the pinned wheels -------------------------------------------
-PY_PKGS="mlx==0.32.4 mlx-cpu==0.32.4 mlx-lm==0.32.2 numpy==2.2.6"
+# transformers and jinja2 compute the tokenizer and chat-template references.
+PY_PKGS="mlx==0.32.4 mlx-cpu==0.32.4 mlx-lm==0.32.2 numpy==2.2.6 transformers==5.24.0 jinja2==3.1.6"
 PYTHON="${PYTHON:-python3}"
 if ! stamp_ok venv "$PY_PKGS" || [ ! -x "$DEPS/venv/bin/python" ]; then
-    log "creating the virtualenv with $PY_PKGS"
-    rm -rf "$DEPS/venv"
-    "$PYTHON" -m venv "$DEPS/venv"
+    log "installing into the virtualenv: $PY_PKGS"
+    [ -x "$DEPS/venv/bin/python" ] || "$PYTHON" -m venv "$DEPS/venv"
     "$DEPS/venv/bin/python" -m pip install -q --disable-pip-version-check $PY_PKGS
     stamp_set venv "$PY_PKGS"
 fi
@@ -90,6 +90,15 @@ if ! stamp_ok tokrefs "$TOK_KEY" || [ ! -f "$DEPS/refs/tokenizer.json" ]; then
     mkdir -p "$DEPS/refs"
     "$DEPS/venv/bin/python" "$ROOT/scripts/tokenizer_refs.py" "$DEPS/refs/tokenizer.json" >/dev/null
     stamp_set tokrefs "$TOK_KEY"
+fi
+
+# --- transformers' renderings of the chat templates ----------------------------------------
+CT_KEY="$(sha256sum "$ROOT/scripts/chat_template_refs.py" | cut -d' ' -f1)"
+if ! stamp_ok chattemplates "$CT_KEY" || [ ! -f "$DEPS/refs/chat_templates.json" ]; then
+    log "recording transformers' chat template renderings"
+    mkdir -p "$DEPS/refs"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/chat_template_refs.py" "$DEPS/refs/chat_templates.json" >/dev/null
+    stamp_set chattemplates "$CT_KEY"
 fi
 
 # --- Fixture models and mlx-lm's outputs on them ----------------------------------------

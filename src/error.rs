@@ -18,9 +18,15 @@ pub enum Error {
     Weights(String),
     /// Generation was stopped by a cancellation request.
     Cancelled,
+    /// A caller's buffer is too small for the result (C API "needed size" calls).
+    BufferTooSmall(String),
     /// A tokenizer file (tokenizer.json, tokenizer_config.json, ...) is missing or
     /// unparsable, or the tokenizer refused an input. The message names the file.
     Tokenizer(String),
+    /// A chat template is missing or does not compile, or rendering it failed (the
+    /// template called `raise_exception`, say). The message names the template's file and
+    /// line, or carries the template's own message.
+    Template(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -34,7 +40,9 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "config: {m}"),
             Error::Weights(m) => write!(f, "weights: {m}"),
             Error::Cancelled => write!(f, "cancelled"),
+            Error::BufferTooSmall(m) => write!(f, "buffer too small: {m}"),
             Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
+            Error::Template(m) => write!(f, "chat template: {m}"),
         }
     }
 }

@@ -7,7 +7,12 @@
 //! - `models`: one file per family, config and weight loading.
 //! - `tokenizer`: HF tokenizers, special tokens, streaming detokenization.
 //! - `engine`: sampling, the generate loop, metrics, `Model` (text in, text out).
+//! - `chat`: the model's chat template, `Model::chat`, and chat sessions that keep their
+//!   KV cache between turns.
 //! - `cli`: the `mlxrun` command-line program.
+//! - `capi`: the C API (include/mlxrun.h), the contract with every other language.
+pub mod capi;
+pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod error;
@@ -16,6 +21,7 @@ pub mod models;
 pub mod nn;
 pub mod tokenizer;
 
+pub use chat::{ChatOptions, ChatSession, ChatTemplate, Message};
 pub use engine::{GenerateParams, Generation, Model, SamplerParams};
 pub use error::{Error, Result};
 pub use models::LoadOptions;

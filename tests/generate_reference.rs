@@ -133,3 +133,13 @@ fn qwen3_matches_mlx_lm() {
 fn qwen2_f16_biases_matches_mlx_lm() {
     check_fixture("qwen2");
 }
+
+#[test]
+fn gemma3_sliding_window_bf16_matches_mlx_lm() {
+    check_fixture("gemma3");
+}
+
+#[test]
+fn gemma3_multimodal_text_softcap_bf16_matches_mlx_lm() {
+    check_fixture("gemma3-mm");
+}

@@ -2,61 +2,12 @@
 //! found), and the process — and models already loaded — carry on.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::bad_model::{assert_has, copy_fixture, edit_config, edit_tensor, load_err};
 use mlxrun::engine::generate::forward_logits;
-use mlxrun::mlx::{io, Array};
+use mlxrun::mlx::Array;
 use mlxrun::models::{load, LoadOptions};
-
-/// A scratch copy of a fixture that a test may damage.
-fn copy_fixture(name: &str, tag: &str) -> PathBuf {
-    let src = common::deps_file(&format!("fixtures/{name}"));
-    let dst = std::env::temp_dir().join(format!("mlxrun-bad-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-    }
-    dst
-}
-
-fn load_err(dir: &Path) -> String {
-    match load(dir, &LoadOptions::default()) {
-        Ok(_) => panic!("{} loaded, expected an error", dir.display()),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn assert_has(msg: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(msg.contains(n), "error {msg:?} should mention {n:?}");
-    }
-}
-
-fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-}
-
-/// Rewrites model.safetensors with one tensor replaced (or removed when `None`).
-fn edit_tensor(dir: &Path, name: &str, new: Option<Array>) {
-    let p = dir.join("model.safetensors");
-    let f = io::load_safetensors(&p).unwrap();
-    let mut kept: Vec<(String, Array)> = f.tensors.into_iter().filter(|(k, _)| k != name).collect();
-    if let Some(a) = new {
-        kept.push((name.to_string(), a));
-    }
-    for (_, a) in &kept {
-        a.eval().unwrap();
-    }
-    let refs: Vec<(&str, &Array)> = kept.iter().map(|(k, a)| (k.as_str(), a)).collect();
-    let tmp = dir.join("rewritten.safetensors");
-    io::save_safetensors(&tmp, &refs, &[]).unwrap();
-    std::fs::rename(&tmp, &p).unwrap();
-}
 
 #[test]
 fn bad_model_folders_are_reported_and_other_models_keep_working() {

@@ -7,6 +7,7 @@ mod common;
 use mlxrun::mlx::fast::{self, AttentionMask, RopeFreqs, RopeOffset};
 use mlxrun::mlx::quant::{self, QuantMode};
 use mlxrun::mlx::{concatenate, io, ops, random, stack, transforms, Array, Dtype};
+use mlxrun::nn::Activation;
 use mlxrun::Result;
 use serde_json::Value;
 
@@ -161,6 +162,7 @@ fn run(op: &str, p: &Value, x: &[Array]) -> Result<Vec<Array>> {
         "partition" => one(x[0].partition(int(p, "kth"), int(p, "axis"))),
         "argpartition" => one(x[0].argpartition(int(p, "kth"), int(p, "axis"))),
         "rms_norm" => one(fast::rms_norm(&x[0], Some(&x[1]), float(p, "eps"))),
+        "gelu_approx" => one(Activation::GeluTanh.apply(&x[0])),
         "layer_norm" => one(fast::layer_norm(&x[0], Some(&x[1]), Some(&x[2]), float(p, "eps"))),
         "rope" => one(fast::rope(
             &x[0],

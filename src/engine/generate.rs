@@ -112,8 +112,37 @@ pub fn generate_tokens(
     cancel: Option<&CancelToken>,
     on_token: &mut StepFn<'_>,
 ) -> Result<(Metrics, LoopEnd)> {
+    generate_tokens_after(model, caches, &[], prompt, max_tokens, sampler_params, prefill_step_size, cancel, on_token)
+}
+
+/// `generate_tokens` for caches that hold the positions of `cached`, the tokens that came
+/// before `prompt` (a conversation's earlier turns). Only `prompt` is computed; `cached`
+/// is still part of the history the repetition penalty looks at, so the result is the
+/// one a run over `cached` + `prompt` from empty caches gives. The metrics count the
+/// whole prompt in `prompt_tokens` and `cached` in `cached_prompt_tokens`.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_tokens_after(
+    model: &dyn LanguageModel,
+    caches: &mut [KvCache],
+    cached: &[u32],
+    prompt: &[u32],
+    max_tokens: usize,
+    sampler_params: &SamplerParams,
+    prefill_step_size: usize,
+    cancel: Option<&CancelToken>,
+    on_token: &mut StepFn<'_>,
+) -> Result<(Metrics, LoopEnd)> {
     if prompt.is_empty() {
         return Err(Error::invalid("the prompt has no tokens"));
+    }
+    if !cached.is_empty() {
+        if let Some(c) = caches.iter().find(|c| c.offset() as usize != cached.len()) {
+            return Err(Error::invalid(format!(
+                "the caches hold {} positions but {} cached tokens were given",
+                c.offset(),
+                cached.len()
+            )));
+        }
     }
     let vocab = model.info().vocab_size as u32;
     if let Some(&bad) = prompt.iter().find(|&&t| t >= vocab) {
@@ -121,7 +150,8 @@ pub fn generate_tokens(
     }
     let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
     let mut sampler = Sampler::new(sampler_params.clone())?;
-    let mut metrics = Metrics { prompt_tokens: prompt.len(), ..Metrics::default() };
+    let mut metrics =
+        Metrics { prompt_tokens: cached.len() + prompt.len(), cached_prompt_tokens: cached.len(), ..Metrics::default() };
     memory::reset_peak_memory();
     let start = Instant::now();
 
@@ -144,7 +174,7 @@ pub fn generate_tokens(
 
     // History for the repetition penalty: prompt plus what has been generated.
     let needs_history = sampler_params.repetition_penalty != 1.0;
-    let mut history: Vec<u32> = if needs_history { prompt.to_vec() } else { vec![] };
+    let mut history: Vec<u32> = if needs_history { [cached, prompt].concat() } else { vec![] };
     let mut step = |input: &Array, sampler: &mut Sampler, history: &[u32]| -> Result<SampleOut> {
         let logits = model.forward(input, caches)?;
         let last = logits.slice_axis(1, -1 + logits.dim(1)?, logits.dim(1)?)?.squeeze(&[1])?;

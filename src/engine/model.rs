@@ -2,11 +2,14 @@
 //! turns text in into streamed text out: encoding, the token loop, incremental
 //! detokenizing, stop tokens and stop strings, cancellation and metrics.
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::generate::{generate_tokens, CancelToken, GenerateParams, LoopEnd};
+use super::generate::{generate_tokens_after, CancelToken, GenerateParams, LoopEnd};
 use super::metrics::Metrics;
+use crate::chat::TemplateCache;
 use crate::error::{Error, Result};
 use crate::models::{self, LanguageModel, LoadOptions, ModelInfo};
+use crate::nn::KvCache;
 use crate::tokenizer::Tokenizer;
 
 /// One piece of streamed output.
@@ -56,7 +59,15 @@ pub struct Model {
     dir: PathBuf,
     cancel: CancelToken,
     last_metrics: Option<Metrics>,
+    /// Identifies this loaded instance, so that a chat session's caches are never fed to
+    /// another model.
+    id: u64,
+    /// Chat templates loaded so far (read and compiled on first use: a model without a
+    /// template, or with a broken one, still loads and generates).
+    pub(crate) chat_templates: TemplateCache,
 }
+
+static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Model {
     /// Loads the model and tokenizer in an HF-layout folder.
@@ -66,7 +77,15 @@ impl Model {
         // weights are read.
         let tokenizer = if dir.is_dir() { Tokenizer::load(dir)? } else { return Err(Error::Config(format!("{} is not a folder", dir.display()))) };
         let lm = models::load(dir, opts)?;
-        Ok(Model { lm, tokenizer, dir: dir.to_path_buf(), cancel: CancelToken::new(), last_metrics: None })
+        Ok(Model {
+            lm,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            cancel: CancelToken::new(),
+            last_metrics: None,
+            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            chat_templates: TemplateCache::default(),
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -97,6 +116,10 @@ impl Model {
         self.last_metrics.as_ref()
     }
 
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Generates from a text prompt, encoded as mlx-lm encodes it (BOS added unless the
     /// text starts with it). `on_text` receives each piece of text; returning `false`
     /// stops generation.
@@ -115,21 +138,52 @@ impl Model {
         &mut self,
         prompt: &[u32],
         params: &GenerateParams,
-        mut on_text: impl FnMut(&TokenEvent<'_>) -> bool,
+        on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        params.validate()?;
-        self.cancel.reset();
         let mut caches = self.lm.new_caches();
-        let mut out = TextStream::new(&self.tokenizer, params);
-        let (metrics, end) = generate_tokens(
+        Ok(self.generate_on_caches(&mut caches, prompt, 0, params, &[], on_text)?.0)
+    }
+
+    /// Generates from `prompt` on `caches`, which already hold its first `cached` tokens.
+    /// `end_of_turn` ids end generation as the EOS ids do. Returns the generation and
+    /// every sampled id, a final stop token included: with the prompt, the caches now hold
+    /// a prefix of `prompt + sampled` (the loop may have computed the last token's
+    /// position or not).
+    pub(crate) fn generate_on_caches(
+        &mut self,
+        caches: &mut [KvCache],
+        prompt: &[u32],
+        cached: usize,
+        params: &GenerateParams,
+        end_of_turn: &[u32],
+        mut on_text: impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<(Generation, Vec<u32>)> {
+        params.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::invalid("the prompt has no tokens"));
+        }
+        if cached >= prompt.len() {
+            return Err(Error::invalid(format!(
+                "{cached} of {} prompt tokens are cached; at least one must be computed",
+                prompt.len()
+            )));
+        }
+        self.cancel.reset();
+        let mut out = TextStream::new(&self.tokenizer, params, end_of_turn);
+        let mut sampled = Vec::new();
+        let (metrics, end) = generate_tokens_after(
             self.lm.as_ref(),
-            &mut caches,
-            prompt,
+            caches,
+            &prompt[..cached],
+            &prompt[cached..],
             params.max_tokens,
             &params.sampler,
             params.prefill_step_size,
             Some(&self.cancel),
-            &mut |tok| out.push(tok, &mut on_text),
+            &mut |tok| {
+                sampled.push(tok.token);
+                out.push(tok, &mut on_text)
+            },
         )?;
         let finish_reason = match (out.finish, end) {
             (Some(reason), _) => reason,
@@ -140,7 +194,9 @@ impl Model {
             out.flush(&mut on_text)?;
         }
         self.last_metrics = Some(metrics.clone());
-        Ok(Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics })
+        let generation =
+            Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics };
+        Ok((generation, sampled))
     }
 }
 
@@ -150,6 +206,9 @@ struct TextStream<'t> {
     tokenizer: &'t Tokenizer,
     detok: crate::tokenizer::Detokenizer,
     stop_tokens: Vec<u32>,
+    /// Ids that end generation like EOS does (a chat template's end-of-turn token), so
+    /// `ignore_eos` ignores them too.
+    end_of_turn: Vec<u32>,
     ignore_eos: bool,
     stop_strings: Vec<String>,
     /// Text decoded but not yet handed out (it may be the start of a stop string).
@@ -160,11 +219,12 @@ struct TextStream<'t> {
 }
 
 impl<'t> TextStream<'t> {
-    fn new(tokenizer: &'t Tokenizer, params: &GenerateParams) -> Self {
+    fn new(tokenizer: &'t Tokenizer, params: &GenerateParams, end_of_turn: &[u32]) -> Self {
         TextStream {
             tokenizer,
             detok: tokenizer.detokenizer(false),
             stop_tokens: params.stop_tokens.clone(),
+            end_of_turn: end_of_turn.to_vec(),
             ignore_eos: params.ignore_eos,
             stop_strings: params.stop_strings.clone(),
             held: String::new(),
@@ -176,7 +236,8 @@ impl<'t> TextStream<'t> {
 
     fn push(&mut self, tok: &super::SampledToken, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
         let id = tok.token;
-        if self.stop_tokens.contains(&id) || (!self.ignore_eos && self.tokenizer.is_eos(id)) {
+        let ends_sequence = self.tokenizer.is_eos(id) || self.end_of_turn.contains(&id);
+        if self.stop_tokens.contains(&id) || (!self.ignore_eos && ends_sequence) {
             self.finish = Some(FinishReason::Stop);
             // Text held for a possible stop string is real text: hand it out.
             self.flush(on_text)?;

@@ -5,10 +5,13 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// A parsed JSON configuration file and where it came from.
+/// A parsed JSON configuration file and where it came from — or one object nested in it
+/// (`section`), whose fields errors then name by their full path (`text_config.hidden_size`).
 pub struct ConfigFile {
     pub path: PathBuf,
     pub json: Value,
+    /// `""` for the whole file, else the nested object's key and a dot.
+    prefix: String,
 }
 
 impl ConfigFile {
@@ -27,7 +30,7 @@ impl ConfigFile {
         if !json.is_object() {
             return Err(Error::Config(format!("{} must hold a JSON object", path.display())));
         }
-        Ok(ConfigFile { path, json })
+        Ok(ConfigFile { path, json, prefix: String::new() })
     }
 
     /// Reads `dir/name` if it exists.
@@ -39,19 +42,39 @@ impl ConfigFile {
         }
     }
 
+    /// The object under `key` (e.g. a multimodal model's `text_config`), if present.
+    pub fn section(&self, key: &str) -> Result<Option<ConfigFile>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_object() => {
+                Ok(Some(ConfigFile { path: self.path.clone(), json: v.clone(), prefix: self.field(key) + "." }))
+            }
+            Some(v) => Err(self.bad(key, "a JSON object", v)),
+        }
+    }
+
+    /// `key` as errors name it: with the section's path.
+    pub fn field(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The error for a required field that is absent.
+    pub fn missing(&self, key: &str) -> Error {
+        Error::Config(format!("{}: required field {:?} is missing", self.path.display(), self.field(key)))
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.json.get(key).filter(|v| !v.is_null())
     }
 
-    fn bad(&self, key: &str, want: &str, found: &Value) -> Error {
-        Error::Config(format!("{}: field {key:?} must be {want}, found {found}", self.path.display()))
+    /// The error for a field whose value is not `want`.
+    pub fn bad(&self, key: &str, want: &str, found: &Value) -> Error {
+        Error::Config(format!("{}: field {:?} must be {want}, found {found}", self.path.display(), self.field(key)))
     }
 
     /// A required positive integer.
     pub fn dim(&self, key: &str) -> Result<i32> {
-        let v = self
-            .get(key)
-            .ok_or_else(|| Error::Config(format!("{}: required field {key:?} is missing", self.path.display())))?;
+        let v = self.get(key).ok_or_else(|| self.missing(key))?;
         self.as_dim(key, v)
     }
 
@@ -78,8 +101,7 @@ impl ConfigFile {
 
     /// A required number.
     pub fn f64(&self, key: &str) -> Result<f64> {
-        self.opt_f64(key)?
-            .ok_or_else(|| Error::Config(format!("{}: required field {key:?} is missing", self.path.display())))
+        self.opt_f64(key)?.ok_or_else(|| self.missing(key))
     }
 
     pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -101,7 +123,7 @@ impl ConfigFile {
         if let Some(t) = self.get("rope_parameters").and_then(|p| p.get("rope_theta")).and_then(Value::as_f64) {
             return Ok(t);
         }
-        default.ok_or_else(|| Error::Config(format!("{}: required field \"rope_theta\" is missing", self.path.display())))
+        default.ok_or_else(|| self.missing("rope_theta"))
     }
 
     /// The rotary scaling entry: `rope_scaling`, or transformers 5's `rope_parameters`.

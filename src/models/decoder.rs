@@ -53,16 +53,6 @@ pub struct Decoder {
     info: ModelInfo,
 }
 
-fn linear(w: &mut Weights, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
-    let weight = w.take(&format!("{name}.weight"), &[out, inp])?;
-    let bias = if bias { Some(w.take(&format!("{name}.bias"), &[out])?) } else { None };
-    Ok(Linear::new(weight, bias))
-}
-
-fn norm(w: &mut Weights, name: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
-    Ok(RmsNorm { weight: w.take(&format!("{name}.weight"), &[dim])?, eps })
-}
-
 impl Decoder {
     pub fn load(spec: &DecoderSpec, w: &mut Weights) -> Result<Decoder> {
         let s = spec;
@@ -79,34 +69,34 @@ impl Decoder {
                     head_dim: s.head_dim,
                     scale: (s.head_dim as f32).powf(-0.5),
                 },
-                q_proj: linear(w, &format!("{a}.q_proj"), q_out, s.hidden, s.qkv_bias)?,
-                k_proj: linear(w, &format!("{a}.k_proj"), kv_out, s.hidden, s.qkv_bias)?,
-                v_proj: linear(w, &format!("{a}.v_proj"), kv_out, s.hidden, s.qkv_bias)?,
-                o_proj: linear(w, &format!("{a}.o_proj"), s.hidden, q_out, s.o_bias)?,
-                q_norm: if s.qk_norm { Some(norm(w, &format!("{a}.q_norm"), s.head_dim, s.norm_eps)?) } else { None },
-                k_norm: if s.qk_norm { Some(norm(w, &format!("{a}.k_norm"), s.head_dim, s.norm_eps)?) } else { None },
+                q_proj: w.linear(&format!("{a}.q_proj"), q_out, s.hidden, s.qkv_bias)?,
+                k_proj: w.linear(&format!("{a}.k_proj"), kv_out, s.hidden, s.qkv_bias)?,
+                v_proj: w.linear(&format!("{a}.v_proj"), kv_out, s.hidden, s.qkv_bias)?,
+                o_proj: w.linear(&format!("{a}.o_proj"), s.hidden, q_out, s.o_bias)?,
+                q_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.q_norm"), s.head_dim, s.norm_eps)?) } else { None },
+                k_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.k_norm"), s.head_dim, s.norm_eps)?) } else { None },
                 rope: Rope::from_config(s.head_dim, s.rope_base, s.rope_traditional, s.rope_scaling.as_ref())?,
             };
             let m = format!("{p}.mlp");
             layers.push(Layer {
-                input_norm: norm(w, &format!("{p}.input_layernorm"), s.hidden, s.norm_eps)?,
+                input_norm: w.rms_norm(&format!("{p}.input_layernorm"), s.hidden, s.norm_eps)?,
                 attn,
-                post_attn_norm: norm(w, &format!("{p}.post_attention_layernorm"), s.hidden, s.norm_eps)?,
+                post_attn_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), s.hidden, s.norm_eps)?,
                 mlp: SwiGlu {
-                    gate: linear(w, &format!("{m}.gate_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
-                    up: linear(w, &format!("{m}.up_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
-                    down: linear(w, &format!("{m}.down_proj"), s.hidden, s.intermediate, s.mlp_bias)?,
+                    gate: w.linear(&format!("{m}.gate_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
+                    up: w.linear(&format!("{m}.up_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
+                    down: w.linear(&format!("{m}.down_proj"), s.hidden, s.intermediate, s.mlp_bias)?,
                     activation: Activation::Silu,
                 },
             });
         }
-        let norm_out = norm(w, "model.norm", s.hidden, s.norm_eps)?;
+        let norm_out = w.rms_norm("model.norm", s.hidden, s.norm_eps)?;
         let lm_head = if s.tie_embeddings {
             // A tied checkpoint may still carry a copy of the head; it is not used.
             w.discard(|k| k == "lm_head.weight");
             None
         } else {
-            Some(linear(w, "lm_head", s.vocab, s.hidden, false)?)
+            Some(w.linear("lm_head", s.vocab, s.hidden, false)?)
         };
         // Precomputed rotary tables some exporters include; the model computes its own.
         w.discard(|k| k.contains("self_attn.rotary_emb.inv_freq"));

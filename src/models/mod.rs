@@ -2,6 +2,7 @@
 //! pieces live in `decoder` (the Llama-style stack), `config` and `weights`.
 pub mod config;
 pub mod decoder;
+pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
@@ -63,7 +64,14 @@ impl LanguageModel for Decoder {
     }
 }
 
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["gemma3", "gemma3_text", "llama", "qwen2", "qwen3"];
+
+/// The architecture a config describes, read before any weight is.
+enum Arch {
+    /// The Llama-style decoder, in the variant its spec describes.
+    Decoder(decoder::DecoderSpec),
+    Gemma3(gemma3::Gemma3Spec),
+}
 
 /// The dtype to compute in when the caller did not choose one.
 pub fn default_dtype() -> Result<Dtype> {
@@ -81,10 +89,11 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
         .str("model_type")
         .ok_or_else(|| Error::Config(format!("{}: required field \"model_type\" is missing", cfg.path.display())))?
         .to_string();
-    let spec = match model_type.as_str() {
-        "llama" => llama::spec(&cfg)?,
-        "qwen2" => qwen2::spec(&cfg)?,
-        "qwen3" => qwen3::spec(&cfg)?,
+    let arch = match model_type.as_str() {
+        "llama" => Arch::Decoder(llama::spec(&cfg)?),
+        "qwen2" => Arch::Decoder(qwen2::spec(&cfg)?),
+        "qwen3" => Arch::Decoder(qwen3::spec(&cfg)?),
+        "gemma3" | "gemma3_text" => Arch::Gemma3(gemma3::spec(&cfg)?),
         other => {
             return Err(Error::Config(format!(
                 "{}: model_type {other:?} is not supported (supported: {})",
@@ -99,10 +108,13 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
         None => default_dtype()?,
     };
     let mut weights = Weights::open(dir, Some(dtype))?;
-    let model = Decoder::load(&spec, &mut weights)?;
+    let model: Box<dyn LanguageModel> = match arch {
+        Arch::Decoder(spec) => Box::new(Decoder::load(&spec, &mut weights)?),
+        Arch::Gemma3(spec) => Box::new(gemma3::Gemma3::load(&spec, &mut weights)?),
+    };
     weights.finish()?;
-    materialize(&model)?;
-    Ok(Box::new(model))
+    materialize(model.as_ref())?;
+    Ok(model)
 }
 
 /// Runs a one-token forward pass so every weight is read, converted and checked now

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::mlx::{io, Array, Dtype};
+use crate::nn::{Linear, RmsNorm};
 
 pub struct Weights {
     dir: PathBuf,
@@ -168,6 +169,18 @@ impl Weights {
         } else {
             Ok(None)
         }
+    }
+
+    /// The linear layer `name.weight: [out, inp]`, with `name.bias: [out]` if `bias`.
+    pub fn linear(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
+        let weight = self.take(&format!("{name}.weight"), &[out, inp])?;
+        let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
+        Ok(Linear::new(weight, bias))
+    }
+
+    /// The RMS norm `name.weight: [dim]`.
+    pub fn rms_norm(&mut self, name: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: self.take(&format!("{name}.weight"), &[dim])?, eps })
     }
 
     /// Marks tensors the model does not use (e.g. precomputed rotary tables) as consumed.

@@ -1,8 +1,9 @@
 //! Multi-head attention with grouped-query heads, optional q/k norms and projection
-//! biases, rotary positions and a KV cache — the attention of Llama, Qwen2 and Qwen3.
+//! biases, rotary positions and a KV cache — the attention of Llama, Qwen2, Qwen3 and
+//! Gemma 3 — and the causal masks it uses.
 use super::{KvCache, Linear, RmsNorm, Rope};
 use crate::mlx::fast::{self, AttentionMask, RopeOffset};
-use crate::mlx::Array;
+use crate::mlx::{Array, Dtype};
 use crate::Result;
 
 #[derive(Clone, Debug)]
@@ -28,15 +29,30 @@ pub struct Attention {
 
 /// How a forward pass masks attention; `Causal` also covers a chunk that follows cached
 /// positions (the mask aligns to the end of the keys).
-pub enum Mask<'a> {
+pub enum Mask {
     None,
     Causal,
-    Array(&'a Array),
+    /// Boolean (true = attend) or additive, broadcastable to `[batch, heads, queries, keys]`.
+    Array(Array),
+}
+
+/// The boolean `[n, offset + n]` mask of `n` queries at positions `offset..offset + n` over
+/// keys at `0..offset + n`: each query sees the keys at or before it, and with a `window`
+/// only the last `window` of those (itself included). Built with the same ops as mlx-lm's
+/// `create_causal_mask`.
+pub fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Array> {
+    let keys = Array::arange(0.0, (offset + n) as f64, 1.0, Dtype::I32)?.expand_dims(&[0])?;
+    let queries = Array::arange(offset as f64, (offset + n) as f64, 1.0, Dtype::I32)?.expand_dims(&[1])?;
+    let mask = queries.greater_equal(&keys)?;
+    match window {
+        Some(w) => mask.logical_and(&queries.less(&keys.add_scalar(w as f64)?)?),
+        None => Ok(mask),
+    }
 }
 
 impl Attention {
     /// `x: [batch, seq, hidden]` → `[batch, seq, hidden]`, appending to `cache`.
-    pub fn forward(&self, x: &Array, mask: &Mask<'_>, cache: &mut KvCache) -> Result<Array> {
+    pub fn forward(&self, x: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
         let shape = x.shape();
         let (b, l) = (shape[0], shape[1]);
         let heads = |proj: &Linear, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {

@@ -1,4 +1,5 @@
-//! The gated feed-forward block `down(act(gate(x)) * up(x))` of Llama-style models.
+//! The gated feed-forward block `down(act(gate(x)) * up(x))`: SwiGLU in Llama and Qwen,
+//! GeGLU (the tanh-approximated GELU) in Gemma.
 use super::Linear;
 use crate::mlx::Array;
 use crate::Result;
@@ -17,7 +18,11 @@ impl Activation {
         match self {
             Activation::Silu => x.mul(&x.sigmoid()?),
             Activation::GeluTanh => {
-                // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), as mlx.nn.gelu_approx.
+                // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))): mlx.nn.gelu_approx's ops in
+                // its order, constants rounded to x's dtype as Python scalars are. mlx-lm runs
+                // it compiled (one fused kernel), which rounds every step to the dtype just as
+                // the separate ops do: the results are the same bits (the op reference tests
+                // check this with zero tolerance).
                 let inner = x.add(&x.power(&x.scalar_like(3.0)?)?.mul_scalar(0.044715)?)?;
                 let t = inner.mul_scalar((2.0 / std::f64::consts::PI).sqrt())?.tanh()?;
                 x.mul_scalar(0.5)?.mul(&t.add_scalar(1.0)?)

@@ -9,10 +9,10 @@ pub mod mlp;
 pub mod norm;
 pub mod rope;
 
-pub use attention::{Attention, AttentionConfig};
+pub use attention::{causal_mask, Attention, AttentionConfig, Mask};
 pub use embedding::Embedding;
-pub use kv_cache::KvCache;
+pub use kv_cache::{FullKvCache, KvCache, RotatingKvCache};
 pub use linear::Linear;
-pub use mlp::SwiGlu;
+pub use mlp::{Activation, SwiGlu};
 pub use norm::RmsNorm;
 pub use rope::Rope;

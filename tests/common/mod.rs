@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod bad_model;
+
 use std::path::PathBuf;
 
 use mlxrun::mlx::{Array, Dtype};

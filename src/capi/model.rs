@@ -1,0 +1,272 @@
+//! Loading a model, its description, its metrics, cancelling its generation.
+use std::ffi::c_char;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{c_str, guard, mlxrun_status, non_null, read_params};
+use crate::engine::{CancelToken, Metrics, Model};
+use crate::error::Error;
+use crate::mlx::{Device, Dtype};
+use crate::models::LoadOptions;
+use crate::tokenizer::Tokenizer;
+
+/// A loaded model and its tokenizer. Thread-safe: calls on one model from several threads
+/// are serialized (one generation at a time per model); `mlxrun_cancel` and
+/// `mlxrun_model_metrics` never wait for a running generation.
+pub struct mlxrun_model {
+    pub(crate) model: Mutex<Model>,
+    pub(crate) cancel: CancelToken,
+    pub(crate) metrics: Mutex<Option<Metrics>>,
+    /// The model's tokenizer, shared so that encoding never waits for a generation.
+    pub(crate) tokenizer: Tokenizer,
+    /// Longest prompt + generation accepted (None: unlimited).
+    pub(crate) context_length: Option<usize>,
+}
+
+impl mlxrun_model {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Model> {
+        // A panic inside a call (reported as MLXRUN_ERR_INTERNAL) poisons the mutex; the
+        // model itself holds no half-updated state between calls, so keep using it.
+        self.model.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Values of `mlxrun_load_params.device`. (The struct field is an `int32_t` so that any
+/// value a caller passes can be checked.)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum mlxrun_device {
+    /// The GPU when MLX has one, else the CPU.
+    MLXRUN_DEVICE_DEFAULT = 0,
+    MLXRUN_DEVICE_CPU = 1,
+    MLXRUN_DEVICE_GPU = 2,
+}
+
+/// Values of `mlxrun_load_params.dtype` and `mlxrun_model_info.dtype`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum mlxrun_dtype {
+    MLXRUN_DTYPE_DEFAULT = 0,
+    MLXRUN_DTYPE_FLOAT32 = 1,
+    MLXRUN_DTYPE_FLOAT16 = 2,
+    MLXRUN_DTYPE_BFLOAT16 = 3,
+}
+
+const MLXRUN_DEVICE_DEFAULT: i32 = mlxrun_device::MLXRUN_DEVICE_DEFAULT as i32;
+const MLXRUN_DEVICE_CPU: i32 = mlxrun_device::MLXRUN_DEVICE_CPU as i32;
+const MLXRUN_DEVICE_GPU: i32 = mlxrun_device::MLXRUN_DEVICE_GPU as i32;
+const MLXRUN_DTYPE_DEFAULT: i32 = mlxrun_dtype::MLXRUN_DTYPE_DEFAULT as i32;
+const MLXRUN_DTYPE_FLOAT32: i32 = mlxrun_dtype::MLXRUN_DTYPE_FLOAT32 as i32;
+const MLXRUN_DTYPE_FLOAT16: i32 = mlxrun_dtype::MLXRUN_DTYPE_FLOAT16 as i32;
+const MLXRUN_DTYPE_BFLOAT16: i32 = mlxrun_dtype::MLXRUN_DTYPE_BFLOAT16 as i32;
+
+/// How to load a model. Get one from `mlxrun_load_default_params()`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mlxrun_load_params {
+    /// `sizeof(mlxrun_load_params)`.
+    pub struct_size: u32,
+    /// `MLXRUN_DEVICE_*`. DEFAULT: the GPU when MLX has one, else the CPU. The device
+    /// becomes MLX's default device for the process.
+    pub device: i32,
+    /// `MLXRUN_DTYPE_*` compute dtype. DEFAULT: float32 on the CPU, the checkpoint's own
+    /// dtype on a GPU.
+    pub dtype: i32,
+    /// Longest prompt + generation accepted, in tokens; 0 = the model's own maximum
+    /// (`max_position_embeddings`), or unlimited when the config has none.
+    pub context_length: u32,
+}
+
+const LOAD_PARAMS_V1: usize = std::mem::size_of::<mlxrun_load_params>();
+
+/// Default load parameters (device and dtype chosen by the library).
+#[no_mangle]
+pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
+    mlxrun_load_params {
+        struct_size: LOAD_PARAMS_V1 as u32,
+        device: MLXRUN_DEVICE_DEFAULT,
+        dtype: MLXRUN_DTYPE_DEFAULT,
+        context_length: 0,
+    }
+}
+
+pub(crate) fn dtype_code(d: Dtype) -> i32 {
+    match d {
+        Dtype::F32 => MLXRUN_DTYPE_FLOAT32,
+        Dtype::F16 => MLXRUN_DTYPE_FLOAT16,
+        Dtype::Bf16 => MLXRUN_DTYPE_BFLOAT16,
+        _ => MLXRUN_DTYPE_DEFAULT,
+    }
+}
+
+/// Loads the model in the HF-layout folder `path` (NUL-terminated UTF-8): config.json,
+/// safetensors weights, tokenizer.json. On success `*out` owns a new handle, released
+/// with `mlxrun_model_free`; on failure `*out` is set to NULL. `params` may be NULL for
+/// the defaults. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_load(
+    path: *const c_char,
+    params: *const mlxrun_load_params,
+    out: *mut *mut mlxrun_model,
+) -> mlxrun_status {
+    guard(|| {
+        non_null(out, "out")?;
+        *out = std::ptr::null_mut();
+        let path = c_str(path, "path")?;
+        let p = read_params(params, mlxrun_load_default_params(), LOAD_PARAMS_V1, "mlxrun_load_params")?;
+        match p.device {
+            MLXRUN_DEVICE_DEFAULT => {}
+            MLXRUN_DEVICE_CPU => Device::cpu().set_default()?,
+            MLXRUN_DEVICE_GPU => {
+                if !Device::gpu().is_available() {
+                    return Err(Error::invalid("device GPU requested, but this build of MLX has no GPU backend"));
+                }
+                Device::gpu().set_default()?
+            }
+            other => return Err(Error::invalid(format!("mlxrun_load_params.device = {other} is not an MLXRUN_DEVICE_* value"))),
+        }
+        let dtype = match p.dtype {
+            MLXRUN_DTYPE_DEFAULT => None,
+            MLXRUN_DTYPE_FLOAT32 => Some(Dtype::F32),
+            MLXRUN_DTYPE_FLOAT16 => Some(Dtype::F16),
+            MLXRUN_DTYPE_BFLOAT16 => Some(Dtype::Bf16),
+            other => return Err(Error::invalid(format!("mlxrun_load_params.dtype = {other} is not an MLXRUN_DTYPE_* value"))),
+        };
+        let model = Model::load(path, &LoadOptions { dtype })?;
+        let context_length = match p.context_length {
+            0 => model.info().max_position_embeddings.map(|n| n as usize),
+            n => Some(n as usize),
+        };
+        let cancel = model.canceller();
+        *out = Box::into_raw(Box::new(mlxrun_model { tokenizer: model.tokenizer().clone(), model: Mutex::new(model), cancel, metrics: Mutex::new(None), context_length }));
+        Ok(())
+    })
+}
+
+/// Releases a model and everything it holds. NULL is accepted. The handle must not be in
+/// use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_free(model: *mut mlxrun_model) {
+    if !model.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(model))));
+    }
+}
+
+/// What a model is. Fill `struct_size` before calling `mlxrun_model_get_info`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct mlxrun_model_info {
+    pub struct_size: u32,
+    /// NUL-terminated `model_type` from config.json, e.g. "llama", "qwen3".
+    pub model_type: [c_char; 32],
+    pub vocab_size: i32,
+    pub hidden_size: i32,
+    pub num_layers: i32,
+    pub num_heads: i32,
+    pub num_kv_heads: i32,
+    pub head_dim: i32,
+    /// The model's maximum context (0 when its config does not say).
+    pub max_position_embeddings: i32,
+    /// The context length in force (`mlxrun_load_params.context_length`, else the above).
+    pub context_length: i32,
+    /// `MLXRUN_DTYPE_*` the model computes in.
+    pub dtype: i32,
+    /// Whether the output head shares the input embedding.
+    pub tied_embeddings: bool,
+}
+
+/// Describes `model` into `*out` (whose `struct_size` the caller sets). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_get_info(model: *const mlxrun_model, out: *mut mlxrun_model_info) -> mlxrun_status {
+    guard(|| {
+        non_null(model, "model")?;
+        non_null(out, "out")?;
+        let min = std::mem::size_of::<mlxrun_model_info>();
+        let size = (*out).struct_size as usize;
+        if size < min {
+            return Err(Error::invalid(format!("mlxrun_model_info.struct_size is {size}, at least {min} expected")));
+        }
+        let m = (*model).lock();
+        let i = m.info();
+        let mut name = [0 as c_char; 32];
+        for (d, s) in name.iter_mut().zip(i.model_type.bytes().take(31)) {
+            *d = s as c_char;
+        }
+        *out = mlxrun_model_info {
+            struct_size: min as u32,
+            model_type: name,
+            vocab_size: i.vocab_size,
+            hidden_size: i.hidden_size,
+            num_layers: i.num_layers,
+            num_heads: i.num_heads,
+            num_kv_heads: i.num_kv_heads,
+            head_dim: i.head_dim,
+            max_position_embeddings: i.max_position_embeddings.unwrap_or(0),
+            context_length: (*model).context_length.map_or(0, |c| c.min(i32::MAX as usize) as i32),
+            dtype: dtype_code(i.dtype),
+            tied_embeddings: i.tied_embeddings,
+        };
+        Ok(())
+    })
+}
+
+/// Measurements of a model's most recent generation or chat call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct mlxrun_metrics {
+    pub struct_size: u32,
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from a session's KV cache instead of being computed.
+    pub cached_prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+    /// MLX's peak memory during the call, bytes.
+    pub peak_memory: u64,
+    /// MLX's active memory at the end of the call, bytes.
+    pub active_memory: u64,
+}
+
+/// Writes the metrics of the model's last completed call into `*out` (whose
+/// `struct_size` the caller sets). Before any call, all values are zero. Thread-safe; does
+/// not wait for a running generation (it reports the previous one).
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_metrics(model: *const mlxrun_model, out: *mut mlxrun_metrics) -> mlxrun_status {
+    guard(|| {
+        non_null(model, "model")?;
+        non_null(out, "out")?;
+        let min = std::mem::size_of::<mlxrun_metrics>();
+        let size = (*out).struct_size as usize;
+        if size < min {
+            return Err(Error::invalid(format!("mlxrun_metrics.struct_size is {size}, at least {min} expected")));
+        }
+        let m = (*model).metrics.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+        *out = mlxrun_metrics {
+            struct_size: min as u32,
+            prompt_tokens: m.prompt_tokens as u64,
+            cached_prompt_tokens: m.cached_prompt_tokens as u64,
+            generated_tokens: m.generated_tokens as u64,
+            prefill_seconds: m.prefill.as_secs_f64(),
+            decode_seconds: m.decode.as_secs_f64(),
+            prefill_tokens_per_second: m.prefill_tok_s(),
+            decode_tokens_per_second: m.decode_tok_s(),
+            peak_memory: m.peak_memory as u64,
+            active_memory: m.active_memory as u64,
+        };
+        Ok(())
+    })
+}
+
+/// Asks the generation running on `model` (in another thread) to stop before its next
+/// token; it then returns MLXRUN_OK with finish reason MLXRUN_FINISH_CANCELLED. A cancel
+/// while nothing runs is forgotten when the next generation starts. Thread-safe,
+/// returns at once.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_cancel(model: *const mlxrun_model) -> mlxrun_status {
+    guard(|| {
+        non_null(model, "model")?;
+        (*model).cancel.cancel();
+        Ok(())
+    })
+}

@@ -1,0 +1,344 @@
+/*
+ * Tests of the C API through the installed header and library.
+ *
+ * usage: capi_test MODEL_DIR CORRUPT_DIR
+ *   MODEL_DIR    a good fixture model folder
+ *   CORRUPT_DIR  a copy of it whose weights file is truncated
+ *
+ * Prints "GREEDY <id> <id> ..." for the greedy continuation of PROMPT (the Rust test
+ * compares it with the Rust API's) and "PASSED <n>" at the end; exits non-zero on the
+ * first failed check.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlxrun.h"
+
+#define PROMPT "The capital of France is"
+
+static int checks = 0;
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        checks++;                                                               \
+        if (!(cond)) {                                                          \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fprintf(stderr, " (last error: %s)\n", mlxrun_last_error());        \
+            exit(1);                                                            \
+        }                                                                       \
+    } while (0)
+
+/* A status and an error message that mentions `needle`. */
+static void expect_error(mlxrun_status got, mlxrun_status want, const char *needle, const char *what) {
+    CHECK(got == want, "%s: status %d, expected %d", what, (int)got, (int)want);
+    CHECK(strstr(mlxrun_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'", what,
+          mlxrun_last_error(), needle);
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+typedef struct {
+    int ids[1024];
+    int n;
+    char text[65536];
+    size_t text_len;
+    int stop_after; /* return false after this many tokens (0 = never) */
+    int saw_bad_text;
+} collector;
+
+static bool collect(const mlxrun_token *tok, void *user_data) {
+    collector *c = (collector *)user_data;
+    if (tok->text == NULL || strlen(tok->text) != tok->text_len) c->saw_bad_text = 1;
+    if (tok->text_len && c->text_len + tok->text_len < sizeof(c->text)) {
+        memcpy(c->text + c->text_len, tok->text, tok->text_len);
+        c->text_len += tok->text_len;
+        c->text[c->text_len] = 0;
+    }
+    if (tok->id >= 0 && c->n < 1024) c->ids[c->n++] = tok->id;
+    return !(c->stop_after > 0 && c->n >= c->stop_after);
+}
+
+typedef struct {
+    mlxrun_model *model;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int first_token_seen;
+    int cancel_sent;
+    int tokens_after_cancel;
+} cancel_state;
+
+static bool on_token_cancel(const mlxrun_token *tok, void *user_data) {
+    cancel_state *s = (cancel_state *)user_data;
+    if (tok->id < 0) return true;
+    pthread_mutex_lock(&s->mu);
+    if (!s->first_token_seen) {
+        s->first_token_seen = 1;
+        pthread_cond_broadcast(&s->cv);
+        while (!s->cancel_sent) pthread_cond_wait(&s->cv, &s->mu);
+    } else {
+        s->tokens_after_cancel++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+static void *canceller(void *arg) {
+    cancel_state *s = (cancel_state *)arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->first_token_seen) pthread_cond_wait(&s->cv, &s->mu);
+    mlxrun_status st = mlxrun_cancel(s->model);
+    s->cancel_sent = (st == MLXRUN_OK) ? 1 : -1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_errors(const char *corrupt_dir) {
+    mlxrun_model *m = (mlxrun_model *)0x1;
+    expect_error(mlxrun_model_load("/nonexistent/model", NULL, &m), MLXRUN_ERR_CONFIG, "/nonexistent/model",
+                 "bad path");
+    CHECK(m == NULL, "out is NULL after a failed load");
+    expect_error(mlxrun_model_load(corrupt_dir, NULL, &m), MLXRUN_ERR_WEIGHTS, "truncated", "corrupted weights");
+    expect_error(mlxrun_model_load(NULL, NULL, &m), MLXRUN_ERR_INVALID_ARGUMENT, "path", "NULL path");
+    expect_error(mlxrun_model_load(corrupt_dir, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "out", "NULL out");
+    mlxrun_load_params lp = mlxrun_load_default_params();
+    lp.struct_size = 4;
+    expect_error(mlxrun_model_load(corrupt_dir, &lp, &m), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size",
+                 "struct_size too small");
+    lp = mlxrun_load_default_params();
+    lp.dtype = 77;
+    expect_error(mlxrun_model_load(corrupt_dir, &lp, &m), MLXRUN_ERR_INVALID_ARGUMENT, "dtype", "bad dtype");
+    mlxrun_model_free(NULL); /* accepted */
+    expect_error(mlxrun_generate(NULL, "x", NULL, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "model",
+                 "generate on NULL model");
+    expect_error(mlxrun_cancel(NULL), MLXRUN_ERR_INVALID_ARGUMENT, "model", "cancel NULL");
+}
+
+static void greedy(mlxrun_model *m, collector *c, int max_tokens) {
+    mlxrun_generate_params gp = mlxrun_generate_default_params();
+    gp.max_tokens = (uint32_t)max_tokens;
+    mlxrun_finish_reason why = MLXRUN_FINISH_CANCELLED;
+    memset(c, 0, sizeof(*c));
+    CHECK(mlxrun_generate(m, PROMPT, &gp, collect, c, &why) == MLXRUN_OK, "greedy generate");
+    CHECK(!c->saw_bad_text, "every token text is NUL-terminated with the right length");
+    CHECK(why == MLXRUN_FINISH_LENGTH || why == MLXRUN_FINISH_STOP, "finish reason %d", (int)why);
+}
+
+static void test_model(const char *dir) {
+    mlxrun_model *m = NULL;
+    mlxrun_load_params lp = mlxrun_load_default_params();
+    lp.device = MLXRUN_DEVICE_CPU;
+    CHECK(mlxrun_model_load(dir, &lp, &m) == MLXRUN_OK && m != NULL, "load %s", dir);
+
+    mlxrun_model_info info;
+    info.struct_size = sizeof(info);
+    CHECK(mlxrun_model_get_info(m, &info) == MLXRUN_OK, "info");
+    CHECK(info.vocab_size > 1000 && info.num_layers > 0 && info.dtype == MLXRUN_DTYPE_FLOAT32, "info values");
+    CHECK(strlen(info.model_type) > 0, "model type");
+    info.struct_size = 8;
+    expect_error(mlxrun_model_get_info(m, &info), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size", "info struct_size");
+
+    /* Greedy streaming; printed for the Rust side to compare. */
+    collector c;
+    greedy(m, &c, 24);
+    CHECK(c.n > 0, "tokens streamed");
+    printf("GREEDY");
+    for (int i = 0; i < c.n; i++) printf(" %d", c.ids[i]);
+    printf("\n");
+    collector again;
+    greedy(m, &again, 24);
+    CHECK(again.n == c.n && memcmp(again.ids, c.ids, sizeof(int) * (size_t)c.n) == 0, "greedy is deterministic");
+
+    /* Metrics of that call. */
+    mlxrun_metrics met;
+    met.struct_size = sizeof(met);
+    CHECK(mlxrun_model_metrics(m, &met) == MLXRUN_OK, "metrics");
+    CHECK(met.prompt_tokens > 0 && met.generated_tokens >= (uint64_t)c.n && met.peak_memory > 0, "metric values");
+    CHECK(met.prefill_seconds > 0 && met.decode_tokens_per_second > 0, "metric timings");
+
+    /* The callback stops generation. */
+    collector stop;
+    memset(&stop, 0, sizeof(stop));
+    stop.stop_after = 3;
+    mlxrun_generate_params gp = mlxrun_generate_default_params();
+    gp.max_tokens = 50;
+    gp.ignore_eos = true;
+    mlxrun_finish_reason why;
+    CHECK(mlxrun_generate(m, PROMPT, &gp, collect, &stop, &why) == MLXRUN_OK, "stopped generate");
+    CHECK(why == MLXRUN_FINISH_CALLBACK && stop.n == 3, "callback stop: reason %d, %d tokens", (int)why, stop.n);
+
+    /* Stop token and stop string, sampling options and logprobs. */
+    int32_t stop_tok = c.ids[2];
+    gp = mlxrun_generate_default_params();
+    gp.max_tokens = 24;
+    gp.stop_tokens = &stop_tok;
+    gp.n_stop_tokens = 1;
+    collector st;
+    memset(&st, 0, sizeof(st));
+    CHECK(mlxrun_generate(m, PROMPT, &gp, collect, &st, &why) == MLXRUN_OK, "stop-token generate");
+    int first = 0;
+    while (c.ids[first] != stop_tok) first++;
+    CHECK(why == MLXRUN_FINISH_STOP && st.n == first, "stop token: reason %d, %d tokens", (int)why, st.n);
+
+    gp = mlxrun_generate_default_params();
+    gp.max_tokens = 16;
+    gp.temperature = 0.7f;
+    gp.top_k = 40;
+    gp.top_p = 0.9f;
+    gp.seed = 42;
+    gp.has_seed = true;
+    gp.logprobs = true;
+    collector s1, s2;
+    memset(&s1, 0, sizeof(s1));
+    memset(&s2, 0, sizeof(s2));
+    CHECK(mlxrun_generate(m, PROMPT, &gp, collect, &s1, NULL) == MLXRUN_OK, "seeded 1");
+    CHECK(mlxrun_generate(m, PROMPT, &gp, collect, &s2, NULL) == MLXRUN_OK, "seeded 2");
+    CHECK(s1.n == s2.n && memcmp(s1.ids, s2.ids, sizeof(int) * (size_t)s1.n) == 0, "seeded sampling repeats");
+
+    /* Invalid generation parameters. */
+    gp = mlxrun_generate_default_params();
+    gp.temperature = -1.0f;
+    expect_error(mlxrun_generate(m, PROMPT, &gp, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "temperature",
+                 "negative temperature");
+    gp = mlxrun_generate_default_params();
+    gp.struct_size = 12;
+    expect_error(mlxrun_generate(m, PROMPT, &gp, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size",
+                 "generate struct_size");
+    gp = mlxrun_generate_default_params();
+    gp.n_stop_strings = 2;
+    expect_error(mlxrun_generate(m, PROMPT, &gp, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "stop_strings",
+                 "NULL stop strings");
+    expect_error(mlxrun_generate(m, NULL, NULL, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "prompt",
+                 "NULL prompt");
+    const char bad_utf8[] = {(char)0xff, (char)0xfe, 0};
+    expect_error(mlxrun_generate(m, bad_utf8, NULL, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "UTF-8",
+                 "invalid UTF-8 prompt");
+
+    /* Cancel from a second thread, right after the first token. */
+    cancel_state cs;
+    memset(&cs, 0, sizeof(cs));
+    cs.model = m;
+    pthread_mutex_init(&cs.mu, NULL);
+    pthread_cond_init(&cs.cv, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, canceller, &cs);
+    gp = mlxrun_generate_default_params();
+    gp.max_tokens = 500;
+    gp.ignore_eos = true;
+    CHECK(mlxrun_generate(m, PROMPT, &gp, on_token_cancel, &cs, &why) == MLXRUN_OK, "cancelled generate");
+    pthread_join(th, NULL);
+    CHECK(cs.cancel_sent == 1 && why == MLXRUN_FINISH_CANCELLED, "cancel: reason %d", (int)why);
+    CHECK(cs.tokens_after_cancel == 0, "%d tokens after the cancel", cs.tokens_after_cancel);
+    pthread_mutex_destroy(&cs.mu);
+    pthread_cond_destroy(&cs.cv);
+
+    /* Tokenizer: encode, the needed-size idiom, decode. */
+    size_t n = 0;
+    expect_error(mlxrun_tokenize(m, "Hello world", true, NULL, 0, &n), MLXRUN_ERR_BUFFER_TOO_SMALL, "buffer",
+                 "tokenize size query");
+    CHECK(n > 0, "tokenize reports the needed size");
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    size_t n2 = 0;
+    CHECK(mlxrun_tokenize(m, "Hello world", true, ids, n, &n2) == MLXRUN_OK && n2 == n, "tokenize");
+    size_t need = 0;
+    expect_error(mlxrun_detokenize(m, ids, n, true, NULL, 0, &need), MLXRUN_ERR_BUFFER_TOO_SMALL, "buffer",
+                 "detokenize size query");
+    char *text = malloc(need);
+    CHECK(mlxrun_detokenize(m, ids, n, true, text, need, &need) == MLXRUN_OK, "detokenize");
+    CHECK(strcmp(text, "Hello world") == 0, "round trip gave '%s'", text);
+    free(text);
+    free(ids);
+    int32_t neg = -5;
+    expect_error(mlxrun_detokenize(m, &neg, 1, false, NULL, 0, &need), MLXRUN_ERR_INVALID_ARGUMENT, "negative",
+                 "negative id");
+    int32_t huge = 2000000000;
+    expect_error(mlxrun_generate_tokens(m, &huge, 1, NULL, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT,
+                 "vocabulary", "out-of-vocabulary prompt id");
+
+    /* Memory functions: limits return the previous value. */
+    size_t prev = 0, prev2 = 0;
+    CHECK(mlxrun_set_cache_limit(1 << 20, &prev) == MLXRUN_OK, "cache limit");
+    CHECK(mlxrun_set_cache_limit(prev, &prev2) == MLXRUN_OK && prev2 == (1 << 20), "cache limit round trip");
+    CHECK(mlxrun_set_memory_limit((size_t)8 << 30, &prev) == MLXRUN_OK, "memory limit");
+    CHECK(mlxrun_set_memory_limit(prev, &prev2) == MLXRUN_OK && prev2 == ((size_t)8 << 30), "memory limit round trip");
+    CHECK(mlxrun_set_wired_limit(0, NULL) == MLXRUN_OK, "wired limit");
+    CHECK(mlxrun_get_active_memory() > 0, "active memory");
+    mlxrun_reset_peak_memory();
+    CHECK(mlxrun_get_peak_memory() <= mlxrun_get_active_memory() + (1 << 20), "peak after reset");
+    mlxrun_clear_cache();
+    CHECK(mlxrun_get_cache_memory() == 0, "cache cleared");
+
+    /* Chat with the model's template, and a session that reuses its cache. */
+    mlxrun_message convo[2] = {{"system", "You are terse."}, {"user", "Name a colour."}};
+    size_t tlen = 0;
+    expect_error(mlxrun_apply_chat_template(m, convo, 2, NULL, NULL, 0, &tlen), MLXRUN_ERR_BUFFER_TOO_SMALL, "buffer",
+                 "template size query");
+    char *rendered = malloc(tlen);
+    CHECK(mlxrun_apply_chat_template(m, convo, 2, NULL, rendered, tlen, &tlen) == MLXRUN_OK, "apply template");
+    CHECK(strstr(rendered, "<|im_start|>user\nName a colour.<|im_end|>") != NULL, "rendered: %s", rendered);
+    free(rendered);
+    mlxrun_chat_params cp = mlxrun_chat_default_params();
+    cp.template_kwargs_json = "{\"enable_thinking\": false}";
+    collector ch;
+    memset(&ch, 0, sizeof(ch));
+    gp = mlxrun_generate_default_params();
+    gp.max_tokens = 12;
+    CHECK(mlxrun_chat(m, convo, 2, &cp, &gp, collect, &ch, &why) == MLXRUN_OK, "chat");
+    CHECK(ch.n > 0, "chat streamed tokens");
+    cp.template_kwargs_json = "[1, 2]";
+    expect_error(mlxrun_chat(m, convo, 2, &cp, &gp, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "JSON object",
+                 "kwargs not an object");
+    cp = mlxrun_chat_default_params();
+    cp.template_name = "no-such-template";
+    expect_error(mlxrun_chat(m, convo, 2, &cp, &gp, NULL, NULL, NULL), MLXRUN_ERR_TEMPLATE, "no-such-template",
+                 "unknown template name");
+    mlxrun_message bad_msg[1] = {{"user", NULL}};
+    expect_error(mlxrun_chat(m, bad_msg, 1, NULL, &gp, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT,
+                 "messages[0].content", "NULL content");
+
+    mlxrun_session *sess = NULL;
+    CHECK(mlxrun_session_new(m, NULL, &sess) == MLXRUN_OK && sess != NULL, "session");
+    CHECK(mlxrun_session_add_message(sess, "system", "You are terse.") == MLXRUN_OK, "system message");
+    collector t1, t2;
+    memset(&t1, 0, sizeof(t1));
+    memset(&t2, 0, sizeof(t2));
+    CHECK(mlxrun_session_send(sess, "user", "Name a colour.", &gp, collect, &t1, NULL) == MLXRUN_OK, "turn 1");
+    mlxrun_metrics tm;
+    tm.struct_size = sizeof(tm);
+    CHECK(mlxrun_model_metrics(m, &tm) == MLXRUN_OK && tm.cached_prompt_tokens == 0, "turn 1 computes everything");
+    CHECK(mlxrun_session_send(sess, "user", "Another one.", &gp, collect, &t2, NULL) == MLXRUN_OK, "turn 2");
+    CHECK(mlxrun_model_metrics(m, &tm) == MLXRUN_OK, "turn 2 metrics");
+    CHECK(tm.cached_prompt_tokens > 0 && tm.cached_prompt_tokens < tm.prompt_tokens,
+          "turn 2 reuses the cache: %llu of %llu cached", (unsigned long long)tm.cached_prompt_tokens,
+          (unsigned long long)tm.prompt_tokens);
+    CHECK(mlxrun_session_message_count(sess) == 5, "5 messages, got %zu", mlxrun_session_message_count(sess));
+    CHECK(mlxrun_session_reset(sess) == MLXRUN_OK && mlxrun_session_message_count(sess) == 0, "reset");
+    mlxrun_session_free(sess);
+    mlxrun_session_free(NULL);
+    expect_error(mlxrun_session_new(NULL, NULL, &sess), MLXRUN_ERR_INVALID_ARGUMENT, "model", "session on NULL");
+    CHECK(sess == NULL, "out is NULL after a failed session_new");
+
+    /* After all the errors the model still generates the same greedy text. */
+    collector last;
+    greedy(m, &last, 24);
+    CHECK(last.n == c.n && memcmp(last.ids, c.ids, sizeof(int) * (size_t)c.n) == 0, "model intact after errors");
+    mlxrun_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL_DIR CORRUPT_DIR\n", argv[0]);
+        return 2;
+    }
+    CHECK(strlen(mlxrun_version()) > 0, "version");
+    test_errors(argv[2]);
+    test_model(argv[1]);
+    printf("PASSED %d\n", checks);
+    return 0;
+}

@@ -1,0 +1,113 @@
+//! The C API from C: installs the library and header under target/, compiles the C tests
+//! with -Wall -Wextra -Werror through pkg-config, runs them, and checks that greedy output
+//! through the C API equals the Rust API's. With valgrind on the machine, the C tests
+//! also run under memcheck (no invalid access, no leak attributable to the library).
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PROMPT: &str = "The capital of France is";
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Builds the shared and static libraries (`cargo test` builds only the rlib), installs
+/// them with the header, and compiles the C test.
+fn build_c_test(root: &Path, work: &Path) -> PathBuf {
+    run(Command::new(env!("CARGO")).current_dir(root).args(["build", "--lib", "--quiet"]), "cargo build --lib");
+    let prefix = work.join("prefix");
+    run(
+        Command::new("bash").arg(root.join("scripts/install.sh")).arg(&prefix).args(["--profile", "debug", "--no-build"]),
+        "install.sh",
+    );
+    let pc = prefix.join("lib/pkgconfig");
+    let flags = run(
+        Command::new("pkg-config").env("PKG_CONFIG_PATH", &pc).args(["--cflags", "--libs", "mlxrun"]),
+        "pkg-config",
+    );
+    let compile = |src: &str, exe: &Path| {
+        run(
+            Command::new("cc")
+                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-g"])
+                .arg(root.join(src))
+                .args(flags.split_whitespace())
+                .args(["-lpthread", "-lm", "-o"])
+                .arg(exe),
+            &format!("compiling {src}"),
+        )
+    };
+    // The example must keep compiling cleanly too.
+    compile("examples/c/generate.c", &work.join("generate_example"));
+    let exe = work.join("capi_test");
+    compile("tests/c/capi_test.c", &exe);
+    exe
+}
+
+/// A copy of the fixture whose weights are truncated.
+fn corrupt_copy(src: &Path, dst: &Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    let w = dst.join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() * 2 / 3]).unwrap();
+}
+
+#[test]
+fn c_programs_use_the_installed_library() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = root.join("target/c-api-test");
+    std::fs::create_dir_all(&work).unwrap();
+    let exe = build_c_test(root, &work);
+    let fixture = common::deps_file("fixtures/qwen3");
+    let corrupt = work.join("corrupt-model");
+    corrupt_copy(&fixture, &corrupt);
+
+    let example = run(Command::new(work.join("generate_example")).arg(&fixture).arg(PROMPT).arg("8"), "the C example");
+    assert!(!example.is_empty(), "the example streamed no text");
+
+    let out = run(Command::new(&exe).arg(&fixture).arg(&corrupt), "capi_test");
+    assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
+    let c_ids: Vec<u32> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("GREEDY"))
+        .expect("GREEDY line")
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+
+    let mut model = mlxrun::Model::load(&fixture, &mlxrun::LoadOptions::default()).unwrap();
+    let rust = model.generate(PROMPT, &mlxrun::GenerateParams { max_tokens: 24, ..Default::default() }, |_| true).unwrap();
+    assert_eq!(c_ids, rust.tokens, "greedy tokens through the C API equal the Rust API's");
+
+    // Memcheck: invalid reads/writes are errors; leaks "definitely lost" in frames of the
+    // library are errors. MLX's own process-lifetime allocations (thread pools, the
+    // allocator) are "still reachable" and not counted.
+    if Command::new("valgrind").arg("--version").output().is_ok() && std::env::var("MLXRUN_SKIP_VALGRIND").is_err() {
+        let log = work.join("valgrind.log");
+        let status = Command::new("valgrind")
+            .args(["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite"])
+            .arg(format!("--log-file={}", log.display()))
+            .arg(&exe)
+            .arg(&fixture)
+            .arg(&corrupt)
+            .output()
+            .unwrap();
+        let report = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(status.status.success(), "valgrind found problems ({}):\n{}", status.status, report);
+        println!("{}", report.lines().filter(|l| l.contains("ERROR SUMMARY") || l.contains("definitely lost")).collect::<Vec<_>>().join("\n"));
+    }
+}

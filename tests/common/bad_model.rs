@@ -1,0 +1,56 @@
+//! Damaging scratch copies of fixture models, for tests of load errors.
+use std::path::{Path, PathBuf};
+
+use mlxrun::mlx::{io, Array};
+use mlxrun::models::{load, LoadOptions};
+
+/// A scratch copy of a fixture that a test may damage.
+pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
+    let src = super::deps_file(&format!("fixtures/{name}"));
+    let dst = std::env::temp_dir().join(format!("mlxrun-bad-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    dst
+}
+
+/// The error loading `dir` gives; panics if it loads.
+pub fn load_err(dir: &Path) -> String {
+    match load(dir, &LoadOptions::default()) {
+        Ok(_) => panic!("{} loaded, expected an error", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+pub fn assert_has(msg: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(msg.contains(n), "error {msg:?} should mention {n:?}");
+    }
+}
+
+pub fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Rewrites model.safetensors with one tensor replaced (or removed when `None`).
+pub fn edit_tensor(dir: &Path, name: &str, new: Option<Array>) {
+    let p = dir.join("model.safetensors");
+    let f = io::load_safetensors(&p).unwrap();
+    let mut kept: Vec<(String, Array)> = f.tensors.into_iter().filter(|(k, _)| k != name).collect();
+    if let Some(a) = new {
+        kept.push((name.to_string(), a));
+    }
+    for (_, a) in &kept {
+        a.eval().unwrap();
+    }
+    let refs: Vec<(&str, &Array)> = kept.iter().map(|(k, a)| (k.as_str(), a)).collect();
+    let tmp = dir.join("rewritten.safetensors");
+    io::save_safetensors(&tmp, &refs, &[]).unwrap();
+    std::fs::rename(&tmp, &p).unwrap();
+}
