@@ -198,8 +198,16 @@ size_t shim_array_nbytes(const shim_array* a) { return a ? A(a).nbytes() : 0; }
 
 int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len) {
   SHIM_TRY({
-    auto c = mx::contiguous(A(a));
+    // Wait for this array alone. Only when its layout needs it is a contiguous copy
+    // made: that copy is a new op, queued behind whatever was queued after the array (in
+    // the decode loop, the whole next step), so reading a token through it would wait
+    // for the step after it and undo the pipelining.
+    mx::array c = A(a);
     c.eval();
+    if (!c.flags().row_contiguous) {
+      c = mx::contiguous(c);
+      c.eval();
+    }
     if (c.nbytes() != dst_len)
       throw std::invalid_argument("copy-out buffer holds " + std::to_string(dst_len) +
                                   " bytes, the array has " + std::to_string(c.nbytes()));
