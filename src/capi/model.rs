@@ -259,9 +259,11 @@ pub unsafe extern "C" fn mlxrun_model_metrics(model: *const mlxrun_model, out: *
 }
 
 /// Asks the generation running on `model` (in another thread) to stop before its next
-/// token; it then returns MLXRUN_OK with finish reason MLXRUN_FINISH_CANCELLED. A cancel
-/// while nothing runs is forgotten when the next generation starts. Thread-safe,
-/// returns at once.
+/// token or prefill chunk; it then returns MLXRUN_OK with finish reason
+/// MLXRUN_FINISH_CANCELLED. A cancel while nothing runs is forgotten when the next
+/// generation starts — and so is one that arrives while a generate call is still
+/// encoding its prompt, before its first prefill chunk: a caller that must not miss it
+/// repeats the cancel until the generate call returns. Thread-safe, returns at once.
 #[no_mangle]
 pub unsafe extern "C" fn mlxrun_cancel(model: *const mlxrun_model) -> mlxrun_status {
     guard(|| {

@@ -1,0 +1,3 @@
+module mlxrun/bindings/go
+
+go 1.23

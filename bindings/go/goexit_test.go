@@ -1,0 +1,5 @@
+package mlx_test
+
+import "runtime"
+
+func runtimeGoexit() { runtime.Goexit() }
