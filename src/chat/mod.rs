@@ -142,7 +142,10 @@ impl Model {
     /// for a model that has none). It is rendered with the special tokens of the folder's
     /// tokenizer_config.json.
     pub fn set_chat_template(&mut self, source: impl Into<String>) -> Result<()> {
-        let template = ChatTemplate::from_source_in(self.dir(), source)?;
+        let template = match &self.embedded_templates {
+            Some(e) => ChatTemplate::from_source(source, e.variables.clone())?,
+            None => ChatTemplate::from_source_in(self.template_dir(), source)?,
+        };
         self.install_template(String::new(), template);
         Ok(())
     }
@@ -152,8 +155,21 @@ impl Model {
         if let Some((_, t)) = self.chat_templates.loaded.iter().find(|(k, _)| k == key) {
             return Ok(t.clone());
         }
-        let template = ChatTemplate::load(self.dir(), name)?;
+        let template = match &self.embedded_templates {
+            Some(e) => ChatTemplate::from_embedded(e, name)?,
+            None => ChatTemplate::load(self.template_dir(), name)?,
+        };
         Ok(self.install_template(key.to_string(), template))
+    }
+
+    /// The folder chat templates are read from: the model folder, or a GGUF file's folder.
+    fn template_dir(&self) -> &std::path::Path {
+        let dir = self.dir();
+        if dir.is_file() {
+            dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
+        } else {
+            dir
+        }
     }
 
     fn install_template(&mut self, key: String, template: ChatTemplate) -> Arc<LoadedTemplate> {

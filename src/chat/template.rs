@@ -73,6 +73,23 @@ impl ChatTemplate {
         ChatTemplate::compile(&t.name, &t.origin, t.source.clone(), variables)
     }
 
+    /// The template `name` (`None`: the default) of those a model file carries in its
+    /// metadata. Errors name the file and the templates it has.
+    pub(crate) fn from_embedded(e: &crate::engine::model::EmbeddedTemplates, name: Option<&str>) -> Result<ChatTemplate> {
+        let want = name.unwrap_or(DEFAULT_TEMPLATE);
+        let Some((n, source)) = e.templates.iter().find(|(n, _)| n == want) else {
+            let names: Vec<&str> = e.templates.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::Template(format!(
+                "{} has no chat template named {want:?} (it has: {})",
+                e.file.display(),
+                names.join(", ")
+            )));
+        };
+        let key = if n == DEFAULT_TEMPLATE { "tokenizer.chat_template".to_string() } else { format!("tokenizer.chat_template.{n}") };
+        let origin = format!("{} (metadata {key})", e.file.display());
+        ChatTemplate::compile(n, &origin, source.clone(), e.variables.clone())
+    }
+
     /// The names of the chat templates a model folder has (`default` first when present);
     /// empty when it has none.
     pub fn names(dir: impl AsRef<Path>) -> Result<Vec<String>> {

@@ -7,19 +7,8 @@ use crate::engine::{FinishReason, GenerateParams, Model, SamplerParams};
 use crate::error::{Error, Result};
 use crate::models::LoadOptions;
 
-pub fn run(mut args: Args) -> Result<()> {
-    let model_dir = args.value("--model")?.ok_or_else(|| Error::invalid("generate needs --model DIR"))?;
-    let prompt = match (args.value("--prompt")?, args.value("--prompt-file")?) {
-        (Some(p), None) => p,
-        (None, Some(f)) if f == "-" => {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Io(format!("stdin: {e}")))?;
-            s
-        }
-        (None, Some(f)) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{f}: {e}")))?,
-        (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
-        (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
-    };
+/// The generation options `generate` and `chat` share: sampling, limits, stops.
+pub(super) fn generate_params(args: &mut Args) -> Result<GenerateParams> {
     let defaults = SamplerParams::default();
     let sampler = SamplerParams {
         temperature: args.parsed("--temp")?.unwrap_or(defaults.temperature),
@@ -32,14 +21,63 @@ pub fn run(mut args: Args) -> Result<()> {
         ..defaults
     };
     let base = GenerateParams::default();
-    let params = GenerateParams {
+    Ok(GenerateParams {
         max_tokens: args.parsed("--max-tokens")?.unwrap_or(base.max_tokens),
         sampler,
         stop_strings: args.values("--stop")?,
         ignore_eos: args.switch("--ignore-eos"),
         prefill_step_size: args.parsed("--prefill-step")?.unwrap_or(base.prefill_step_size),
         ..base
+    })
+}
+
+/// The metrics of a generation as `--json` prints them.
+pub(super) fn metrics_json(m: &crate::engine::Metrics) -> serde_json::Value {
+    serde_json::json!({
+        "prompt_tokens": m.prompt_tokens,
+        "generated_tokens": m.generated_tokens,
+        "prefill_seconds": m.prefill.as_secs_f64(),
+        "decode_seconds": m.decode.as_secs_f64(),
+        "prefill_tok_s": m.prefill_tok_s(),
+        "decode_tok_s": m.decode_tok_s(),
+        "peak_memory_bytes": m.peak_memory,
+        "active_memory_bytes": m.active_memory,
+    })
+}
+
+/// The one-line summary printed to stderr after a generation.
+pub(super) fn metrics_line(m: &crate::engine::Metrics, finish: FinishReason) -> String {
+    let why = match finish {
+        FinishReason::Stop => "end of sequence",
+        FinishReason::StopString => "stop string",
+        FinishReason::Length => "max tokens",
+        FinishReason::Callback => "output closed",
+        FinishReason::Cancelled => "cancelled",
     };
+    format!(
+        "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | peak memory {:.1} MiB | stopped: {why}",
+        m.prompt_tokens,
+        m.prefill_tok_s(),
+        m.generated_tokens,
+        m.decode_tok_s(),
+        m.peak_memory as f64 / 1048576.0
+    )
+}
+
+pub fn run(mut args: Args) -> Result<()> {
+    let model_dir = args.value("--model")?.ok_or_else(|| Error::invalid("generate needs --model PATH"))?;
+    let prompt = match (args.value("--prompt")?, args.value("--prompt-file")?) {
+        (Some(p), None) => p,
+        (None, Some(f)) if f == "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|e| Error::Io(format!("stdin: {e}")))?;
+            s
+        }
+        (None, Some(f)) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{f}: {e}")))?,
+        (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
+        (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
+    };
+    let params = generate_params(&mut args)?;
     let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
     let json = args.switch("--json");
     args.finish()?;
@@ -63,36 +101,13 @@ pub fn run(mut args: Args) -> Result<()> {
             "prompt_tokens": gen.prompt_tokens,
             "tokens": gen.tokens,
             "finish_reason": format!("{:?}", gen.finish_reason).to_lowercase(),
-            "metrics": {
-                "prompt_tokens": m.prompt_tokens,
-                "generated_tokens": m.generated_tokens,
-                "prefill_seconds": m.prefill.as_secs_f64(),
-                "decode_seconds": m.decode.as_secs_f64(),
-                "prefill_tok_s": m.prefill_tok_s(),
-                "decode_tok_s": m.decode_tok_s(),
-                "peak_memory_bytes": m.peak_memory,
-                "active_memory_bytes": m.active_memory,
-            },
+            "metrics": metrics_json(m),
             "model": { "type": model.info().model_type, "dtype": model.info().dtype.name() },
         });
         println!("{v}");
     } else {
         println!();
-        let why = match gen.finish_reason {
-            FinishReason::Stop => "end of sequence",
-            FinishReason::StopString => "stop string",
-            FinishReason::Length => "max tokens",
-            FinishReason::Callback => "output closed",
-            FinishReason::Cancelled => "cancelled",
-        };
-        eprintln!(
-            "prompt: {} tokens, {:.1} tok/s | generation: {} tokens, {:.1} tok/s | peak memory {:.1} MiB | stopped: {why}",
-            m.prompt_tokens,
-            m.prefill_tok_s(),
-            m.generated_tokens,
-            m.decode_tok_s(),
-            m.peak_memory as f64 / 1048576.0
-        );
+        eprintln!("{}", metrics_line(m, gen.finish_reason));
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The `mlxrun` command-line program's subcommands.
 pub mod args;
+pub mod chat;
+pub mod convert;
 pub mod generate;
+pub mod info;
 pub mod smoke;
 
 use crate::error::{Error, Result};
@@ -10,13 +13,23 @@ use args::Args;
 pub const USAGE: &str = "\
 usage: mlxrun <command> [options]
 
+MODEL is an HF folder (config.json + safetensors), a GGUF file, or a folder holding one.
+
 commands:
-  generate --model DIR --prompt TEXT   stream a continuation and print metrics
+  generate --model MODEL --prompt TEXT stream a continuation and print metrics
       --prompt-file FILE (- for stdin)  read the prompt from a file instead
       --max-tokens N (256)  --temp T (0 = greedy)  --top-k K  --top-p P  --min-p P
       --repetition-penalty R  --repetition-context N (20)  --seed S
       --stop STRING (repeatable)  --ignore-eos  --prefill-step N (2048)
       --dtype float32|bfloat16|float16  --device cpu|gpu  --json
+  chat --model MODEL                   interactive chat: one user message per stdin line,
+                                       replies streamed; /reset starts over, /exit quits
+      --message TEXT (repeatable)      send these messages instead, print replies, exit
+      --system TEXT  --template NAME  --quiet (no metrics)  --json (with --message)
+      and the sampling options of generate (greedy by default)
+  info --model MODEL [--json]          architecture, sizes, tokenizer, chat template
+  convert --gguf FILE --out DIR        write a GGUF model as an HF folder (safetensors)
+      --dtype float32|bfloat16|float16 (float32)
   smoke [--device cpu|gpu]            exercise MLX through the engine and print timings";
 
 /// Runs the program with its arguments (without the program name).
@@ -29,6 +42,9 @@ pub fn run(argv: Vec<String>) -> Result<()> {
     }
     match cmd.as_str() {
         "generate" => generate::run(args),
+        "chat" => chat::run(args),
+        "info" => info::run(args),
+        "convert" => convert::run(args),
         "smoke" => {
             args.finish()?;
             smoke::run()

@@ -1,4 +1,5 @@
 //! The engine: the generate loop, sampling, metrics.
+pub mod convert;
 pub mod generate;
 pub mod metrics;
 pub mod model;

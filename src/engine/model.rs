@@ -8,9 +8,10 @@ use super::generate::{generate_tokens_after, CancelToken, GenerateParams, LoopEn
 use super::metrics::Metrics;
 use crate::chat::TemplateCache;
 use crate::error::{Error, Result};
+use crate::models::gguf::GgufFile;
 use crate::models::{self, LanguageModel, LoadOptions, ModelInfo};
 use crate::nn::KvCache;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{gguf_template_variables, Tokenizer};
 
 /// One piece of streamed output.
 #[derive(Debug)]
@@ -65,14 +66,51 @@ pub struct Model {
     /// Chat templates loaded so far (read and compiled on first use: a model without a
     /// template, or with a broken one, still loads and generates).
     pub(crate) chat_templates: TemplateCache,
+    /// The chat templates a GGUF file carries in its metadata; `None` for a model folder,
+    /// whose templates are read from its files.
+    pub(crate) embedded_templates: Option<EmbeddedTemplates>,
+}
+
+/// Chat templates stored in a model file rather than beside it (GGUF metadata
+/// `tokenizer.chat_template` and `tokenizer.chat_template.NAME`), with the special-token
+/// variables they are rendered with.
+#[derive(Clone, Debug)]
+pub(crate) struct EmbeddedTemplates {
+    pub(crate) file: PathBuf,
+    /// (name, source); the default template is named `default`.
+    pub(crate) templates: Vec<(String, String)>,
+    pub(crate) variables: Vec<(String, String)>,
+}
+
+impl EmbeddedTemplates {
+    fn from_gguf(f: &GgufFile) -> EmbeddedTemplates {
+        let mut templates = Vec::new();
+        for (key, value) in &f.metadata {
+            let name = match key.as_str() {
+                "tokenizer.chat_template" => crate::chat::DEFAULT_TEMPLATE,
+                k => match k.strip_prefix("tokenizer.chat_template.") {
+                    Some(n) => n,
+                    None => continue,
+                },
+            };
+            if let Some(source) = value.as_str() {
+                templates.push((name.to_string(), source.to_string()));
+            }
+        }
+        EmbeddedTemplates { file: f.path.clone(), templates, variables: gguf_template_variables(f) }
+    }
 }
 
 static NEXT_MODEL_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Model {
-    /// Loads the model and tokenizer in an HF-layout folder.
-    pub fn load(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
-        let dir = dir.as_ref();
+    /// Loads a model with its tokenizer: an HF-layout folder, a GGUF file, or a folder
+    /// whose only model file is a GGUF file (see [`Model::load_gguf`]).
+    pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        let dir = path.as_ref();
+        if let Some(file) = models::gguf::find_model_file(dir)? {
+            return Model::load_gguf(file, opts);
+        }
         // The tokenizer first: it is quick, and a folder without one fails before the
         // weights are read.
         let tokenizer = if dir.is_dir() { Tokenizer::load(dir)? } else { return Err(Error::Config(format!("{} is not a folder", dir.display()))) };
@@ -85,6 +123,30 @@ impl Model {
             last_metrics: None,
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             chat_templates: TemplateCache::default(),
+            embedded_templates: None,
+        })
+    }
+
+    /// Loads a GGUF model file. The tokenizer is the one its metadata describes, or a
+    /// `tokenizer.json` beside the file when there is one (that wins: it is how a
+    /// vocabulary the metadata route does not cover is supplied); the chat templates are
+    /// those in the metadata, else the folder's. `dir()` is then the file's path.
+    pub fn load_gguf(file: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model> {
+        let file = file.as_ref();
+        let g = GgufFile::open(file)?;
+        let beside = file.parent().map(|d| d.join("tokenizer.json")).is_some_and(|p| p.is_file());
+        let tokenizer = if beside { Tokenizer::beside_gguf(&g)? } else { Tokenizer::from_gguf(&g)? };
+        let lm = models::load_gguf(&g, opts)?;
+        let templates = EmbeddedTemplates::from_gguf(&g);
+        Ok(Model {
+            lm,
+            tokenizer,
+            dir: file.to_path_buf(),
+            cancel: CancelToken::new(),
+            last_metrics: None,
+            id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
+            chat_templates: TemplateCache::default(),
+            embedded_templates: (!templates.templates.is_empty()).then_some(templates),
         })
     }
 
@@ -92,6 +154,7 @@ impl Model {
         self.lm.info()
     }
 
+    /// The model folder, or for a GGUF model the file.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

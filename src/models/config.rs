@@ -33,6 +33,12 @@ impl ConfigFile {
         Ok(ConfigFile { path, json, prefix: String::new() })
     }
 
+    /// A configuration made in memory (from a GGUF file's metadata, say); errors name
+    /// `path` as its origin.
+    pub fn from_json(path: impl Into<PathBuf>, json: Value) -> ConfigFile {
+        ConfigFile { path: path.into(), json, prefix: String::new() }
+    }
+
     /// Reads `dir/name` if it exists.
     pub fn read_optional(dir: &Path, name: &str) -> Result<Option<ConfigFile>> {
         if dir.join(name).exists() {

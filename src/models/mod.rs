@@ -3,6 +3,7 @@
 pub mod config;
 pub mod decoder;
 pub mod gemma3;
+pub mod gguf;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
@@ -78,22 +79,45 @@ pub fn default_dtype() -> Result<Dtype> {
     Ok(if Device::default_device()? == Device::cpu() { Dtype::F32 } else { Dtype::Bf16 })
 }
 
-/// Loads the model in an HF-layout folder (config.json + safetensors weights). All
-/// weights are read and converted before this returns, so a bad file fails here.
-pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
-    if !dir.is_dir() {
-        return Err(Error::Config(format!("{} is not a folder", dir.display())));
+/// Loads a model: an HF-layout folder (config.json + safetensors weights), a GGUF file,
+/// or a folder whose only model file is a GGUF file. All weights are read and converted
+/// before this returns, so a bad file fails here.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
+    if let Some(file) = gguf::find_model_file(path)? {
+        return load_gguf(&gguf::GgufFile::open(&file)?, opts);
     }
-    let cfg = ConfigFile::read(dir, "config.json")?;
+    if !path.is_dir() {
+        return Err(Error::Config(format!(
+            "{} is not a folder (a model folder) or a GGUF file",
+            path.display()
+        )));
+    }
+    let cfg = ConfigFile::read(path, "config.json")?;
+    let arch = arch_of(&cfg)?;
+    let weights = Weights::open(path, Some(compute_dtype(opts)?))?;
+    build(arch, weights)
+}
+
+/// Loads the model of a parsed GGUF file.
+pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
+    let g = gguf::arch::read(file)?;
+    let cfg = ConfigFile::from_json(&file.path, g.config.clone());
+    let arch = arch_of(&cfg)?;
+    let weights = gguf::weights(file, &g, Some(compute_dtype(opts)?))?;
+    build(arch, weights)
+}
+
+/// The architecture a config describes.
+fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
     let model_type = cfg
         .str("model_type")
         .ok_or_else(|| Error::Config(format!("{}: required field \"model_type\" is missing", cfg.path.display())))?
         .to_string();
-    let arch = match model_type.as_str() {
-        "llama" => Arch::Decoder(llama::spec(&cfg)?),
-        "qwen2" => Arch::Decoder(qwen2::spec(&cfg)?),
-        "qwen3" => Arch::Decoder(qwen3::spec(&cfg)?),
-        "gemma3" | "gemma3_text" => Arch::Gemma3(gemma3::spec(&cfg)?),
+    Ok(match model_type.as_str() {
+        "llama" => Arch::Decoder(llama::spec(cfg)?),
+        "qwen2" => Arch::Decoder(qwen2::spec(cfg)?),
+        "qwen3" => Arch::Decoder(qwen3::spec(cfg)?),
+        "gemma3" | "gemma3_text" => Arch::Gemma3(gemma3::spec(cfg)?),
         other => {
             return Err(Error::Config(format!(
                 "{}: model_type {other:?} is not supported (supported: {})",
@@ -101,13 +125,19 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
                 SUPPORTED_MODEL_TYPES.join(", ")
             )))
         }
-    };
-    let dtype = match opts.dtype {
-        Some(d) if !d.is_float() => return Err(Error::invalid(format!("compute dtype must be a float type, got {d}"))),
-        Some(d) => d,
-        None => default_dtype()?,
-    };
-    let mut weights = Weights::open(dir, Some(dtype))?;
+    })
+}
+
+fn compute_dtype(opts: &LoadOptions) -> Result<Dtype> {
+    match opts.dtype {
+        Some(d) if !d.is_float() => Err(Error::invalid(format!("compute dtype must be a float type, got {d}"))),
+        Some(d) => Ok(d),
+        None => default_dtype(),
+    }
+}
+
+/// Builds the model from its weights; every tensor must be used.
+fn build(arch: Arch, mut weights: Weights) -> Result<Box<dyn LanguageModel>> {
     let model: Box<dyn LanguageModel> = match arch {
         Arch::Decoder(spec) => Box::new(Decoder::load(&spec, &mut weights)?),
         Arch::Gemma3(spec) => Box::new(gemma3::Gemma3::load(&spec, &mut weights)?),

@@ -11,6 +11,7 @@
 //! records the differences).
 
 mod detokenizer;
+mod gguf;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub use detokenizer::Detokenizer;
+pub(crate) use gguf::template_variables as gguf_template_variables;
 
 /// A token added on top of the model's vocabulary (`added_tokens` in tokenizer.json):
 /// control tokens such as `<|im_start|>`, and extra pieces such as `<think>`.
@@ -43,6 +45,8 @@ pub struct Tokenizer {
 struct Inner {
     hf: tokenizers::Tokenizer,
     dir: PathBuf,
+    /// The file errors name: the folder's tokenizer.json, or the GGUF file.
+    origin: PathBuf,
     bos_token: Option<String>,
     bos_token_id: Option<u32>,
     adds_bos: bool,
@@ -91,27 +95,11 @@ impl Tokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer(format!("{}: not a file", path.display())));
         }
-        let bytes =
-            std::fs::read(&path).map_err(|e| Error::Tokenizer(format!("{}: cannot read: {e}", path.display())))?;
-        let mut hf = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::Tokenizer(format!("{}: not a valid tokenizer.json: {e}", path.display())))?;
-        // A tokenizer.json may carry truncation and padding settings; transformers ignores
-        // them unless a call asks, and a prompt must never be cut or padded silently.
-        hf.with_truncation(None)
-            .map_err(|e| Error::Tokenizer(format!("{}: cannot turn truncation off: {e}", path.display())))?;
-        hf.with_padding(None);
+        let hf = read_tokenizer_json(&path)?;
 
         let tok_config = read_json(dir, "tokenizer_config.json")?;
         let config = read_json(dir, "config.json")?;
         let gen_config = read_json(dir, "generation_config.json")?;
-
-        let mut added_tokens: Vec<AddedToken> = hf
-            .get_added_tokens_decoder()
-            .into_iter()
-            .map(|(id, t)| AddedToken { id, content: t.content, special: t.special })
-            .collect();
-        added_tokens.sort_by_key(|t| t.id);
-        let special_ids = added_tokens.iter().filter(|t| t.special).map(|t| t.id).collect();
 
         let token_field = |name: &str| -> Result<Option<String>> {
             match &tok_config {
@@ -121,19 +109,6 @@ impl Tokenizer {
         };
         let bos_token = token_field("bos_token")?;
         let eos_token = token_field("eos_token")?;
-        let bos_token_id = bos_token.as_deref().and_then(|t| hf.token_to_id(t));
-
-        // Whatever the configs say, the post-processor decides what
-        // `encode(text, add_special_tokens = true)` adds; ask it.
-        let adds_bos = match bos_token_id {
-            Some(bos) => {
-                let probe = hf
-                    .encode_fast("", true)
-                    .map_err(|e| Error::Tokenizer(format!("{}: cannot encode: {e}", path.display())))?;
-                probe.get_ids().first() == Some(&bos)
-            }
-            None => false,
-        };
 
         // EOS: every id any of the files names, in the order generation_config.json,
         // config.json, tokenizer_config.json.
@@ -154,6 +129,40 @@ impl Tokenizer {
                 push_unique(&mut eos_token_ids, ids);
             }
         }
+        Tokenizer::from_parts(hf, dir, &path, bos_token, eos_token, eos_token_ids)
+    }
+
+    /// A tokenizer from a `tokenizers` one and what the files around it say: the BOS and
+    /// EOS tokens by name, and EOS ids (the EOS token's id is added to them). `dir` is what
+    /// `dir()` reports, `origin` the file errors name.
+    pub(crate) fn from_parts(
+        hf: tokenizers::Tokenizer,
+        dir: &Path,
+        origin: &Path,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        mut eos_token_ids: Vec<u32>,
+    ) -> Result<Tokenizer> {
+        let mut added_tokens: Vec<AddedToken> = hf
+            .get_added_tokens_decoder()
+            .into_iter()
+            .map(|(id, t)| AddedToken { id, content: t.content, special: t.special })
+            .collect();
+        added_tokens.sort_by_key(|t| t.id);
+        let special_ids = added_tokens.iter().filter(|t| t.special).map(|t| t.id).collect();
+        let bos_token_id = bos_token.as_deref().and_then(|t| hf.token_to_id(t));
+
+        // Whatever the configs say, the post-processor decides what
+        // `encode(text, add_special_tokens = true)` adds; ask it.
+        let adds_bos = match bos_token_id {
+            Some(bos) => {
+                let probe = hf
+                    .encode_fast("", true)
+                    .map_err(|e| Error::Tokenizer(format!("{}: cannot encode: {e}", origin.display())))?;
+                probe.get_ids().first() == Some(&bos)
+            }
+            None => false,
+        };
         if let Some(id) = eos_token.as_deref().and_then(|t| hf.token_to_id(t)) {
             push_unique(&mut eos_token_ids, [id]);
         }
@@ -164,6 +173,7 @@ impl Tokenizer {
             inner: Arc::new(Inner {
                 hf,
                 dir: dir.to_path_buf(),
+                origin: origin.to_path_buf(),
                 bos_token,
                 bos_token_id,
                 adds_bos,
@@ -176,7 +186,35 @@ impl Tokenizer {
         })
     }
 
-    /// The model folder this tokenizer was loaded from.
+    /// The tokenizer a GGUF file's metadata describes (`tokenizer.ggml.*`; byte-level BPE).
+    pub fn from_gguf(file: &crate::models::gguf::GgufFile) -> Result<Tokenizer> {
+        gguf::from_gguf(file)
+    }
+
+    /// The tokenizer of a GGUF model given by a `tokenizer.json` beside the file (for
+    /// vocabularies the metadata route does not cover). With a `tokenizer_config.json`
+    /// there too, the folder loads as a model folder's would; without one, the BOS and EOS
+    /// tokens are the GGUF file's.
+    pub fn beside_gguf(file: &crate::models::gguf::GgufFile) -> Result<Tokenizer> {
+        let dir = file.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if dir.join("tokenizer_config.json").is_file() {
+            return Tokenizer::load(dir);
+        }
+        let path = dir.join("tokenizer.json");
+        let hf = read_tokenizer_json(&path)?;
+        let (bos, eos, eos_ids) = gguf::special_tokens(file)?;
+        Tokenizer::from_parts(hf, dir, &path, bos, eos, eos_ids)
+    }
+
+    /// The tokenizer as a `tokenizer.json` document (what `tokenizers` would save).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .hf
+            .to_string(true)
+            .map_err(|e| Error::Tokenizer(format!("{}: cannot serialize the tokenizer: {e}", self.inner.origin.display())))
+    }
+
+    /// The model folder this tokenizer was loaded from (for a GGUF file: that file).
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -188,7 +226,7 @@ impl Tokenizer {
         let enc = self.inner.hf.encode_fast(text, add_special_tokens).map_err(|e| {
             Error::Tokenizer(format!(
                 "{}: cannot encode the text: {e}",
-                self.inner.dir.join("tokenizer.json").display()
+                self.inner.origin.display()
             ))
         })?;
         Ok(enc.get_ids().to_vec())
@@ -213,7 +251,7 @@ impl Tokenizer {
     /// tokens (see [`AddedToken::special`]) are left out too.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner.hf.decode(ids, skip_special_tokens).map_err(|e| {
-            Error::Tokenizer(format!("{}: cannot decode: {e}", self.inner.dir.join("tokenizer.json").display()))
+            Error::Tokenizer(format!("{}: cannot decode: {e}", self.inner.origin.display()))
         })
     }
 
@@ -281,6 +319,19 @@ impl Tokenizer {
     pub(crate) fn is_byte_token(&self, id: u32) -> bool {
         self.inner.byte_ids.contains(&id)
     }
+}
+
+/// Reads a tokenizer.json, with its truncation and padding turned off.
+fn read_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Tokenizer(format!("{}: cannot read: {e}", path.display())))?;
+    let mut hf = tokenizers::Tokenizer::from_bytes(&bytes)
+        .map_err(|e| Error::Tokenizer(format!("{}: not a valid tokenizer.json: {e}", path.display())))?;
+    // A tokenizer.json may carry truncation and padding settings; transformers ignores
+    // them unless a call asks, and a prompt must never be cut or padded silently.
+    hf.with_truncation(None)
+        .map_err(|e| Error::Tokenizer(format!("{}: cannot turn truncation off: {e}", path.display())))?;
+    hf.with_padding(None);
+    Ok(hf)
 }
 
 /// Reads `dir/name` as JSON if the file exists: `Ok(None)` when it does not, an error naming

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 pub mod bad_model;
+pub mod gguf_writer;
+pub mod reference;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,112 @@
+//! `mlxrun chat`: a conversation with a model through its own chat template.
+//!
+//! Interactive by default: each line read from standard input is a user message, the reply
+//! streams to standard output, and the conversation (with its KV cache) carries over to
+//! the next line. `/reset` starts over, `/exit` or end of input quits. With `--message`
+//! (repeatable) it sends those messages in turn instead, prints the replies and exits —
+//! for scripts; `--json` then prints one JSON object per reply.
+use std::io::{BufRead, IsTerminal, Write};
+
+use super::args::Args;
+use super::generate::{generate_params, metrics_json, metrics_line};
+use super::parse_dtype;
+use crate::chat::{ChatOptions, ChatSession, Message};
+use crate::engine::{GenerateParams, Model};
+use crate::error::{Error, Result};
+use crate::models::LoadOptions;
+
+pub fn run(mut args: Args) -> Result<()> {
+    let model_path = args.value("--model")?.ok_or_else(|| Error::invalid("chat needs --model PATH"))?;
+    let messages = args.values("--message")?;
+    let system = args.value("--system")?;
+    let template = args.value("--template")?;
+    let params = generate_params(&mut args)?;
+    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let json = args.switch("--json");
+    let quiet = args.switch("--quiet");
+    args.finish()?;
+    params.validate()?;
+    if json && messages.is_empty() {
+        return Err(Error::invalid("--json needs --message (interactive chat prints text)"));
+    }
+
+    let mut model = Model::load(&model_path, &LoadOptions { dtype })?;
+    let options = ChatOptions { template, ..ChatOptions::default() };
+    let mut session = ChatSession::new(&mut model, options)?;
+    if let Some(s) = &system {
+        session.messages_mut().push(Message::system(s.as_str()));
+    }
+
+    if !messages.is_empty() {
+        for text in messages {
+            turn(&mut model, &mut session, &text, &params, json, quiet)?;
+        }
+        return Ok(());
+    }
+
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("chatting with {model_path}: /reset starts over, /exit or Ctrl-D quits");
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.map_err(|e| Error::Io(format!("stdin: {e}")))?;
+        let text = line.trim();
+        match text {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                session.reset();
+                if let Some(s) = &system {
+                    session.messages_mut().push(Message::system(s.as_str()));
+                }
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => turn(&mut model, &mut session, text, &params, false, quiet)?,
+        }
+    }
+    Ok(())
+}
+
+/// Sends one user message and streams (or, with `json`, prints) the reply.
+fn turn(
+    model: &mut Model,
+    session: &mut ChatSession,
+    text: &str,
+    params: &GenerateParams,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let gen = session.send(model, Message::user(text), params, |ev| {
+        if json {
+            return true;
+        }
+        let mut out = stdout.lock();
+        // A closed stdout (piped into `head`) stops generation quietly.
+        out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()).is_ok()
+    })?;
+    if json {
+        let v = serde_json::json!({
+            "message": text,
+            "reply": gen.text,
+            "tokens": gen.tokens,
+            "finish_reason": format!("{:?}", gen.finish_reason).to_lowercase(),
+            "metrics": metrics_json(&gen.metrics),
+        });
+        println!("{v}");
+    } else {
+        println!();
+        if !quiet {
+            eprintln!("{}", metrics_line(&gen.metrics, gen.finish_reason));
+        }
+    }
+    Ok(())
+}

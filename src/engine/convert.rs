@@ -1,0 +1,106 @@
+//! Converting a GGUF model into an HF-layout folder that mlx-lm and transformers load:
+//! `config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json` (with the
+//! chat template) and `generation_config.json`.
+//!
+//! The weights are those the engine itself loads from the GGUF file: dequantized, with
+//! llama.cpp's conversions undone (q/k row permutation, Gemma's +1 norms), under HF names,
+//! then cast to the requested dtype. So the folder and the file give the same model, and
+//! a reference run on the folder checks the engine on the file.
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::mlx::{io, Array, Dtype};
+use crate::models::gguf::{self, GgufFile};
+use crate::tokenizer::{gguf_template_variables, Tokenizer};
+
+/// What a conversion wrote.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    pub dir: PathBuf,
+    pub tensors: usize,
+    pub dtype: Dtype,
+    pub files: Vec<String>,
+}
+
+/// Converts the GGUF file `file` into the folder `out` (created if needed; files of the
+/// same names are replaced). `progress` is called with (tensors done, tensor count).
+pub fn convert_gguf(
+    file: &Path,
+    out: &Path,
+    dtype: Dtype,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Converted> {
+    if !dtype.is_float() {
+        return Err(Error::invalid(format!("convert: the weights' dtype must be a float type, got {dtype}")));
+    }
+    let g = GgufFile::open(file)?;
+    let arch = gguf::arch::read(&g)?;
+    // The tokenizer first: a file whose vocabulary cannot be rebuilt fails before the
+    // weights are written.
+    let beside = file.parent().map(|d| d.join("tokenizer.json")).is_some_and(|p| p.is_file());
+    let tokenizer = if beside { Tokenizer::beside_gguf(&g)? } else { Tokenizer::from_gguf(&g)? };
+    std::fs::create_dir_all(out).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+    let write = |name: &str, text: String| -> Result<String> {
+        let p = out.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+        Ok(name.to_string())
+    };
+    let pretty = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
+
+    let mut files = Vec::new();
+    let mut config = arch.config.clone();
+    if let Json::Object(c) = &mut config {
+        let class = match c.get("model_type").and_then(Json::as_str) {
+            Some("llama") => "LlamaForCausalLM",
+            Some("qwen2") => "Qwen2ForCausalLM",
+            Some("qwen3") => "Qwen3ForCausalLM",
+            Some("gemma3_text") => "Gemma3ForCausalLM",
+            _ => "",
+        };
+        c.insert("architectures".into(), json!([class]));
+        c.insert("torch_dtype".into(), json!(dtype.name()));
+        if let Some(id) = tokenizer.bos_token_id() {
+            c.insert("bos_token_id".into(), json!(id));
+        }
+        if let Some(&id) = tokenizer.eos_token_ids().first() {
+            c.insert("eos_token_id".into(), json!(id));
+        }
+    }
+    files.push(write("config.json", pretty(&config))?);
+
+    let mut gen = Map::new();
+    if let Some(id) = tokenizer.bos_token_id() {
+        gen.insert("bos_token_id".into(), json!(id));
+    }
+    gen.insert("eos_token_id".into(), json!(tokenizer.eos_token_ids()));
+    files.push(write("generation_config.json", pretty(&Json::Object(gen)))?);
+
+    files.push(write("tokenizer.json", tokenizer.to_json()?)?);
+    let mut tc = Map::new();
+    for (k, v) in gguf_template_variables(&g) {
+        tc.insert(k, json!(v));
+    }
+    tc.insert("add_bos_token".into(), json!(tokenizer.adds_bos()));
+    tc.insert("tokenizer_class".into(), json!("PreTrainedTokenizerFast"));
+    if let Some(t) = g.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+        tc.insert("chat_template".into(), json!(t));
+    }
+    files.push(write("tokenizer_config.json", pretty(&Json::Object(tc)))?);
+
+    let total = g.tensors.len();
+    let mut arrays: Vec<(String, Array)> = Vec::with_capacity(total);
+    for (i, t) in g.tensors.iter().enumerate() {
+        let (name, data, shape) = gguf::hf_tensor(&g, &arch, t)?;
+        let a = Array::from_slice(&data, &shape)?;
+        let a = if dtype == Dtype::F32 { a } else { a.astype(dtype)? };
+        a.eval()?;
+        arrays.push((name, a));
+        progress(i + 1, total);
+    }
+    let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    io::save_safetensors(out.join("model.safetensors"), &refs, &[("format", "pt")])?;
+    files.push("model.safetensors".into());
+    Ok(Converted { dir: out.to_path_buf(), tensors: total, dtype, files })
+}

@@ -1,0 +1,263 @@
+//! The tokenizer a GGUF file describes in its metadata, rebuilt as the `tokenizer.json`
+//! the model was converted from would have it, then loaded by the `tokenizers` library.
+//!
+//! Supported: byte-level BPE (`tokenizer.ggml.model` = `gpt2`: GPT-2, SmolLM, Llama 3,
+//! Qwen2/3 and most BPE models) with its vocabulary, merges and token types. Control
+//! tokens become special added tokens, user-defined ones plain added tokens (both are
+//! matched whole in the text, as llama.cpp and HF do). `tokenizer.ggml.pre` names how the
+//! text is split before BPE; each name maps to the pre-tokenizer of the HF tokenizers
+//! llama.cpp recognises it from (its `convert_hf_to_gguf.py` picks the name by hashing
+//! what the HF tokenizer does), e.g. `smollm`/`starcoder`: digits one by one, then GPT-2's
+//! split. A file whose name is not known here is refused rather than tokenized differently.
+//!
+//! Special tokens: `bos/eos/unknown/padding_token_id`, `add_bos_token`/`add_eos_token`
+//! (what `encode(.., add_special_tokens = true)` adds), and `eot/eom_token_id`, which end
+//! generation as EOS does (llama.cpp stops on them too).
+use serde_json::{json, Map, Value as Json};
+
+use super::Tokenizer;
+use crate::error::{Error, Result};
+use crate::models::gguf::{GgufFile, Value};
+
+/// Llama 3's split (also Falcon 3, DBRX, ...), as in its tokenizer.json.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split (Qwen2, 2.5 and 3), as in its tokenizer.json.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The `tokenizer.ggml.pre` names understood, by the split they stand for.
+const PRE_GPT2: &[&str] = &["default", "gpt2", "gpt-2", "mpt", "olmo", "jais"];
+const PRE_DIGITS: &[&str] = &["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"];
+const PRE_LLAMA3: &[&str] = &["llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral", "dbrx", "smaug-bpe"];
+const PRE_QWEN2: &[&str] = &["qwen2", "deepseek-r1-qwen", "megrez"];
+
+/// llama.cpp's token types.
+const TOKEN_CONTROL: i64 = 3;
+const TOKEN_USER_DEFINED: i64 = 4;
+
+pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
+    let err = |what: String| Error::Tokenizer(format!("{}: {what}", f.path.display()));
+    let model = match f.get("tokenizer.ggml.model") {
+        Some(Value::Str(s)) => s.as_str(),
+        Some(v) => return Err(err(format!("metadata tokenizer.ggml.model must be a string, found {}", v.type_name()))),
+        None => return Err(err(
+            "metadata tokenizer.ggml.model is missing: the file carries no tokenizer (put a tokenizer.json beside it)"
+                .into(),
+        )),
+    };
+    if model != "gpt2" {
+        return Err(err(format!(
+            "tokenizer.ggml.model {model:?} is not supported (supported: \"gpt2\", byte-level BPE); put the model's tokenizer.json beside the file"
+        )));
+    }
+    let tokens = string_array(f, "tokenizer.ggml.tokens")?;
+    let merges = string_array(f, "tokenizer.ggml.merges")?;
+    let types: Vec<i64> = match f.get("tokenizer.ggml.token_type") {
+        None => vec![1; tokens.len()],
+        Some(Value::Array(a)) if a.len() == tokens.len() => a
+            .iter()
+            .map(|v| v.as_i64().ok_or_else(|| err("metadata tokenizer.ggml.token_type must hold integers".into())))
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(err(format!(
+                "metadata tokenizer.ggml.token_type must be an array of {} integers (one per token), found {v}",
+                tokens.len()
+            )))
+        }
+    };
+
+    let byte_chars = byte_alphabet();
+    let mut vocab = Map::new();
+    let mut added = Vec::new();
+    for (id, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
+        let is_added = *ty == TOKEN_CONTROL || *ty == TOKEN_USER_DEFINED;
+        // The vocabulary is spelled in the byte-level alphabet; a plain token written
+        // otherwise is respelled so that BPE and the decoder see its bytes.
+        let spelled = if is_added || tok.chars().all(|c| byte_chars.contains(&c)) {
+            tok.to_string()
+        } else {
+            tok.bytes().map(|b| byte_chars[b as usize]).collect()
+        };
+        // A repeated spelling keeps its first id, as HF's vocabulary would.
+        vocab.entry(spelled).or_insert(json!(id));
+        if is_added {
+            added.push(json!({
+                "id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": *ty == TOKEN_CONTROL,
+            }));
+        }
+    }
+
+    let pre = match f.get("tokenizer.ggml.pre") {
+        None => "default",
+        Some(Value::Str(s)) => s.as_str(),
+        Some(v) => return Err(err(format!("metadata tokenizer.ggml.pre must be a string, found {}", v.type_name()))),
+    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            byte_level(false),
+        ]})
+    };
+    // ByteLevel with `use_regex` splits as GPT-2 does.
+    let (normalizer, pre_tokenizer) = if PRE_GPT2.contains(&pre) {
+        (Json::Null, byte_level(true))
+    } else if PRE_DIGITS.contains(&pre) {
+        (
+            Json::Null,
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        )
+    } else if PRE_LLAMA3.contains(&pre) {
+        (Json::Null, split(LLAMA3_SPLIT))
+    } else if PRE_QWEN2.contains(&pre) {
+        (json!({"type": "NFC"}), split(QWEN2_SPLIT))
+    } else {
+        let known: Vec<&str> = [PRE_GPT2, PRE_DIGITS, PRE_LLAMA3, PRE_QWEN2].concat();
+        return Err(err(format!("tokenizer.ggml.pre {pre:?} is not supported (supported: {})", known.join(", "))));
+    };
+
+    let token_of = |key: &str| token_by_id(f, &tokens, key);
+    let flag = |key: &str| -> Result<bool> {
+        match f.get(key) {
+            None => Ok(false),
+            Some(v) => {
+                v.as_bool().ok_or_else(|| err(format!("metadata {key} must be a bool, found {}", v.type_name())))
+            }
+        }
+    };
+    let bos = token_of("tokenizer.ggml.bos_token_id")?;
+    let eos = token_of("tokenizer.ggml.eos_token_id")?;
+    // Byte-level BPE spells every byte, so it never needs an unknown token; the id is only
+    // checked (HF's tokenizer.json for these models has none either).
+    token_of("tokenizer.ggml.unknown_token_id")?;
+    let (add_bos, add_eos) = (flag("tokenizer.ggml.add_bos_token")?, flag("tokenizer.ggml.add_eos_token")?);
+
+    let byte_level_post =
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
+    let post_processor = match (add_bos.then_some(bos.as_ref()).flatten(), add_eos.then_some(eos.as_ref()).flatten()) {
+        (None, None) => byte_level_post,
+        (b, e) => {
+            let piece = |t: &(u32, String)| json!({"SpecialToken": {"id": t.1, "type_id": 0}});
+            let seq = |t: &str| json!({"Sequence": {"id": t, "type_id": 0}});
+            let mut single = Vec::new();
+            let mut specials = Map::new();
+            for t in [b, e].into_iter().flatten() {
+                specials.insert(t.1.clone(), json!({"id": t.1, "ids": [t.0], "tokens": [t.1]}));
+            }
+            if let Some(b) = b {
+                single.push(piece(b));
+            }
+            single.push(seq("A"));
+            if let Some(e) = e {
+                single.push(piece(e));
+            }
+            let mut pair = single.clone();
+            pair.extend(single.iter().map(|p| if p.get("Sequence").is_some() { seq("B") } else { p.clone() }));
+            json!({"type": "Sequence", "processors": [
+                byte_level_post,
+                {"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials},
+            ]})
+        }
+    };
+
+    let json = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+            "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges,
+        },
+    });
+    let bytes = serde_json::to_vec(&json).map_err(|e| err(format!("cannot build the tokenizer: {e}")))?;
+    let hf = tokenizers::Tokenizer::from_bytes(&bytes)
+        .map_err(|e| err(format!("the tokenizer metadata does not make a valid tokenizer: {e}")))?;
+
+    let (bos, eos, eos_ids) = special_tokens(f)?;
+    Tokenizer::from_parts(hf, &f.path, &f.path, bos, eos, eos_ids)
+}
+
+/// The BOS and EOS tokens a GGUF file names, and the ids that end generation: EOS, and
+/// the end-of-turn / end-of-message tokens llama.cpp also stops on.
+pub(super) fn special_tokens(f: &GgufFile) -> Result<(Option<String>, Option<String>, Vec<u32>)> {
+    let tokens = string_array(f, "tokenizer.ggml.tokens")?;
+    let token_of = |key: &str| -> Result<Option<(u32, String)>> { token_by_id(f, &tokens, key) };
+    let mut eos_ids = Vec::new();
+    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        if let Some((id, _)) = token_of(key)? {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    let bos = token_of("tokenizer.ggml.bos_token_id")?.map(|t| t.1);
+    let eos = token_of("tokenizer.ggml.eos_token_id")?.map(|t| t.1);
+    Ok((bos, eos, eos_ids))
+}
+
+/// The token metadata `key` names by id, if the file gives one.
+fn token_by_id(f: &GgufFile, tokens: &[&str], key: &str) -> Result<Option<(u32, String)>> {
+    let err = |what: String| Error::Tokenizer(format!("{}: {what}", f.path.display()));
+    let Some(v) = f.get(key) else { return Ok(None) };
+    let id = v.as_i64().ok_or_else(|| err(format!("metadata {key} must be an integer, found {}", v.type_name())))?;
+    // Some converters write -1 for "none".
+    match usize::try_from(id).ok().and_then(|i| tokens.get(i)) {
+        Some(t) => Ok(Some((id as u32, t.to_string()))),
+        None if id < 0 => Ok(None),
+        None => Err(err(format!("metadata {key} is {id}, outside the vocabulary of {} tokens", tokens.len()))),
+    }
+}
+
+/// A required metadata array of strings.
+fn string_array<'a>(f: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
+    let err = |what: String| Error::Tokenizer(format!("{}: metadata {key} {what}", f.path.display()));
+    let items = match f.get(key) {
+        Some(Value::Array(a)) => a,
+        Some(v) => return Err(err(format!("must be an array of strings, found {}", v.type_name()))),
+        None => return Err(err("is missing".into())),
+    };
+    items.iter().map(|v| v.as_str().ok_or_else(|| err(format!("must hold strings, found {}", v.type_name())))).collect()
+}
+
+/// GPT-2's byte-to-character table: byte b is spelled `table[b]`. Printable Latin-1 bytes
+/// stand for themselves; the others map, in order, to U+0100 onwards.
+fn byte_alphabet() -> Vec<char> {
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut n = 0;
+    (0..256u32)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).unwrap_or('?')
+            } else {
+                n += 1;
+                char::from_u32(255 + n).unwrap_or('?')
+            }
+        })
+        .collect()
+}
+
+/// The special-token variables a chat template is rendered with (`bos_token`, ...), as
+/// transformers derives them from a GGUF file.
+pub(crate) fn template_variables(f: &GgufFile) -> Vec<(String, String)> {
+    let Ok(tokens) = string_array(f, "tokenizer.ggml.tokens") else { return vec![] };
+    let mut vars = Vec::new();
+    for (var, key) in [
+        ("bos_token", "tokenizer.ggml.bos_token_id"),
+        ("eos_token", "tokenizer.ggml.eos_token_id"),
+        ("unk_token", "tokenizer.ggml.unknown_token_id"),
+        ("pad_token", "tokenizer.ggml.padding_token_id"),
+    ] {
+        let id = f.get(key).and_then(Value::as_i64).and_then(|i| usize::try_from(i).ok());
+        if let Some(t) = id.and_then(|i| tokens.get(i)) {
+            vars.push((var.to_string(), t.to_string()));
+        }
+    }
+    vars
+}
