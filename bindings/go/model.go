@@ -252,23 +252,9 @@ func (m *Model) ApplyChatTemplate(messages []Message, opts ...GenerateOption) (s
 	defer m.exit()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var needed C.size_t
-	var buf []byte
-	for {
-		var p *C.char
-		if len(buf) > 0 {
-			p = (*C.char)(unsafe.Pointer(&buf[0]))
-		}
-		st := C.mlxrun_apply_chat_template(m.ptr, msgs, n, cp, p, C.size_t(len(buf)), &needed)
-		if st == C.MLXRUN_OK {
-			return string(buf[:needed-1]), nil
-		}
-		// The text can grow between calls (templates may print today's date).
-		if st != C.MLXRUN_ERR_BUFFER_TOO_SMALL || int(needed) <= len(buf) {
-			return "", lastError(st)
-		}
-		buf = make([]byte, needed)
-	}
+	return readText(func(p *C.char, capacity C.size_t, needed *C.size_t) C.enum_mlxrun_status {
+		return C.mlxrun_apply_chat_template(m.ptr, msgs, n, cp, p, capacity, needed)
+	})
 }
 
 // Tokenize encodes text; with addSpecialTokens the tokens the tokenizer adds (such as
@@ -326,6 +312,17 @@ func (m *Model) Detokenize(ids []int32, skipSpecialTokens bool) (string, error) 
 	defer m.exit()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	return readText(func(p *C.char, capacity C.size_t, needed *C.size_t) C.enum_mlxrun_status {
+		return C.mlxrun_detokenize(m.ptr, cids, C.size_t(len(ids)), C.bool(skipSpecialTokens), p, capacity, needed)
+	})
+}
+
+// readText runs a C call that copies text into a caller's buffer the "needed size" way:
+// first with no buffer, then with one as large as the call asked for. The text may grow
+// between calls (a template can print today's date), so it asks again until it fits.
+// The caller holds the OS thread locked, so the error message read on failure is this
+// call's.
+func readText(call func(p *C.char, capacity C.size_t, needed *C.size_t) C.enum_mlxrun_status) (string, error) {
 	var needed C.size_t
 	var buf []byte
 	for {
@@ -333,7 +330,7 @@ func (m *Model) Detokenize(ids []int32, skipSpecialTokens bool) (string, error) 
 		if len(buf) > 0 {
 			p = (*C.char)(unsafe.Pointer(&buf[0]))
 		}
-		st := C.mlxrun_detokenize(m.ptr, cids, C.size_t(len(ids)), C.bool(skipSpecialTokens), p, C.size_t(len(buf)), &needed)
+		st := call(p, C.size_t(len(buf)), &needed)
 		if st == C.MLXRUN_OK {
 			return string(buf[:needed-1]), nil
 		}
