@@ -71,7 +71,7 @@ fn linux_mlx() -> Vec<PathBuf> {
             Some(d) => PathBuf::from(d),
             None => {
                 let local =
-                    manifest.join(".deps/openblas/usr/lib/x86_64-linux-gnu/openblas-serial");
+                    manifest.join(".deps/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread");
                 let system = PathBuf::from("/usr/lib/x86_64-linux-gnu");
                 if local.join("libopenblas.so.0").exists() {
                     local

