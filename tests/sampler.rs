@@ -269,14 +269,22 @@ fn top_p_keeps_the_nucleus() {
 }
 
 #[test]
-fn top_p_after_top_k_uses_the_remaining_mass() {
-    // top-k 3 leaves 0.4, 0.3, 0.2 (mass 0.9): renormalised 0.444, 0.333, 0.222, so top-p
-    // 0.75 keeps the first two (0.777 >= 0.75), while over the full distribution it would
-    // need the third (0.4 + 0.3 = 0.7 < 0.75).
+fn filters_apply_in_mlx_lm_order() {
+    // mlx-lm filters top-p, then min-p, then top-k. Over [0.4, 0.3, 0.2, 0.1], top-p 0.75
+    // needs the third token (0.4 + 0.3 = 0.7 < 0.75) and top-k 3 then keeps all three;
+    // top-k first would leave a renormalised 0.444/0.333/0.222, where 0.75 is reached
+    // with two tokens and token 2 would never be drawn.
     let logits = arr(&ln(&[0.4, 0.3, 0.2, 0.1]));
     let params = SamplerParams { temperature: 1.0, top_k: 3, top_p: 0.75, seed: Some(21), ..Default::default() };
+    let t = draws(&mut sampler(params), &logits, 3000);
+    let f = freqs(&t, 4);
+    assert!(f[3] == 0.0 && (f[2] - 0.2 / 0.9).abs() < 0.04, "top-p then top-k drew {f:?}");
+
+    // min-p runs on what top-p left: top-p 0.75 keeps {0, 1, 2}; min-p 0.6 of the best
+    // (0.4) cuts at 0.24, leaving {0, 1}.
+    let params = SamplerParams { temperature: 1.0, top_p: 0.75, min_p: 0.6, seed: Some(22), ..Default::default() };
     let t = draws(&mut sampler(params), &logits, 2000);
-    assert!(t.iter().all(|&x| x < 2), "drew {:?}", freqs(&t, 4));
+    assert!(t.iter().all(|&x| x < 2), "top-p then min-p drew {:?}", freqs(&t, 4));
 }
 
 #[test]

@@ -278,16 +278,18 @@ impl Sampler {
         let token = if p.is_greedy() {
             logprobs.argmax(-1, false)?
         } else {
+            // mlx-lm's order (top-p, then min-p, then top-k): the filters do not commute
+            // when two of them are on, so any other order samples from another set.
             let mut filtered = logprobs.clone();
-            if p.top_k > 0 && p.top_k < vocab {
-                filtered = top_k(&filtered, p.top_k, batch, vocab)?;
-            }
             let keep = p.min_tokens_to_keep.min(vocab as usize) as i32;
             if p.top_p < 1.0 {
                 filtered = top_p(&filtered, p.top_p, keep)?;
             }
             if p.min_p > 0.0 {
                 filtered = min_p(&filtered, p.min_p, keep)?;
+            }
+            if p.top_k > 0 && p.top_k < vocab {
+                filtered = top_k(&filtered, p.top_k, batch, vocab)?;
             }
             // Scaled in f32: a small temperature would overflow float16.
             let scaled = filtered.astype(Dtype::F32)?.mul_scalar(1.0 / p.temperature as f64)?;
