@@ -24,6 +24,12 @@ fn bad_model_folders_are_reported_and_other_models_keep_working() {
     let d = copy_fixture("qwen3", "badjson");
     std::fs::write(d.join("config.json"), "{ \"model_type\": ").unwrap();
     assert_has(&load_err(&d), &["config.json", "not valid JSON"]);
+    // Through the engine (which reads the tokenizer too) it is still a config error.
+    match mlxrun::engine::Model::load(&d, &LoadOptions::default()) {
+        Err(mlxrun::Error::Config(m)) => assert_has(&m, &["config.json", "not valid JSON"]),
+        Err(e) => panic!("a malformed config.json must be a config error, got {e:?}"),
+        Ok(_) => panic!("a malformed config.json loaded"),
+    }
 
     let d = copy_fixture("qwen3", "type");
     edit_config(&d, |v| v["model_type"] = "mamba9".into());

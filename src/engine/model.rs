@@ -111,9 +111,14 @@ impl Model {
         if let Some(file) = models::gguf::find_model_file(dir)? {
             return Model::load_gguf(file, opts);
         }
-        // The tokenizer first: it is quick, and a folder without one fails before the
-        // weights are read.
-        let tokenizer = if dir.is_dir() { Tokenizer::load(dir)? } else { return Err(Error::Config(format!("{} is not a folder", dir.display()))) };
+        if !dir.is_dir() {
+            return Err(Error::Config(format!("{} is not a folder", dir.display())));
+        }
+        // The small files first, so that a bad one fails before any weight is read: the
+        // config before the tokenizer, which reads config.json too (for EOS ids) and would
+        // otherwise report a malformed config as a tokenizer error.
+        models::config::ConfigFile::read(dir, "config.json")?;
+        let tokenizer = Tokenizer::load(dir)?;
         let lm = models::load(dir, opts)?;
         Ok(Model {
             lm,
