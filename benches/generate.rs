@@ -10,14 +10,17 @@ use std::process::Command;
 
 use mlxrun::engine::generate::{generate_tokens, DEFAULT_PREFILL_STEP};
 use mlxrun::engine::SamplerParams;
-use mlxrun::mlx::memory;
+use mlxrun::mlx::{memory, Device, Dtype};
 use mlxrun::models::{load, LoadOptions};
 
 /// Timed runs per side (after one warm-up run).
 const REPEAT: usize = 5;
 
-fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, usize)> {
+/// Our side's figures: best prefill tok/s, best decode tok/s, peak bytes, and the dtype it
+/// computed in (the reference is asked to compute in the same one).
+fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, usize, Dtype)> {
     let model = load(dir, &LoadOptions::default())?;
+    let dtype = model.info().dtype;
     let vocab = model.info().vocab_size as usize;
     let prompt: Vec<u32> = (0..n_prompt).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
     let run = || {
@@ -44,13 +47,13 @@ fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, 
         decode = decode.max(m.decode_tok_s());
         peak = peak.max(m.peak_memory);
     }
-    Ok((prefill, decode, peak))
+    Ok((prefill, decode, peak, dtype))
 }
 
-fn reference(dir: &Path, n_prompt: usize, n_gen: usize) -> Option<serde_json::Value> {
+fn reference(dir: &Path, n_prompt: usize, n_gen: usize, dtype: Dtype) -> Option<serde_json::Value> {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut cmd = Command::new(format!("{root}/.deps/venv/bin/python"));
-    cmd.arg(format!("{root}/scripts/bench_reference.py")).arg(dir).arg(n_prompt.to_string()).arg(n_gen.to_string()).arg(REPEAT.to_string());
+    cmd.arg(format!("{root}/scripts/bench_reference.py")).arg(dir).arg(n_prompt.to_string()).arg(n_gen.to_string()).arg(REPEAT.to_string()).args(["--dtype", dtype.name()]);
     if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB") {
         let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
         cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
@@ -83,18 +86,20 @@ fn main() {
         found.sort();
         dirs = found.into_iter().filter(|p| p.join("config.json").exists()).collect();
     }
-    println!("greedy, {n_prompt}-token prompt, {n_gen} generated tokens, f32, this machine's CPU, best of {REPEAT} runs each");
+    let device = if Device::default_device().is_ok_and(|d| d == Device::cpu()) { "CPU" } else { "GPU" };
+    println!("greedy, {n_prompt}-token prompt, {n_gen} generated tokens, on this machine's {device} (both sides in the dtype shown), best of {REPEAT} runs each");
     println!("{:<28} {:>14} {:>14} {:>14} {:>14} {:>8} {:>8}", "model", "prefill ours", "prefill mlx-lm", "decode ours", "decode mlx-lm", "prefill", "decode");
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let (p, d, peak) = match ours(&dir, n_prompt, n_gen) {
+        let (p, d, peak, dtype) = match ours(&dir, n_prompt, n_gen) {
             Ok(v) => v,
             Err(e) => {
                 println!("{name:<28} failed: {e}");
                 continue;
             }
         };
-        match reference(&dir, n_prompt, n_gen) {
+        let name = format!("{name} ({})", dtype.name());
+        match reference(&dir, n_prompt, n_gen, dtype) {
             Some(r) => {
                 let (rp, rd) = (r["prefill_tok_s"].as_f64().unwrap_or(0.0), r["decode_tok_s"].as_f64().unwrap_or(0.0));
                 println!(

@@ -3,7 +3,9 @@ model folder, timed exactly as the Rust benchmark times ours (prefill = start of
 until the first generated token is available; decode = the remaining tokens over the
 remaining time). Prints one JSON object.
 
-Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS REPEAT [--dtype float32|native]
+Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS REPEAT [--dtype DTYPE]
+DTYPE: float32 (the default), bfloat16, float16, or native (the checkpoint's own); the Rust
+bench passes the dtype its side computes in, so both run the same arithmetic.
 Each figure is the best of REPEAT timed runs after one warm-up run.
 """
 import json
@@ -17,10 +19,10 @@ from mlx_lm.generate import generate_step
 
 def main():
     model_dir, n_prompt, n_gen, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    native = "--dtype" in sys.argv and sys.argv[sys.argv.index("--dtype") + 1] == "native"
+    dtype = sys.argv[sys.argv.index("--dtype") + 1] if "--dtype" in sys.argv else "float32"
     model, _ = load(model_dir)
-    if not native:
-        model.set_dtype(mx.float32)
+    if dtype != "native":
+        model.set_dtype(getattr(mx, dtype))
     vocab = model.args.vocab_size
     # A fixed, deterministic prompt of token ids (the same one the Rust side uses).
     prompt = mx.array([(i * 7919 + 13) % vocab for i in range(n_prompt)], dtype=mx.uint32)
