@@ -7,7 +7,7 @@ import Foundation
 // The call prepares the C arguments (in a CArena) and queues the blocking C call on the
 // model's serial queue, so generations of one model run one at a time, in the order they
 // were asked for, each on a queue thread and never on a Swift concurrency thread. The
-// caller gets an AsyncThrowingStream whose elements are pulled from a TokenPipe: the C
+// caller gets an AsyncThrowingStream whose elements are pulled from a Pipe: the C
 // library calls `tokenCallback` on the queue thread for each token, and the pipe hands the
 // token over only when the consumer asks for the next element, then lets the library go
 // on. So the consumer's loop body never runs inside a C frame, and:
@@ -29,30 +29,48 @@ import Foundation
 typealias GenerationCall = (mlxrun_token_callback, UnsafeMutableRawPointer,
                             UnsafeMutablePointer<mlxrun_finish_reason>) -> mlxrun_status
 
+/// A C call that streams into a pipe: given the pipe as the callback's user data, it
+/// returns the call's status and the elements that close the stream when it succeeded.
+typealias PipeCall<Element> = (UnsafeMutableRawPointer) -> (mlxrun_status, [Element])
+
 /// The token callback handed to the C library: never throws, never blocks forever (a stop
 /// wakes it), answers false to stop.
 private let tokenCallback: mlxrun_token_callback = { token, userData in
     guard let token, let userData else { return false }
-    let pipe = Unmanaged<TokenPipe>.fromOpaque(userData).takeUnretainedValue()
-    return pipe.deliver(token.pointee)
+    let pipe = Unmanaged<Pipe<Token>>.fromOpaque(userData).takeUnretainedValue()
+    guard let t = Token(token.pointee, logprobs: pipe.logprobs) else { return !pipe.isStopped }
+    return pipe.hand(t)
 }
 
-/// Hands tokens from the C call (producer, on the model's queue) to the stream's consumer
-/// one at a time; see the comment at the top of this file.
-final class TokenPipe: @unchecked Sendable {
+extension Token {
+    /// The binding's copy of a C token; nil for an empty text-only piece (nothing to show).
+    init?(_ t: mlxrun_token, logprobs: Bool) {
+        var text = ""
+        if t.text_len > 0, let p = t.text {
+            text = String(decoding: UnsafeRawBufferPointer(start: p, count: t.text_len), as: UTF8.self)
+        }
+        if t.id < 0 && text.isEmpty { return nil }
+        self.init(id: t.id, text: text, logprob: logprobs && t.id >= 0 && !t.logprob.isNaN ? t.logprob : nil)
+    }
+}
+
+/// Hands elements (tokens) from a C call (the producer, on the model's queue) to the
+/// stream's consumer one at a time; see the comment at the top of this file.
+final class Pipe<Element: Sendable>: @unchecked Sendable {
     private let model: Model
-    private let logprobs: Bool
+    /// Whether the caller asked for log-probabilities (read by the callbacks).
+    let logprobs: Bool
     private let lock = NSLock()
     /// Signalled once per element the consumer asks for, and by `stop`.
     private let demand = DispatchSemaphore(value: 0)
     /// The consumer waiting for its next element.
-    private var waiter: CheckedContinuation<Token?, Error>?
+    private var waiter: CheckedContinuation<Element?, Error>?
     private var stopRequested = false
     /// The C call is in progress (mlxrun_cancel may be sent).
     private var running = false
     /// The C call has returned; `tail` holds what the consumer has not read yet.
     private var ended = false
-    private var tail: [Result<Token?, Error>] = []
+    private var tail: [Result<Element?, Error>] = []
 
     init(model: Model, logprobs: Bool) {
         self.model = model
@@ -62,14 +80,14 @@ final class TokenPipe: @unchecked Sendable {
     // MARK: consumer side
 
     /// The stream the caller iterates. Releasing it (and its iterator) stops generation.
-    func stream() -> AsyncThrowingStream<Token, Error> {
+    func stream() -> AsyncThrowingStream<Element, Error> {
         let owner = StreamOwner(self)
         return AsyncThrowingStream(unfolding: { try await owner.pipe.next() })
     }
 
-    func next() async throws -> Token? {
+    func next() async throws -> Element? {
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Token?, Error>) in
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Element?, Error>) in
                 lock.lock()
                 if ended {
                     let r = tail.isEmpty ? .success(nil) : tail.removeFirst()
@@ -130,9 +148,9 @@ final class TokenPipe: @unchecked Sendable {
     // MARK: producer side (the model's queue)
 
     /// Makes the C call unless the generation was stopped before it started, then ends the
-    /// stream with the finish reason (a last element) or the error. `sessionLock` is held
-    /// for the call's duration.
-    func run(sessionLock: NSLock?, _ call: GenerationCall) {
+    /// stream with the call's closing elements or its error. `sessionLock` is held for the
+    /// call's duration.
+    func run(sessionLock: NSLock?, _ call: PipeCall<Element>) {
         lock.lock()
         if stopRequested {
             ended = true
@@ -143,53 +161,45 @@ final class TokenPipe: @unchecked Sendable {
         lock.unlock()
 
         sessionLock?.lock()
-        var finish = MLXRUN_FINISH_STOP
-        let status = call(tokenCallback, Unmanaged.passUnretained(self).toOpaque(), &finish)
+        let (status, closing) = call(Unmanaged.passUnretained(self).toOpaque())
         // The message is per thread: read it here, before anything else can fail.
         let error = MLXRunError(status: Int32(bitPattern: status.rawValue), message: String(cString: mlxrun_last_error()))
         sessionLock?.unlock()
 
-        end(error.map { .failure($0) } ?? .success(Token(id: -1, text: "", finishReason: FinishReason(finish))))
+        if let error {
+            end([.failure(error)])
+        } else {
+            end(closing.map { .success($0) })
+        }
     }
 
     /// Ends the stream with `result` before any C call was made (bad arguments).
     func fail(_ error: Error) {
-        end(.failure(error))
+        end([.failure(error)])
     }
 
-    private func end(_ result: Result<Token?, Error>) {
+    private func end(_ results: [Result<Element?, Error>]) {
         lock.lock()
         running = false
         ended = true
-        if let w = waiter {
-            waiter = nil
-            lock.unlock()
-            w.resume(with: result)
-        } else {
-            if !stopRequested { tail = [result] }
-            lock.unlock()
-        }
+        // A stopped consumer gets nothing more.
+        tail = stopRequested ? [] : results
+        let w = waiter
+        waiter = nil
+        let first = w == nil || tail.isEmpty ? nil : tail.removeFirst()
+        lock.unlock()
+        w?.resume(with: first ?? .success(nil))
     }
 
-    /// Called by the library (through tokenCallback) for each piece of text.
-    func deliver(_ t: mlxrun_token) -> Bool {
-        var text = ""
-        if t.text_len > 0, let p = t.text {
-            text = String(decoding: UnsafeRawBufferPointer(start: p, count: t.text_len), as: UTF8.self)
-        }
-        if t.id < 0 && text.isEmpty { return !isStopped }
-        let logprob: Float? = logprobs && t.id >= 0 && !t.logprob.isNaN ? t.logprob : nil
-        return hand(Token(id: t.id, text: text, logprob: logprob))
-    }
-
-    private var isStopped: Bool {
+    var isStopped: Bool {
         lock.lock()
         defer { lock.unlock() }
         return stopRequested
     }
 
-    /// Waits until the consumer asks for an element (or a stop), then gives it `token`.
-    private func hand(_ token: Token) -> Bool {
+    /// Called by the C callbacks: waits until the consumer asks for an element (or a
+    /// stop), then gives it `element`. False means stop.
+    func hand(_ element: Element) -> Bool {
         if isStopped { return false }
         demand.wait()
         lock.lock()
@@ -199,16 +209,16 @@ final class TokenPipe: @unchecked Sendable {
         }
         waiter = nil
         lock.unlock()
-        w.resume(returning: token)
+        w.resume(returning: element)
         return true
     }
 }
 
 /// Held only by the stream's closure: when the stream and its iterators are gone, the
 /// consumer has stopped reading, and the generation stops.
-private final class StreamOwner: @unchecked Sendable {
-    let pipe: TokenPipe
-    init(_ pipe: TokenPipe) { self.pipe = pipe }
+private final class StreamOwner<Element: Sendable>: @unchecked Sendable {
+    let pipe: Pipe<Element>
+    init(_ pipe: Pipe<Element>) { self.pipe = pipe }
     deinit { pipe.stop() }
 }
 
@@ -220,7 +230,23 @@ extension Model {
                          prepare: (CArena, UnsafePointer<mlxrun_generate_params>) throws -> GenerationCall)
         -> AsyncThrowingStream<Token, Error>
     {
-        let pipe = TokenPipe(model: self, logprobs: options.logprobs)
+        startStream(options: options, sessionLock: sessionLock) { arena, params in
+            let call = try prepare(arena, params)
+            return { userData in
+                var finish = MLXRUN_FINISH_STOP
+                let status = call(tokenCallback, userData, &finish)
+                return (status, [Token(id: -1, text: "", finishReason: FinishReason(finish))])
+            }
+        }
+    }
+
+    /// Starts a C call that streams into a `Pipe` on the model's queue and returns the
+    /// pipe's stream (generations and batch generations share this).
+    func startStream<Element: Sendable>(options: GenerateOptions, sessionLock: NSLock? = nil,
+                                        prepare: (CArena, UnsafePointer<mlxrun_generate_params>) throws -> PipeCall<Element>)
+        -> AsyncThrowingStream<Element, Error>
+    {
+        let pipe = Pipe<Element>(model: self, logprobs: options.logprobs)
         let arena = CArena()
         do {
             let params = UnsafePointer(arena.array([try options.cParams(arena)])!)
