@@ -16,7 +16,8 @@ SUITE=trixie
 PKGS="swiftlang libc6-dev"
 WANT="$SUITE minbase: $PKGS"
 STAMP="$ROOT/.deps/swift.stamp"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$SWIFT_ROOT/usr/bin/swift" ]; then
+# (usr/bin/swift is an absolute link, into the chroot's own /usr/libexec/swift.)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$SWIFT_ROOT/usr/libexec/swift/bin/swift" ]; then
     exit 0
 fi
 swift_require_root
