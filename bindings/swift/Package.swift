@@ -3,15 +3,15 @@
 //
 // The library is found with pkg-config (mlxrun.pc, written by scripts/install.sh PREFIX):
 //   export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
-//   swift build
+//   swift build -Xlinker -rpath -Xlinker PREFIX/lib
 // SwiftPM reads mlxrun.pc itself (no pkg-config program is needed) for the header's folder
-// and the linker flags, including the rpath to PREFIX/lib, so test and app binaries run
-// without DYLD_LIBRARY_PATH / LD_LIBRARY_PATH.
+// and -L/-l, but drops its -Wl,-rpath as a "prohibited flag": pass the rpath as above, or
+// run with LD_LIBRARY_PATH (Linux) / DYLD_LIBRARY_PATH (macOS) set to PREFIX/lib.
 import PackageDescription
 
 let package = Package(
     name: "MLXRun",
-    platforms: [.macOS(.v13), .iOS(.v16)],
+    platforms: [.macOS(.v13)],
     products: [
         .library(name: "MLXRun", targets: ["MLXRun"]),
     ],
