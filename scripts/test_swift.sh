@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The Swift binding's tests (bindings/swift). Swift runs in the Debian-trixie chroot that
+# scripts/setup_swift.sh makes under .deps/swift-root (see scripts/swift_chroot.sh for
+# why). This script:
+#   1. builds the library and the mlxrun program (debug, as scripts/test.sh does anyway);
+#   2. writes the Rust engine's greedy outputs for the fixtures (mlxrun generate/chat
+#      --json), which the Swift tests must reproduce token for token;
+#   3. installs the library (scripts/install.sh) and copies the package into the chroot,
+#      under a folder named after this checkout, where SwiftPM's build folder is kept
+#      between runs;
+#   4. mounts proc and the fixtures (read-only), runs `swift build` and `swift test`
+#      there, and unmounts on exit, whatever happens. Exits non-zero when a test fails.
+# Needs root (chroot, mount).
+#
+# Usage: scripts/test_swift.sh [swift test flags]    e.g. scripts/test_swift.sh --filter Session
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/swift_chroot.sh
+. "$ROOT/scripts/swift_chroot.sh"
+swift_require_root
+
+bash scripts/setup.sh
+bash scripts/setup_swift.sh
+cargo build --locked --lib --bin mlxrun
+
+# Everything this checkout puts in the chroot lives under RUN (in-chroot path).
+RUN="/mlxrun/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+HOST_RUN="$SWIFT_ROOT$RUN"
+mkdir -p "$HOST_RUN"
+
+# --- 2. The Rust engine's outputs ---------------------------------------------------------
+CLI="$ROOT/target/debug/mlxrun"
+FIX="$ROOT/.deps/fixtures"
+REFS="$HOST_RUN/refs"
+rm -rf "$REFS"; mkdir -p "$REFS"
+PROMPT="The capital of France is"
+GEN_TOKENS=12
+for name in qwen3 llama3 gemma3; do
+    "$CLI" generate --model "$FIX/$name" --prompt "$PROMPT" --max-tokens "$GEN_TOKENS" --json \
+        | jq -c --arg f "$name" --arg p "$PROMPT" --argjson n "$GEN_TOKENS" \
+            '{fixture: $f, prompt: $p, max_tokens: $n, result: .}' >"$REFS/generate-$name.json"
+done
+# A two-turn conversation (the CLI keeps one session across --message turns).
+"$CLI" chat --model "$FIX/qwen3" --message "Hello" --message "Tell me more" --max-tokens 8 --json \
+    | jq -s -c '{fixture: "qwen3", max_tokens: 8, turns: .}' >"$REFS/chat-qwen3.json"
+
+# --- 3. The library and the package in the chroot -------------------------------------------
+PREFIX="$RUN/prefix"
+bash scripts/install.sh "$SWIFT_ROOT$PREFIX" --profile debug --no-build >/dev/null
+# install.sh records the host's path of the prefix; inside the chroot it is $PREFIX.
+sed -i "s|^prefix=.*|prefix=$PREFIX|" "$SWIFT_ROOT$PREFIX/lib/pkgconfig/mlxrun.pc"
+# A fresh copy of the sources (cp -p keeps their times, so SwiftPM rebuilds only what
+# changed); the build folder beside it stays.
+rm -rf "$HOST_RUN/package"
+cp -rp bindings/swift "$HOST_RUN/package"
+rm -rf "$HOST_RUN/package/.build"
+
+# --- 4. Build and test ----------------------------------------------------------------------
+swift_chroot_trap
+swift_mount proc - "$SWIFT_ROOT/proc"
+swift_mount ro-bind "$FIX" "$HOST_RUN/fixtures"
+swift_in_chroot \
+    PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" \
+    MLXRUN_FIXTURES="$RUN/fixtures" \
+    MLXRUN_SWIFT_REFS="$RUN/refs" \
+    -- /bin/sh -c 'cd "$0/package" && b="--scratch-path $0/build -Xlinker -rpath -Xlinker $0/prefix/lib" && swift build $b && swift test $b "$@"' \
+    "$RUN" "$@"
