@@ -16,8 +16,9 @@ use mlxrun::engine::{BatchParams, FinishReason, GenerateParams, Model, SamplerPa
 use mlxrun::LoadOptions;
 
 /// Largest |Δ| allowed between batched and single logits (f32 compute on this CPU: the
-/// same ops, summed in another order over padded keys and batched rows).
-const LOGIT_TOL: f32 = 2e-3;
+/// same ops, summed in another order over padded keys and batched rows; measured up to
+/// 1.7e-5 on these fixtures).
+const LOGIT_TOL: f32 = 1e-4;
 /// Top-2 margins below this are near-ties that rounding may flip.
 const TIE_MARGIN: f32 = 1e-3;
 
