@@ -11,7 +11,8 @@
 //! - `MLXRUN_BENCH_BATCH`: rows computed together, both sides (default 64);
 //! - `MLXRUN_BENCH_MAX_TOKENS`: tokens per prompt for BatchGenerate (default 32);
 //! - `MLXRUN_BENCH_REPEAT`: timed runs per figure, best kept (default 3);
-//! - `MLXRUN_BENCH_NO_REFERENCE=1`: skip mlx-lm.
+//! - `MLXRUN_BENCH_NO_REFERENCE=1`: skip mlx-lm;
+//! - `MLXRUN_BENCH_PYTHON`: the Python with mlx-lm (default: `.deps/venv/bin/python`).
 //!
 //! Both sides compute in the dtype the engine would pick (f32 on the CPU, the checkpoint's
 //! own on a GPU). The reference runs in a subprocess with the same OpenBLAS preloaded.
@@ -71,14 +72,18 @@ fn ours(model: &mut Model, prompts: &[Vec<u32>], batch: usize, max_tokens: usize
 }
 
 fn reference(dir: &Path, n: usize, len: usize, batch: usize, max_tokens: usize, repeat: usize, native: bool) -> Option<serde_json::Value> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = Command::new(format!("{root}/.deps/venv/bin/python"));
-    cmd.arg(format!("{root}/scripts/bench_batch_reference.py")).arg(dir);
+    // Where the bench was built, unless it runs elsewhere (a GPU machine without cargo):
+    // then from the repository copy it is started in, with MLXRUN_BENCH_PYTHON.
+    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = if built.join("scripts").is_dir() { built.to_path_buf() } else { std::env::current_dir().ok()? };
+    let python = std::env::var("MLXRUN_BENCH_PYTHON").unwrap_or_else(|_| root.join(".deps/venv/bin/python").display().to_string());
+    let mut cmd = Command::new(python);
+    cmd.arg(root.join("scripts/bench_batch_reference.py")).arg(dir);
     for v in [n, len, batch, max_tokens, repeat] {
         cmd.arg(v.to_string());
     }
     cmd.args(["--dtype", if native { "native" } else { "float32" }]);
-    if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB") {
+    if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB").filter(|l| Path::new(l).exists()) {
         let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
         cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
     }

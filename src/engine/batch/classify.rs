@@ -128,7 +128,7 @@ impl Model {
         let tokens = out.token.to_vec::<u32>()?;
         let logprobs = out.logprob.as_ref().map(|a| a.to_vec::<f32>()).transpose()?;
         let logits = f32_logits.map(|a| a.to_vec::<f32>()).transpose()?;
-        memory::clear_cache();
+        // MLX's buffer cache is kept: the next batch reuses its buffers.
         Ok(Some((tokens, logprobs, logits)))
     }
 }
