@@ -132,39 +132,23 @@ typedef struct mlxrun_model mlxrun_model;
 typedef struct mlxrun_session mlxrun_session;
 
 /**
- * How to render the chat template. Get one from `mlxrun_chat_default_params()`.
+ * Batch settings. Get one from `mlxrun_batch_default_params()`.
  */
-typedef struct mlxrun_chat_params {
+typedef struct mlxrun_batch_params {
   /**
-   * `sizeof(mlxrun_chat_params)`.
+   * `sizeof(mlxrun_batch_params)`.
    */
   uint32_t struct_size;
   /**
-   * End the prompt with the assistant's turn header (default true).
+   * Most rows computed together; 0 = automatic (chosen from the memory limit and
+   * prompt lengths).
    */
-  bool add_generation_prompt;
+  uint32_t max_batch_size;
   /**
-   * A named template from tokenizer_config.json (e.g. "tool_use"); NULL for the default.
+   * Classify: fill the caller's logits buffer.
    */
-  const char *template_name;
-  /**
-   * Extra template variables as a JSON object, e.g. `{"enable_thinking": false}` for
-   * Qwen3; NULL for none.
-   */
-  const char *template_kwargs_json;
-} mlxrun_chat_params;
-
-/**
- * One message of a conversation. Both strings are NUL-terminated UTF-8, borrowed for the
- * call.
- */
-typedef struct mlxrun_message {
-  /**
-   * "system", "user", "assistant", or any role the template knows.
-   */
-  const char *role;
-  const char *content;
-} mlxrun_message;
+  bool return_logits;
+} mlxrun_batch_params;
 
 /**
  * How to generate. Get one from `mlxrun_generate_default_params()`.
@@ -231,6 +215,34 @@ typedef struct mlxrun_generate_params {
 } mlxrun_generate_params;
 
 /**
+ * One prompt's classification.
+ */
+typedef struct mlxrun_classify_result {
+  /**
+   * `mlxrun_status` of this prompt (MLXRUN_OK, or e.g. MLXRUN_ERR_INVALID_ARGUMENT for
+   * an empty or too long prompt).
+   */
+  int32_t status;
+  /**
+   * The chosen next token (greedy or sampled per the generate params); -1 on error.
+   */
+  int32_t token;
+  /**
+   * Its log-probability when `logprobs` was asked for, else NaN.
+   */
+  float logprob;
+  /**
+   * Length of the encoded prompt.
+   */
+  uint32_t prompt_tokens;
+  /**
+   * NUL-terminated message when `status` is not MLXRUN_OK (truncated at a character
+   * boundary).
+   */
+  char error[256];
+} mlxrun_classify_result;
+
+/**
  * One piece of streamed output, valid only during the callback.
  */
 typedef struct mlxrun_token {
@@ -249,6 +261,68 @@ typedef struct mlxrun_token {
    */
   float logprob;
 } mlxrun_token;
+
+/**
+ * Receives each new token of row `index` (streamed in the order rows produce them, on the
+ * calling thread). Return false to stop THAT row (its finish_reason becomes
+ * MLXRUN_FINISH_CALLBACK); the other rows go on. `mlxrun_cancel(model)` stops all rows
+ * (MLXRUN_FINISH_CANCELLED).
+ */
+typedef bool (*mlxrun_batch_callback)(size_t index,
+                                      const struct mlxrun_token *token,
+                                      void *user_data);
+
+/**
+ * One row of a batch generation, reported at the end.
+ */
+typedef struct mlxrun_batch_result {
+  /**
+   * `mlxrun_status` of this prompt.
+   */
+  int32_t status;
+  /**
+   * `mlxrun_finish_reason`.
+   */
+  int32_t finish_reason;
+  uint32_t prompt_tokens;
+  uint32_t generated_tokens;
+  char error[256];
+} mlxrun_batch_result;
+
+/**
+ * How to render the chat template. Get one from `mlxrun_chat_default_params()`.
+ */
+typedef struct mlxrun_chat_params {
+  /**
+   * `sizeof(mlxrun_chat_params)`.
+   */
+  uint32_t struct_size;
+  /**
+   * End the prompt with the assistant's turn header (default true).
+   */
+  bool add_generation_prompt;
+  /**
+   * A named template from tokenizer_config.json (e.g. "tool_use"); NULL for the default.
+   */
+  const char *template_name;
+  /**
+   * Extra template variables as a JSON object, e.g. `{"enable_thinking": false}` for
+   * Qwen3; NULL for none.
+   */
+  const char *template_kwargs_json;
+} mlxrun_chat_params;
+
+/**
+ * One message of a conversation. Both strings are NUL-terminated UTF-8, borrowed for the
+ * call.
+ */
+typedef struct mlxrun_message {
+  /**
+   * "system", "user", "assistant", or any role the template knows.
+   */
+  const char *role;
+  const char *content;
+} mlxrun_message;
 
 /**
  * Receives each token; return false to stop generation (the call then returns
@@ -353,6 +427,48 @@ const char *mlxrun_last_error(void);
  * The library's version, e.g. "0.1.0". A static string; never NULL.
  */
 const char *mlxrun_version(void);
+
+/**
+ * Default batch settings: automatic batch size, no logits.
+ */
+struct mlxrun_batch_params mlxrun_batch_default_params(void);
+
+/**
+ * Prefill only: the token after each prompt's last position. `prompts`: `n_prompts`
+ * NUL-terminated UTF-8 strings, encoded like `mlxrun_generate` encodes a prompt. `gen`:
+ * sampling settings (max_tokens and stop settings ignored); NULL = defaults (greedy).
+ * `batch`: NULL = defaults. `results`: caller array of `n_prompts`. `logits`: NULL, or a
+ * caller buffer of `n_prompts * vocab_size` floats, filled (row i = prompt i's
+ * last-position logits, float32) when `batch->return_logits`; rows of failed prompts are
+ * left untouched. Returns MLXRUN_OK when the call ran (per-prompt failures are in
+ * `results[i].status`), an error status for call-level failures. Thread-safe: calls on
+ * one model run one after another.
+ */
+enum mlxrun_status mlxrun_classify(struct mlxrun_model *model,
+                                   const char *const *prompts,
+                                   size_t n_prompts,
+                                   const struct mlxrun_generate_params *gen,
+                                   const struct mlxrun_batch_params *batch,
+                                   struct mlxrun_classify_result *results,
+                                   float *logits);
+
+/**
+ * Continuous batching: all prompts are generated with `gen`'s settings (NULL =
+ * defaults); rows that finish leave the batch and waiting prompts join it. `batch`: NULL
+ * = defaults. `callback` may be NULL. `results`: caller array of `n_prompts`, filled when
+ * the call returns MLXRUN_OK (per-prompt failures are in `results[i].status`). Greedy
+ * output of a row equals that prompt generated alone with `mlxrun_generate`.
+ * Thread-safe: calls on one model run one after another; `mlxrun_cancel` from another
+ * thread stops every row.
+ */
+enum mlxrun_status mlxrun_batch_generate(struct mlxrun_model *model,
+                                         const char *const *prompts,
+                                         size_t n_prompts,
+                                         const struct mlxrun_generate_params *gen,
+                                         const struct mlxrun_batch_params *batch,
+                                         mlxrun_batch_callback callback,
+                                         void *user_data,
+                                         struct mlxrun_batch_result *results);
 
 /**
  * Default chat parameters: the default template, with the generation prompt.

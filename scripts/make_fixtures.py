@@ -6,6 +6,7 @@ tokenizer_config.json, and safetensors weights under the HF tensor names. The we
 random but seeded, so every run writes byte-identical files.
 
 Usage: make_fixtures.py OUT_DIR
+       make_fixtures.py --gemma3-1b OUT_DIR   (one benchmark model, see GEMMA3_1B below)
 
 Each fixture goes to OUT_DIR/<name>/, replacing whatever was there. The tokenizers are read
 from .deps/tokenizers/<family>/ (the real ones, from scripts/setup.sh); set TOKENIZERS_DIR to
@@ -558,7 +559,57 @@ def write_fixture(spec, out_dir):
           f"params={n_params / 1e6:.2f}M  {sizes}  sha256[:12]={digest.hexdigest()[:12]}")
 
 
+# A random model of Gemma 3 1B's exact shape, for batch benchmarks on a GPU (bench
+# batch): hidden 1152, 26 layers (every 6th global), 4 query / 1 KV heads of 256, MLP
+# 6912, window 512, the full 262144-token vocabulary, tied, bfloat16 (~2 GB). Not part
+# of the test fixtures: written only on request, under the name "gemma3-1b-shape".
+GEMMA3_1B = {
+    "name": "gemma3-1b-shape",
+    "tokenizer": "gemma3",
+    "seed": 1101,
+    "dtype": "bfloat16",
+    "shards": 1,
+    "bias_qkv": False,
+    "qk_norm": True,
+    "arch": "gemma3",
+    "config": {
+        "architectures": ["Gemma3ForCausalLM"],
+        "attention_bias": False,
+        "attn_logit_softcapping": None,
+        "bos_token_id": 2,
+        "eos_token_id": [1, 106],
+        "final_logit_softcapping": None,
+        "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "hidden_size": 1152,
+        "intermediate_size": 6912,
+        "max_position_embeddings": 32768,
+        "model_type": "gemma3_text",
+        "num_attention_heads": 4,
+        "num_hidden_layers": 26,
+        "num_key_value_heads": 1,
+        "pad_token_id": 0,
+        "query_pre_attn_scalar": 256,
+        "rms_norm_eps": 1e-06,
+        "rope_local_base_freq": 10000.0,
+        "rope_scaling": None,
+        "rope_theta": 1000000.0,
+        "sliding_window": 512,
+        "sliding_window_pattern": 6,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        "vocab_size": GEMMA3_VOCAB,
+    },
+    "generation_config": GEMMA3_GENERATION_CONFIG,
+}
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--gemma3-1b":
+        out_dir = Path(sys.argv[2])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_fixture(GEMMA3_1B, out_dir)
+        return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out_dir = Path(sys.argv[1])

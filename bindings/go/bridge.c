@@ -22,3 +22,13 @@ enum mlxrun_status mlxrun_go_session_send(mlxrun_session *session, const char *r
                                      enum mlxrun_finish_reason *finish) {
     return mlxrun_session_send(session, role, content, params, on_token, (void *)handle, finish);
 }
+
+static bool on_row_token(size_t index, const mlxrun_token *token, void *user_data) {
+    return mlxrunGoRowToken(index, (mlxrun_token *)token, (uintptr_t)user_data);
+}
+
+enum mlxrun_status mlxrun_go_batch_generate(mlxrun_model *model, const char *const *prompts, size_t n_prompts,
+                                           const mlxrun_generate_params *params, const mlxrun_batch_params *batch,
+                                           uintptr_t handle, mlxrun_batch_result *results) {
+    return mlxrun_batch_generate(model, prompts, n_prompts, params, batch, on_row_token, (void *)handle, results);
+}

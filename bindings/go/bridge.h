@@ -22,4 +22,8 @@ enum mlxrun_status mlxrun_go_session_send(mlxrun_session *session, const char *r
                                      const mlxrun_generate_params *params, uintptr_t handle,
                                      enum mlxrun_finish_reason *finish);
 
+enum mlxrun_status mlxrun_go_batch_generate(mlxrun_model *model, const char *const *prompts, size_t n_prompts,
+                                           const mlxrun_generate_params *params, const mlxrun_batch_params *batch,
+                                           uintptr_t handle, mlxrun_batch_result *results);
+
 #endif

@@ -111,6 +111,7 @@ type GenerateConfig struct {
 	Seed          uint64   // with HasSeed, sampling repeats run to run
 	HasSeed       bool
 	ReturnLogits  bool // fill Token.Logprob with each token's log-probability
+	BatchSize     int  // Classify / BatchGenerate: most prompts computed together (0 = automatic)
 
 	// Chat template options (Chat, ApplyChatTemplate, NewSession).
 	TemplateName string         // a named template of tokenizer_config.json ("" = default)

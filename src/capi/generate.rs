@@ -145,16 +145,21 @@ pub(crate) fn c_callback(cb: mlxrun_token_callback, user_data: *mut c_void) -> i
     let mut buf: Vec<u8> = Vec::new();
     move |ev| {
         let Some(f) = cb else { return true };
-        buf.clear();
-        buf.extend_from_slice(ev.text.as_bytes());
-        buf.push(0);
-        let tok = mlxrun_token {
-            id: ev.token.map_or(-1, |t| t as i32),
-            text: buf.as_ptr() as *const c_char,
-            text_len: ev.text.len(),
-            logprob: ev.logprob.unwrap_or(f32::NAN),
-        };
+        let tok = c_token(ev, &mut buf);
         unsafe { f(&tok, user_data) }
+    }
+}
+
+/// The C view of an event; its text lives in `buf` (NUL-terminated) until the next call.
+pub(crate) fn c_token(ev: &TokenEvent<'_>, buf: &mut Vec<u8>) -> mlxrun_token {
+    buf.clear();
+    buf.extend_from_slice(ev.text.as_bytes());
+    buf.push(0);
+    mlxrun_token {
+        id: ev.token.map_or(-1, |t| t as i32),
+        text: buf.as_ptr() as *const c_char,
+        text_len: ev.text.len(),
+        logprob: ev.logprob.unwrap_or(f32::NAN),
     }
 }
 

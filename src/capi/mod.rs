@@ -13,6 +13,7 @@
 //!   under `catch_unwind`, and the layers below turn MLX's exceptions into errors.
 #![allow(non_camel_case_types)]
 
+mod batch;
 mod chat;
 mod generate;
 mod memory;
@@ -25,6 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::Error;
 
+pub use batch::*;
 pub use chat::*;
 pub use generate::*;
 pub use memory::*;
@@ -69,6 +71,11 @@ pub(crate) fn set_last_error(msg: &str) {
 /// Records `e` as the thread's last error and returns its status.
 pub(crate) fn fail(e: &Error) -> mlxrun_status {
     set_last_error(&e.to_string());
+    status_of(e)
+}
+
+/// The status that reports `e`.
+pub(crate) fn status_of(e: &Error) -> mlxrun_status {
     match e {
         Error::InvalidArgument(_) => mlxrun_status::MLXRUN_ERR_INVALID_ARGUMENT,
         Error::Io(_) => mlxrun_status::MLXRUN_ERR_IO,

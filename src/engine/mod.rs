@@ -1,10 +1,12 @@
 //! The engine: the generate loop, sampling, metrics.
+pub mod batch;
 pub mod convert;
 pub mod generate;
 pub mod metrics;
 pub mod model;
 pub mod sampler;
 
+pub use batch::{BatchParams, Classification};
 pub use generate::{CancelToken, GenerateParams};
 pub use metrics::Metrics;
 pub use model::{FinishReason, Generation, Model, TokenEvent};

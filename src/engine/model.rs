@@ -184,6 +184,10 @@ impl Model {
         self.last_metrics.as_ref()
     }
 
+    pub(crate) fn set_last_metrics(&mut self, metrics: Metrics) {
+        self.last_metrics = Some(metrics);
+    }
+
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -253,14 +257,7 @@ impl Model {
                 out.push(tok, &mut on_text)
             },
         )?;
-        let finish_reason = match (out.finish, end) {
-            (Some(reason), _) => reason,
-            (None, LoopEnd::Cancelled) => FinishReason::Cancelled,
-            (None, _) => FinishReason::Length,
-        };
-        if matches!(finish_reason, FinishReason::Length | FinishReason::Cancelled) {
-            out.flush(&mut on_text)?;
-        }
+        let finish_reason = out.end(end == LoopEnd::Cancelled, &mut on_text)?;
         self.last_metrics = Some(metrics.clone());
         let generation =
             Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics };
@@ -269,8 +266,9 @@ impl Model {
 }
 
 /// Detokenizes a token stream and applies stop tokens and stop strings, handing text to
-/// the caller as soon as it is final.
-struct TextStream<'t> {
+/// the caller as soon as it is final. One per sequence: single and batched generation
+/// share it, so a batch row stops exactly where the same prompt generated alone does.
+pub(crate) struct TextStream<'t> {
     tokenizer: &'t Tokenizer,
     detok: crate::tokenizer::Detokenizer,
     stop_tokens: Vec<u32>,
@@ -281,13 +279,13 @@ struct TextStream<'t> {
     stop_strings: Vec<String>,
     /// Text decoded but not yet handed out (it may be the start of a stop string).
     held: String,
-    text: String,
-    tokens: Vec<u32>,
+    pub(crate) text: String,
+    pub(crate) tokens: Vec<u32>,
     finish: Option<FinishReason>,
 }
 
 impl<'t> TextStream<'t> {
-    fn new(tokenizer: &'t Tokenizer, params: &GenerateParams, end_of_turn: &[u32]) -> Self {
+    pub(crate) fn new(tokenizer: &'t Tokenizer, params: &GenerateParams, end_of_turn: &[u32]) -> Self {
         TextStream {
             tokenizer,
             detok: tokenizer.detokenizer(false),
@@ -302,7 +300,8 @@ impl<'t> TextStream<'t> {
         }
     }
 
-    fn push(&mut self, tok: &super::SampledToken, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
+    /// Takes one sampled token; returns whether generation goes on.
+    pub(crate) fn push(&mut self, tok: &super::SampledToken, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
         let id = tok.token;
         let ends_sequence = self.tokenizer.is_eos(id) || self.end_of_turn.contains(&id);
         if self.stop_tokens.contains(&id) || (!self.ignore_eos && ends_sequence) {
@@ -325,6 +324,21 @@ impl<'t> TextStream<'t> {
             self.finish = Some(FinishReason::Callback);
         }
         Ok(go_on)
+    }
+
+    /// Why the sequence ended, once the token loop stopped (`cancelled`: by the cancel
+    /// token; otherwise the stream stopped it, or the token budget ran out). When the loop
+    /// rather than the stream ended it, text still held is handed out.
+    pub(crate) fn end(&mut self, cancelled: bool, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<FinishReason> {
+        let reason = match self.finish {
+            Some(reason) => reason,
+            None if cancelled => FinishReason::Cancelled,
+            None => FinishReason::Length,
+        };
+        if matches!(reason, FinishReason::Length | FinishReason::Cancelled) {
+            self.flush(on_text)?;
+        }
+        Ok(reason)
     }
 
     /// Takes from `held` the text that is final. Returns it, and whether a stop string

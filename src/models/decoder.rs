@@ -123,21 +123,35 @@ impl Decoder {
         self.layers.iter().map(|_| KvCache::new()).collect()
     }
 
-    /// `tokens: [batch, seq]` (integer ids) → logits `[batch, seq, vocab]`.
-    pub fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+    /// `tokens: [batch, seq]` (integer ids) → final-normed hidden states
+    /// `[batch, seq, hidden]`.
+    pub fn forward_hidden(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
         let mut h = self.embed.forward(tokens)?;
-        // A single new position attends to everything cached: no mask needed.
-        let mask = if tokens.shape()[1] > 1 { Mask::Causal } else { Mask::None };
+        // The cache knows what to mask: nothing for one new position of one sequence,
+        // causal for several, padding too for a left-padded batch.
+        let mask = match caches.first() {
+            Some(c) => c.make_mask(tokens.shape()[1], None)?,
+            None => Mask::None,
+        };
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             let r = layer.attn.forward(&layer.input_norm.forward(&h)?, &mask, cache)?;
             let h2 = h.add(&r)?;
             let r = layer.mlp.forward(&layer.post_attn_norm.forward(&h2)?)?;
             h = h2.add(&r)?;
         }
-        let h = self.norm.forward(&h)?;
+        self.norm.forward(&h)
+    }
+
+    /// The output head: hidden states `[..., hidden]` → logits `[..., vocab]`.
+    pub fn logits(&self, h: &Array) -> Result<Array> {
         match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed.as_linear(&h),
+            Some(head) => head.forward(h),
+            None => self.embed.as_linear(h),
         }
+    }
+
+    /// `tokens: [batch, seq]` (integer ids) → logits `[batch, seq, vocab]`.
+    pub fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        self.logits(&self.forward_hidden(tokens, caches)?)
     }
 }

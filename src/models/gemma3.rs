@@ -312,7 +312,7 @@ fn residual(x: &Array, y: &Array) -> Result<Array> {
 }
 
 impl LanguageModel for Gemma3 {
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+    fn forward_hidden(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
         if caches.len() != self.layers.len() {
             return Err(Error::invalid(format!("{} KV caches given for {} layers", caches.len(), self.layers.len())));
         }
@@ -327,10 +327,13 @@ impl LanguageModel for Gemma3 {
             let r = layer.mlp.forward(&layer.pre_ff_norm.forward(&h2)?)?;
             h = residual(&h2, &layer.post_ff_norm.forward(&r)?)?;
         }
-        let h = self.norm.forward(&h)?;
+        self.norm.forward(&h)
+    }
+
+    fn logits(&self, h: &Array) -> Result<Array> {
         let logits = match &self.lm_head {
-            Some(head) => head.forward(&h)?,
-            None => self.embed.as_linear(&h)?,
+            Some(head) => head.forward(h)?,
+            None => self.embed.as_linear(h)?,
         };
         match self.final_logit_softcapping {
             // tanh(logits / cap) * cap, in the compute dtype.

@@ -45,17 +45,42 @@ pub struct LoadOptions {
 
 /// A causal language model: token ids in, next-token logits out.
 pub trait LanguageModel: Send {
-    /// `tokens: [batch, seq]` integer ids → logits `[batch, seq, vocab]`, extending
-    /// `caches` (one per layer) with the new positions.
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
+    /// `tokens: [batch, seq]` integer ids → the final-normed hidden states
+    /// `[batch, seq, hidden]`, extending `caches` (one per layer) with the new positions.
+    fn forward_hidden(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
+    /// The output head over hidden states `[..., hidden]` → logits `[..., vocab]`.
+    fn logits(&self, hidden: &Array) -> Result<Array>;
     /// Empty caches, one per layer.
     fn new_caches(&self) -> Vec<KvCache>;
     fn info(&self) -> &ModelInfo;
+
+    /// `tokens: [batch, seq]` integer ids → logits `[batch, seq, vocab]`, extending
+    /// `caches` (one per layer) with the new positions.
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        self.logits(&self.forward_hidden(tokens, caches)?)
+    }
+
+    /// Logits `[batch, vocab]` of the last position only: the head (a vocabulary-sized
+    /// matmul) runs on one position per row instead of all of them.
+    fn forward_last(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let h = self.forward_hidden(tokens, caches)?;
+        let n = h.dim(1)?;
+        self.logits(&h.slice_axis(1, n - 1, n)?.squeeze(&[1])?)
+    }
+
+    /// Empty caches for a batch of rows left-padded by `left_padding` columns each: the
+    /// batch kind of each layer's cache (a sliding-window layer keeps its window).
+    fn new_batch_caches(&self, left_padding: &[i32]) -> Result<Vec<KvCache>> {
+        self.new_caches().iter().map(|c| c.batch_like(left_padding)).collect()
+    }
 }
 
 impl LanguageModel for Decoder {
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
-        Decoder::forward(self, tokens, caches)
+    fn forward_hidden(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        Decoder::forward_hidden(self, tokens, caches)
+    }
+    fn logits(&self, hidden: &Array) -> Result<Array> {
+        Decoder::logits(self, hidden)
     }
     fn new_caches(&self) -> Vec<KvCache> {
         Decoder::new_caches(self)

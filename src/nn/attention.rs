@@ -2,7 +2,7 @@
 //! biases, rotary positions and a KV cache — the attention of Llama, Qwen2, Qwen3 and
 //! Gemma 3 — and the causal masks it uses.
 use super::{KvCache, Linear, RmsNorm, Rope};
-use crate::mlx::fast::{self, AttentionMask, RopeOffset};
+use crate::mlx::fast::{self, AttentionMask};
 use crate::mlx::{Array, Dtype};
 use crate::Result;
 
@@ -67,7 +67,8 @@ impl Attention {
         let q = heads(&self.q_proj, c.n_heads, self.q_norm.as_ref())?;
         let k = heads(&self.k_proj, c.n_kv_heads, self.k_norm.as_ref())?;
         let v = heads(&self.v_proj, c.n_kv_heads, None)?;
-        let offset = RopeOffset::Fixed(cache.offset());
+        // A batch cache gives one offset per row (rows are left-padded differently).
+        let offset = cache.rope_offset();
         let q = self.rope.forward(&q, offset)?;
         let k = self.rope.forward(&k, offset)?;
         let (k, v) = cache.update_and_fetch(&k, &v)?;

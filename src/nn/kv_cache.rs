@@ -6,10 +6,15 @@
 //! - `Rotating` keeps at most `max_size` positions for sliding-window attention, so its
 //!   memory stays bounded however long the sequence grows (mlx-lm's `RotatingKVCache`).
 //!
-//! Both reproduce mlx-lm's buffer layouts step for step — sizes, growth, the ring order of
+//! - `Batch` holds several left-padded sequences at once (`batch_kv_cache`), for batched
+//!   prefill and decoding.
+//!
+//! The first two reproduce mlx-lm's buffer layouts step for step — sizes, growth, the ring order of
 //! the rotating buffer — because attention sums over the keys in buffer order, and any other
 //! order or length changes the last bits of the result.
 use super::attention::{causal_mask, Mask};
+use super::batch_kv_cache::BatchKvCache;
+use crate::mlx::fast::RopeOffset;
 use crate::mlx::{concatenate, Array};
 use crate::Result;
 
@@ -19,6 +24,7 @@ const STEP: i32 = 256;
 pub enum KvCache {
     Full(FullKvCache),
     Rotating(RotatingKvCache),
+    Batch(BatchKvCache),
 }
 
 impl Default for KvCache {
@@ -47,6 +53,16 @@ impl KvCache {
         match self {
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset,
+            KvCache::Batch(c) => c.max_offset(),
+        }
+    }
+
+    /// The position of the first new row of keys, for rotary embedding: one number, or
+    /// one per row for a batch.
+    pub fn rope_offset(&self) -> RopeOffset<'_> {
+        match self {
+            KvCache::Batch(c) => c.rope_offset(),
+            _ => RopeOffset::Fixed(self.offset()),
         }
     }
 
@@ -55,6 +71,7 @@ impl KvCache {
         match self {
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset.min(c.max_size),
+            KvCache::Batch(c) => c.columns(),
         }
     }
 
@@ -67,6 +84,7 @@ impl KvCache {
         match self {
             KvCache::Full(_) => None,
             KvCache::Rotating(c) => Some(c.max_size),
+            KvCache::Batch(c) => c.window(),
         }
     }
 
@@ -76,6 +94,7 @@ impl KvCache {
         match self {
             KvCache::Full(c) => c.update_and_fetch(keys, values),
             KvCache::Rotating(c) => c.update_and_fetch(keys, values),
+            KvCache::Batch(c) => c.update_and_fetch(keys, values),
         }
     }
 
@@ -85,6 +104,7 @@ impl KvCache {
         match self {
             KvCache::Full(c) => c.make_mask(n, window),
             KvCache::Rotating(c) => c.make_mask(n, window),
+            KvCache::Batch(c) => c.make_mask(n, window),
         }
     }
 
@@ -93,6 +113,7 @@ impl KvCache {
         let b = match self {
             KvCache::Full(c) => &c.buf,
             KvCache::Rotating(c) => &c.buf,
+            KvCache::Batch(c) => return c.state(),
         };
         b.keys.iter().chain(b.values.iter()).collect()
     }
@@ -105,6 +126,8 @@ impl KvCache {
         match self {
             KvCache::Full(_) => true,
             KvCache::Rotating(c) => c.offset < c.max_size,
+            // Rows end at different positions: there is no common prefix to keep.
+            KvCache::Batch(_) => false,
         }
     }
 
@@ -126,8 +149,24 @@ impl KvCache {
                 c.offset -= n;
                 c.idx -= n;
             }
+            KvCache::Batch(_) => return 0,
         }
         n
+    }
+
+    /// The batch cache of `rows` empty rows to hold the same kind of layer as this
+    /// (unbounded, or a sliding window of this cache's size), left-padded by
+    /// `left_padding` columns each.
+    pub fn batch_like(&self, left_padding: &[i32]) -> Result<KvCache> {
+        Ok(KvCache::Batch(BatchKvCache::new(left_padding, self.max_size())?))
+    }
+
+    /// The batch cache inside, for `filter` / `extend`.
+    pub fn as_batch_mut(&mut self) -> Option<&mut BatchKvCache> {
+        match self {
+            KvCache::Batch(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// Bytes held by the cache's buffers.

@@ -2,6 +2,7 @@
 //! embeddings, attention and KV caches. Each computes exactly what mlx-lm's counterpart
 //! computes (same ops in the same order), so that greedy tokens match it bit for bit.
 pub mod attention;
+pub mod batch_kv_cache;
 pub mod embedding;
 pub mod kv_cache;
 pub mod linear;
@@ -10,6 +11,7 @@ pub mod norm;
 pub mod rope;
 
 pub use attention::{causal_mask, Attention, AttentionConfig, Mask};
+pub use batch_kv_cache::BatchKvCache;
 pub use embedding::Embedding;
 pub use kv_cache::{FullKvCache, KvCache, RotatingKvCache};
 pub use linear::Linear;

@@ -239,6 +239,25 @@ impl Tokenizer {
         self.encode(text, self.prompt_needs_special_tokens(text))
     }
 
+    /// `encode_prompt` for many texts at once, encoded in parallel (HF tokenizers' batch
+    /// encode); one result per text, so a text that fails does not fail the others.
+    pub fn encode_prompts(&self, texts: &[&str]) -> Vec<Result<Vec<u32>>> {
+        let mut out: Vec<Option<Result<Vec<u32>>>> = texts.iter().map(|_| None).collect();
+        for special in [true, false] {
+            let idx: Vec<usize> = (0..texts.len()).filter(|&i| self.prompt_needs_special_tokens(texts[i]) == special).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let inputs: Vec<&str> = idx.iter().map(|&i| texts[i]).collect();
+            match self.inner.hf.encode_batch_fast(inputs, special) {
+                Ok(encs) => idx.iter().zip(encs).for_each(|(&i, e)| out[i] = Some(Ok(e.get_ids().to_vec()))),
+                // One text failed the whole batch: encode them one by one to say which.
+                Err(_) => idx.iter().for_each(|&i| out[i] = Some(self.encode(texts[i], special))),
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Ok(vec![]))).collect()
+    }
+
     /// Whether `encode_prompt` adds special tokens to `text`.
     pub fn prompt_needs_special_tokens(&self, text: &str) -> bool {
         match &self.inner.bos_token {

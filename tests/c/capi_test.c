@@ -331,6 +331,127 @@ static void test_model(const char *dir) {
     mlxrun_model_free(m);
 }
 
+
+/* ---- batch: classify and batch generate --------------------------------------- */
+
+#define N_BATCH 4
+static const char *BATCH_PROMPTS[N_BATCH] = {
+    "Hello", PROMPT, "Once upon a time, in a land far away, there lived a small dragon.", "1 2 3",
+};
+
+typedef struct {
+    collector rows[N_BATCH + 1];
+    size_t stop_row;  /* this row's callback returns false after 3 tokens */
+    int bad_index;
+} batch_collector;
+
+static bool collect_row(size_t index, const mlxrun_token *tok, void *user_data) {
+    batch_collector *b = (batch_collector *)user_data;
+    if (index > N_BATCH) {
+        b->bad_index = 1;
+        return false;
+    }
+    collect(tok, &b->rows[index]);
+    return !(index == b->stop_row && b->rows[index].n >= 3);
+}
+
+static void test_batch(const char *dir) {
+    mlxrun_model *m = NULL;
+    mlxrun_load_params lp = mlxrun_load_default_params();
+    lp.device = MLXRUN_DEVICE_CPU;
+    lp.context_length = 24;
+    CHECK(mlxrun_model_load(dir, &lp, &m) == MLXRUN_OK && m != NULL, "load %s", dir);
+    mlxrun_model_info info;
+    info.struct_size = sizeof(info);
+    CHECK(mlxrun_model_get_info(m, &info) == MLXRUN_OK, "info");
+    size_t vocab = (size_t)info.vocab_size;
+
+    /* Classify: each token is the first greedy token of the prompt alone; the logits'
+       argmax is that token; a prompt longer than the context fails alone. */
+    char long_prompt[2048] = "";
+    for (int i = 0; i < 60; i++) strcat(long_prompt, "word ");
+    const char *prompts[N_BATCH + 1] = {BATCH_PROMPTS[0], BATCH_PROMPTS[1], long_prompt, BATCH_PROMPTS[2], BATCH_PROMPTS[3]};
+    mlxrun_classify_result res[N_BATCH + 1];
+    float *logits = (float *)malloc(sizeof(float) * vocab * (N_BATCH + 1));
+    mlxrun_generate_params gp = mlxrun_generate_default_params();
+    gp.logprobs = true;
+    mlxrun_batch_params bp = mlxrun_batch_default_params();
+    bp.return_logits = true;
+    bp.max_batch_size = 2;
+    CHECK(mlxrun_classify(m, prompts, N_BATCH + 1, &gp, &bp, res, logits) == MLXRUN_OK, "classify");
+    CHECK(res[2].status == MLXRUN_ERR_INVALID_ARGUMENT && res[2].token == -1, "too long prompt fails alone: %d", res[2].status);
+    CHECK(strstr(res[2].error, "context length is 24") != NULL, "error names the context: %s", res[2].error);
+    CHECK(res[2].prompt_tokens > 24, "its length is reported: %u", res[2].prompt_tokens);
+    for (int i = 0; i < N_BATCH + 1; i++) {
+        if (i == 2) continue;
+        CHECK(res[i].status == MLXRUN_OK && res[i].error[0] == 0, "prompt %d ok: %s", i, res[i].error);
+        CHECK(!isnan(res[i].logprob) && res[i].logprob <= 0, "prompt %d logprob %f", i, res[i].logprob);
+        collector one;
+        memset(&one, 0, sizeof(one));
+        mlxrun_generate_params g1 = mlxrun_generate_default_params();
+        g1.max_tokens = 1;
+        g1.ignore_eos = true;
+        CHECK(mlxrun_generate(m, prompts[i], &g1, collect, &one, NULL) == MLXRUN_OK, "single %d", i);
+        CHECK(one.n == 1 && one.ids[0] == res[i].token, "prompt %d: classify %d, alone %d", i, res[i].token, one.ids[0]);
+        const float *row = logits + (size_t)i * vocab;
+        size_t best = 0;
+        for (size_t v = 1; v < vocab; v++)
+            if (row[v] > row[best]) best = v;
+        CHECK((int)best == res[i].token, "prompt %d: logits argmax %zu, token %d", i, best, res[i].token);
+    }
+    /* Without a logits buffer the flag is harmless; NULL params are the defaults. */
+    CHECK(mlxrun_classify(m, prompts, 2, NULL, NULL, res, NULL) == MLXRUN_OK && isnan(res[0].logprob), "defaults");
+    free(logits);
+
+    /* Bad calls. */
+    expect_error(mlxrun_classify(m, NULL, 2, NULL, NULL, res, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "prompts", "NULL prompts");
+    expect_error(mlxrun_classify(m, prompts, 0, NULL, NULL, res, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "n_prompts", "no prompts");
+    expect_error(mlxrun_classify(m, prompts, 2, NULL, NULL, NULL, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "results", "NULL results");
+    expect_error(mlxrun_classify(NULL, prompts, 2, NULL, NULL, res, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "model", "NULL model");
+    mlxrun_batch_params small = mlxrun_batch_default_params();
+    small.struct_size = 2;
+    expect_error(mlxrun_classify(m, prompts, 2, NULL, &small, res, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size", "small struct");
+    const char *with_null[2] = {PROMPT, NULL};
+    expect_error(mlxrun_classify(m, with_null, 2, NULL, NULL, res, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "prompts[1]", "NULL prompt");
+    mlxrun_batch_result bres[N_BATCH + 1];
+    expect_error(mlxrun_batch_generate(m, NULL, 2, NULL, NULL, NULL, NULL, bres), MLXRUN_ERR_INVALID_ARGUMENT, "prompts", "gen NULL prompts");
+    expect_error(mlxrun_batch_generate(m, prompts, 0, NULL, NULL, NULL, NULL, bres), MLXRUN_ERR_INVALID_ARGUMENT, "n_prompts", "gen no prompts");
+    expect_error(mlxrun_batch_generate(m, prompts, 2, NULL, &small, NULL, NULL, bres), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size", "gen small struct");
+
+    /* Batch generate, 2 rows at a time: rows leave (row 1 stops itself after 3 tokens)
+       and waiting prompts join; every row equals its prompt generated alone. */
+    batch_collector *b = (batch_collector *)calloc(1, sizeof(batch_collector));
+    b->stop_row = 1;
+    mlxrun_generate_params g8 = mlxrun_generate_default_params();
+    g8.max_tokens = 8;
+    g8.ignore_eos = true;
+    const char *gprompts[N_BATCH + 1] = {BATCH_PROMPTS[0], BATCH_PROMPTS[1], BATCH_PROMPTS[2], long_prompt, BATCH_PROMPTS[3]};
+    mlxrun_batch_result gres[N_BATCH + 1];
+    batch_collector *bc = b;
+    /* Row indices are prompt indices: the long prompt is index 3 and fails alone. */
+    CHECK(mlxrun_batch_generate(m, gprompts, N_BATCH + 1, &g8, &bp, collect_row, bc, gres) == MLXRUN_OK, "batch generate");
+    CHECK(!bc->bad_index, "callback indices in range");
+    CHECK(gres[3].status == MLXRUN_ERR_INVALID_ARGUMENT && strstr(gres[3].error, "context length") != NULL, "long prompt fails alone: %s", gres[3].error);
+    for (int i = 0; i < N_BATCH + 1; i++) {
+        if (i == 3) continue;
+        collector *row = &bc->rows[i];
+        CHECK(gres[i].status == MLXRUN_OK, "row %d: %s", i, gres[i].error);
+        collector one;
+        mlxrun_generate_params gi = g8;
+        if (i == 1) gi.max_tokens = 3;
+        memset(&one, 0, sizeof(one));
+        CHECK(mlxrun_generate(m, gprompts[i], &gi, collect, &one, NULL) == MLXRUN_OK, "single %d", i);
+        CHECK(row->n == one.n && memcmp(row->ids, one.ids, sizeof(int) * (size_t)one.n) == 0, "row %d equals the prompt alone", i);
+        CHECK(strcmp(row->text, one.text) == 0, "row %d text '%s' vs '%s'", i, row->text, one.text);
+        CHECK(gres[i].generated_tokens == (uint32_t)one.n, "row %d count %u", i, gres[i].generated_tokens);
+        CHECK(gres[i].finish_reason == (i == 1 ? MLXRUN_FINISH_CALLBACK : MLXRUN_FINISH_LENGTH), "row %d reason %d", i, gres[i].finish_reason);
+    }
+    free(b);
+    /* No callback at all. */
+    CHECK(mlxrun_batch_generate(m, gprompts, 2, &g8, NULL, NULL, NULL, gres) == MLXRUN_OK && gres[1].generated_tokens == 8, "no callback");
+    mlxrun_model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s MODEL_DIR CORRUPT_DIR\n", argv[0]);
@@ -339,6 +460,7 @@ int main(int argc, char **argv) {
     CHECK(strlen(mlxrun_version()) > 0, "version");
     test_errors(argv[2]);
     test_model(argv[1]);
+    test_batch(argv[1]);
     printf("PASSED %d\n", checks);
     return 0;
 }

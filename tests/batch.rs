@@ -1,0 +1,198 @@
+//! Batched inference against the single-prompt path, on every family's fixture.
+//!
+//! - Classify: each prompt's token equals the greedy token of that prompt generated
+//!   alone, and its last-position logits agree with a full forward pass of the prompt
+//!   alone within `LOGIT_TOL`.
+//! - BatchGenerate: each row's greedy tokens equal the prompt generated alone, with rows
+//!   leaving at different steps (the callback stops row i after its own budget) and
+//!   waiting prompts joining mid-run (the batch holds fewer rows than there are prompts).
+//!   A batched matmul may round differently from a single-row one; where the single run's
+//!   top-2 log-probability margin falls below `TIE_MARGIN` the two may legitimately pick
+//!   different tokens, so rows are compared up to the first such near-tie.
+mod common;
+
+use mlxrun::engine::generate::forward_logits;
+use mlxrun::engine::{BatchParams, FinishReason, GenerateParams, Model, SamplerParams};
+use mlxrun::LoadOptions;
+
+/// Largest |Δ| allowed between batched and single logits (f32 compute on this CPU: the
+/// same ops, summed in another order over padded keys and batched rows; measured up to
+/// 1.7e-5 on these fixtures).
+const LOGIT_TOL: f32 = 1e-4;
+/// Top-2 margins below this are near-ties that rounding may flip.
+const TIE_MARGIN: f32 = 1e-3;
+
+const PROMPTS: &[&str] = &[
+    "Hello",
+    "The capital of France is",
+    "Once upon a time, in a land far away, there lived a small dragon who loved to read books about the sea.",
+    "1 2 3 4 5 6",
+    "Why is the sky blue? Explain it to a child.",
+];
+
+fn load(name: &str) -> Model {
+    Model::load(common::deps_file(&format!("fixtures/{name}")), &LoadOptions::default()).unwrap()
+}
+
+/// The single path's greedy tokens for `prompt`, with the top-2 margin at each step.
+fn single(model: &mut Model, prompt: &str, params: &GenerateParams) -> (Vec<u32>, Vec<f32>) {
+    let mut p = params.clone();
+    p.sampler.logprobs = true;
+    p.sampler.top_logprobs = 2;
+    let mut margins = Vec::new();
+    let g = model
+        .generate(prompt, &p, |ev| {
+            if let (Some(_), [a, b]) = (ev.token, ev.top_logprobs) {
+                margins.push(a.1 - b.1);
+            }
+            true
+        })
+        .unwrap();
+    (g.tokens, margins)
+}
+
+/// Compares `got` with `want` up to the first near-tie of the single run.
+fn same_until_tie(what: &str, got: &[u32], want: &[u32], margins: &[f32]) {
+    let n = margins.iter().position(|&m| m < TIE_MARGIN).unwrap_or(usize::MAX);
+    let (g, w) = (&got[..got.len().min(n)], &want[..want.len().min(n)]);
+    assert_eq!(g, w, "{what}: batched tokens differ from the prompt generated alone (compared up to step {n})");
+}
+
+fn check_classify(name: &str) {
+    let mut model = load(name);
+    let params = GenerateParams { max_tokens: 1, ..GenerateParams::default() };
+    // A small prefill chunk makes the long prompt take several chunks.
+    let params = GenerateParams { prefill_step_size: 8, sampler: SamplerParams { logprobs: true, ..SamplerParams::default() }, ..params };
+    let batch = BatchParams { return_logits: true, max_batch_size: 3, ..BatchParams::default() };
+    let out = model.classify(PROMPTS, &params, &batch).unwrap();
+    assert_eq!(out.len(), PROMPTS.len());
+    let vocab = model.info().vocab_size as usize;
+    for (i, (prompt, r)) in PROMPTS.iter().zip(&out).enumerate() {
+        let c = r.as_ref().unwrap();
+        let ids = model.tokenizer().encode_prompt(prompt).unwrap();
+        assert_eq!(c.prompt_tokens, ids, "{name} prompt {i}: ids");
+        let (want, margins) = single(&mut model, prompt, &params);
+        same_until_tie(&format!("{name} classify {i}"), &[c.token], &want, &margins);
+        let full = forward_logits(model.language_model(), &ids).unwrap();
+        let n = ids.len() as i32;
+        let last = full.slice_axis(0, n - 1, n).unwrap().to_vec::<f32>().unwrap();
+        let got = c.logits.as_ref().unwrap();
+        assert_eq!(got.len(), vocab);
+        let diff = got.iter().zip(&last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= LOGIT_TOL, "{name} prompt {i}: logits differ by {diff} (tolerance {LOGIT_TOL})");
+        let lp = c.logprob.unwrap();
+        assert!(lp.is_finite() && lp <= 0.0, "{name} prompt {i}: logprob {lp}");
+    }
+}
+
+fn check_batch_generate(name: &str) {
+    let mut model = load(name);
+    let params = GenerateParams { max_tokens: 12, ignore_eos: true, prefill_step_size: 8, ..GenerateParams::default() };
+    // Row i stops itself after `budget(i)` tokens, so rows leave at different steps.
+    let budget = |i: usize| 4 + 3 * i;
+    let batch = BatchParams { max_batch_size: 2, ..BatchParams::default() };
+    let mut seen = vec![0usize; PROMPTS.len()];
+    let out = model
+        .batch_generate(PROMPTS, &params, &batch, |i, ev| {
+            if ev.token.is_some() {
+                seen[i] += 1;
+            }
+            seen[i] < budget(i)
+        })
+        .unwrap();
+    for (i, (prompt, r)) in PROMPTS.iter().zip(&out).enumerate() {
+        let g = r.as_ref().unwrap();
+        let (want, margins) = single(&mut model, prompt, &params);
+        let n = budget(i).min(params.max_tokens);
+        let expect_reason = if budget(i) <= params.max_tokens { FinishReason::Callback } else { FinishReason::Length };
+        assert_eq!(g.finish_reason, expect_reason, "{name} row {i}");
+        assert_eq!(g.tokens.len(), n, "{name} row {i}: token count");
+        same_until_tie(&format!("{name} batch row {i}"), &g.tokens, &want[..n], &margins);
+        let text = model.tokenizer().decode(&g.tokens, false).unwrap();
+        assert_eq!(g.text, text, "{name} row {i}: text");
+    }
+}
+
+#[test]
+fn classify_llama3() {
+    check_classify("llama3");
+}
+#[test]
+fn classify_qwen3() {
+    check_classify("qwen3");
+}
+#[test]
+fn classify_qwen2() {
+    check_classify("qwen2");
+}
+#[test]
+fn classify_gemma3_sliding_window() {
+    check_classify("gemma3");
+}
+#[test]
+fn classify_gemma3_multimodal() {
+    check_classify("gemma3-mm");
+}
+#[test]
+fn batch_generate_llama3() {
+    check_batch_generate("llama3");
+}
+#[test]
+fn batch_generate_qwen3() {
+    check_batch_generate("qwen3");
+}
+#[test]
+fn batch_generate_qwen2() {
+    check_batch_generate("qwen2");
+}
+#[test]
+fn batch_generate_gemma3_sliding_window() {
+    check_batch_generate("gemma3");
+}
+#[test]
+fn batch_generate_gemma3_multimodal() {
+    check_batch_generate("gemma3-mm");
+}
+
+#[test]
+fn per_prompt_errors_leave_the_others_alone() {
+    let mut model = load("qwen3");
+    let prompts = ["Hello there", "", "Good morning"];
+    let batch = BatchParams { context_length: Some(64), ..BatchParams::default() };
+    let long = "word ".repeat(200);
+    let mut all: Vec<&str> = prompts.to_vec();
+    all.push(&long);
+    let params = GenerateParams { max_tokens: 3, ..GenerateParams::default() };
+    let c = model.classify(&all, &params, &batch).unwrap();
+    assert!(c[0].is_ok() && c[2].is_ok());
+    let e = c[1].as_ref().unwrap_err().to_string();
+    assert!(e.contains("prompt 1") && e.contains("no tokens"), "{e}");
+    let e = c[3].as_ref().unwrap_err().to_string();
+    assert!(e.contains("prompt 3") && e.contains("context length is 64"), "{e}");
+    let g = model.batch_generate(&all, &params, &batch, |_, _| true).unwrap();
+    assert!(g[0].is_ok() && g[2].is_ok() && g[1].is_err() && g[3].is_err());
+    assert_eq!(g[0].as_ref().unwrap().tokens.len(), 3);
+}
+
+#[test]
+fn cancel_stops_every_row() {
+    let mut model = load("llama3");
+    let cancel = model.canceller();
+    let params = GenerateParams { max_tokens: 50, ignore_eos: true, ..GenerateParams::default() };
+    let batch = BatchParams { max_batch_size: 2, ..BatchParams::default() };
+    let mut n = 0;
+    let out = model
+        .batch_generate(PROMPTS, &params, &batch, |_, ev| {
+            n += ev.token.is_some() as usize;
+            if n == 5 {
+                cancel.cancel();
+            }
+            true
+        })
+        .unwrap();
+    for r in out {
+        let g = r.unwrap();
+        assert_eq!(g.finish_reason, FinishReason::Cancelled);
+        assert!(g.tokens.len() < 50);
+    }
+}
