@@ -6,6 +6,7 @@
 //! `cargo bench --bench batch`, set by environment variables:
 //! - `MLXRUN_BENCH_MODEL`: model folder (default: the gemma3 fixture);
 //! - `MLXRUN_BENCH_PROMPTS`: number of prompts (default 256);
+//! - `MLXRUN_BENCH_GEN_PROMPTS`: how many of them BatchGenerate runs (default: all);
 //! - `MLXRUN_BENCH_PROMPT_LEN`: longest prompt in tokens; lengths run from half of it up
 //!   (default 16);
 //! - `MLXRUN_BENCH_BATCH`: rows computed together, both sides (default 64);
@@ -45,7 +46,7 @@ struct Figures {
     peak: usize,
 }
 
-fn ours(model: &mut Model, prompts: &[Vec<u32>], batch: usize, max_tokens: usize, repeat: usize) -> mlxrun::Result<Figures> {
+fn ours(model: &mut Model, prompts: &[Vec<u32>], n_gen: usize, batch: usize, max_tokens: usize, repeat: usize) -> mlxrun::Result<Figures> {
     let bp = BatchParams { max_batch_size: batch, ..BatchParams::default() };
     let classify = GenerateParams::default();
     let generate = GenerateParams { max_tokens, ..GenerateParams::default() };
@@ -59,6 +60,7 @@ fn ours(model: &mut Model, prompts: &[Vec<u32>], batch: usize, max_tokens: usize
         assert!(out.iter().all(|r| r.is_ok()));
     }
     let classify_prompts_s = prompts.len() as f64 / best;
+    let prompts = &prompts[..n_gen];
     model.batch_generate_ids(prompts, &generate, &bp, |_, _| true)?;
     let mut generate_tok_s = 0f64;
     for _ in 0..repeat {
@@ -71,7 +73,8 @@ fn ours(model: &mut Model, prompts: &[Vec<u32>], batch: usize, max_tokens: usize
     Ok(Figures { classify_prompts_s, generate_tok_s, peak: memory::peak_memory() })
 }
 
-fn reference(dir: &Path, n: usize, len: usize, batch: usize, max_tokens: usize, repeat: usize, native: bool) -> Option<serde_json::Value> {
+#[allow(clippy::too_many_arguments)]
+fn reference(dir: &Path, n: usize, n_gen: usize, len: usize, batch: usize, max_tokens: usize, repeat: usize, native: bool) -> Option<serde_json::Value> {
     // Where the bench was built, unless it runs elsewhere (a GPU machine without cargo):
     // then from the repository copy it is started in, with MLXRUN_BENCH_PYTHON.
     let built = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -82,7 +85,7 @@ fn reference(dir: &Path, n: usize, len: usize, batch: usize, max_tokens: usize, 
     for v in [n, len, batch, max_tokens, repeat] {
         cmd.arg(v.to_string());
     }
-    cmd.args(["--dtype", if native { "native" } else { "float32" }]);
+    cmd.args(["--dtype", if native { "native" } else { "float32" }]).args(["--gen-prompts", &n_gen.to_string()]);
     if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB").filter(|l| Path::new(l).exists()) {
         let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
         cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
@@ -98,7 +101,8 @@ fn reference(dir: &Path, n: usize, len: usize, batch: usize, max_tokens: usize, 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var("MLXRUN_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|_| root.join(".deps/fixtures/gemma3"));
-    let n = env_or("MLXRUN_BENCH_PROMPTS", 256);
+    let n = env_or("MLXRUN_BENCH_PROMPTS", 256).max(1);
+    let n_gen = env_or("MLXRUN_BENCH_GEN_PROMPTS", n).clamp(1, n);
     let len = env_or("MLXRUN_BENCH_PROMPT_LEN", 16).max(1);
     let batch = env_or("MLXRUN_BENCH_BATCH", 64).max(1);
     let max_tokens = env_or("MLXRUN_BENCH_MAX_TOKENS", 32);
@@ -108,17 +112,17 @@ fn main() {
     let native = default_dtype().map(|d| d != Dtype::F32).unwrap_or(false);
     let prompts = prompts(n, len, model.info().vocab_size as usize);
     println!(
-        "{}: {n} prompts of {}..{len} tokens, batch {batch}, {max_tokens} tokens each, {dtype}, best of {repeat}",
+        "{}: {n} prompts of {}..{len} tokens (BatchGenerate: the first {n_gen}), batch {batch}, {max_tokens} tokens each, {dtype}, best of {repeat}",
         dir.display(),
         len / 2
     );
-    let f = ours(&mut model, &prompts, batch, max_tokens, repeat).expect("our batch run");
+    let f = ours(&mut model, &prompts, n_gen, batch, max_tokens, repeat).expect("our batch run");
     drop(model);
     memory::clear_cache();
     let r = if std::env::var("MLXRUN_BENCH_NO_REFERENCE").is_ok() {
         None
     } else {
-        reference(&dir, n, len, batch, max_tokens, repeat, native)
+        reference(&dir, n, n_gen, len, batch, max_tokens, repeat, native)
     };
     let get = |k: &str| r.as_ref().and_then(|r| r[k].as_f64());
     let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}x", a / b));

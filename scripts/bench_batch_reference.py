@@ -2,11 +2,12 @@
 on the same prompts (token ids) the Rust benchmark uses. Prints one JSON object.
 
 Usage: bench_batch_reference.py MODEL_DIR N_PROMPTS PROMPT_LEN BATCH MAX_TOKENS REPEAT
-       [--dtype float32|native]
+       [--dtype float32|native] [--gen-prompts N]
 
 - classify: batch_generate with max_tokens=1 (one prefill per batch and the first token:
   mlx-lm has no prefill-only call), prompts/s;
-- generate: batch_generate with max_tokens=MAX_TOKENS, generated tokens/s over the call.
+- generate: batch_generate with max_tokens=MAX_TOKENS over the first N prompts (default: all),
+  generated tokens/s over the call.
 Each figure is the best of REPEAT timed runs after one warm-up run.
 """
 import json
@@ -37,9 +38,11 @@ def main():
     vocab = model.args.vocab_size if hasattr(model.args, "vocab_size") else model.args.text_config["vocab_size"]
     prompts = prompts_for(n, length, vocab)
 
+    n_gen = int(sys.argv[sys.argv.index("--gen-prompts") + 1]) if "--gen-prompts" in sys.argv else n
+
     def run(tokens):
         start = time.perf_counter()
-        r = batch_generate(model, tokenizer, prompts, max_tokens=tokens, completion_batch_size=batch,
+        r = batch_generate(model, tokenizer, prompts if tokens == 1 else prompts[:n_gen], max_tokens=tokens, completion_batch_size=batch,
                            prefill_batch_size=batch, return_token_ids=True)
         elapsed = time.perf_counter() - start
         return elapsed, sum(len(t) for t in r.token_ids)
