@@ -4,7 +4,8 @@
 # why). This script:
 #   1. builds the library and the mlxrun program (debug, as scripts/test.sh does anyway);
 #   2. writes the Rust engine's greedy outputs for the fixtures (mlxrun generate/chat
-#      --json), which the Swift tests must reproduce token for token;
+#      --json, and each batch prompt generated alone), which the Swift tests must
+#      reproduce token for token;
 #   3. installs the library (scripts/install.sh) and copies the package into the chroot,
 #      under a folder named after this checkout, where SwiftPM's build folder is kept
 #      between runs;
@@ -41,6 +42,14 @@ for name in qwen3 llama3 gemma3; do
         | jq -c --arg f "$name" --arg p "$PROMPT" --argjson n "$GEN_TOKENS" \
             '{fixture: $f, prompt: $p, max_tokens: $n, result: .}' >"$REFS/generate-$name.json"
 done
+# The batch prompts, each generated alone: classify must give each one's first token,
+# batchGenerate each one's tokens.
+BATCH_PROMPTS=("The capital of France is" "Once upon a time" "1, 2, 3," "Hello")
+BATCH_TOKENS=8
+for p in "${BATCH_PROMPTS[@]}"; do
+    "$CLI" generate --model "$FIX/qwen3" --prompt "$p" --max-tokens "$BATCH_TOKENS" --json \
+        | jq -c --arg p "$p" '{prompt: $p, result: .}'
+done | jq -s -c --argjson n "$BATCH_TOKENS" '{fixture: "qwen3", max_tokens: $n, rows: .}' >"$REFS/batch-qwen3.json"
 # A two-turn conversation (the CLI keeps one session across --message turns).
 "$CLI" chat --model "$FIX/qwen3" --message "Hello" --message "Tell me more" --max-tokens 8 --json \
     | jq -s -c '{fixture: "qwen3", max_tokens: 8, turns: .}' >"$REFS/chat-qwen3.json"

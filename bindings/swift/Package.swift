@@ -24,16 +24,11 @@ let package = Package(
         ),
         .target(
             name: "MLXRun",
-            dependencies: ["CMLXRun"],
-            // classify / batchGenerate wrap C calls that are not in the header yet; rename
-            // to Batch.swift (and drop this line) when mlxrun_classify and
-            // mlxrun_batch_generate are.
-            exclude: ["Batch.swift.pending"]
+            dependencies: ["CMLXRun"]
         ),
         .testTarget(
             name: "MLXRunTests",
-            dependencies: ["MLXRun"],
-            exclude: ["BatchTests.swift.pending"]
+            dependencies: ["MLXRun"]
         ),
     ]
 )

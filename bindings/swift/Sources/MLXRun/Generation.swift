@@ -127,23 +127,10 @@ final class Pipe<Element: Sendable>: @unchecked Sendable {
         demand.signal()
         w?.resume(returning: nil)
         if cancelC {
-            DispatchQueue.global().async { self.cancelUntilReturned() }
+            DispatchQueue.global().async { cancelUntilReturned(self.model, self.lock) { self.running } }
         }
     }
 
-    /// Sends mlxrun_cancel until the C call returns (see the top of this file).
-    private func cancelUntilReturned() {
-        while true {
-            lock.lock()
-            if !running {
-                lock.unlock()
-                return
-            }
-            _ = mlxrun_cancel(model.handle)
-            lock.unlock()
-            usleep(1000)
-        }
-    }
 
     // MARK: producer side (the model's queue)
 
@@ -198,10 +185,16 @@ final class Pipe<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Called by the C callbacks: waits until the consumer asks for an element (or a
-    /// stop), then gives it `element`. False means stop.
-    func hand(_ element: Element) -> Bool {
+    /// stop), then gives it `element`. False means stop. `dropped` is asked once the
+    /// consumer has asked (so it sees what the consumer did with the previous element):
+    /// when true, `element` is not handed over and the request waits for the next one.
+    func hand(_ element: Element, dropped: () -> Bool = { false }) -> Bool {
         if isStopped { return false }
         demand.wait()
+        if dropped() {
+            demand.signal()
+            return false
+        }
         lock.lock()
         guard !stopRequested, let w = waiter else {
             lock.unlock()
@@ -211,6 +204,24 @@ final class Pipe<Element: Sendable>: @unchecked Sendable {
         lock.unlock()
         w.resume(returning: element)
         return true
+    }
+}
+
+/// Sends mlxrun_cancel to `model` every millisecond until its C call has returned, that is
+/// until `running` (read under `lock`, which the caller's producer takes to mark the call
+/// over) is false. The library forgets a cancel that arrives before the call reached its
+/// loop (while it encodes the prompt), hence the repeats; holding the lock while sending
+/// keeps a late cancel from reaching the model's next call.
+func cancelUntilReturned(_ model: Model, _ lock: NSLock, running: () -> Bool) {
+    while true {
+        lock.lock()
+        if !running() {
+            lock.unlock()
+            return
+        }
+        _ = mlxrun_cancel(model.handle)
+        lock.unlock()
+        usleep(1000)
     }
 }
 

@@ -6,7 +6,8 @@ import XCTest
 // chat templates) and compare with the Rust engine's outputs, which scripts/test_swift.sh
 // writes with the mlxrun program before it runs them:
 //   MLXRUN_FIXTURES    the fixtures folder (.deps/fixtures)
-//   MLXRUN_SWIFT_REFS  the Rust engine's outputs (generate-NAME.json, chat-qwen3.json)
+//   MLXRUN_SWIFT_REFS  the Rust engine's outputs (generate-NAME.json, chat-qwen3.json,
+//                      batch-qwen3.json)
 
 /// The value of a variable the test script sets.
 func environment(_ name: String) throws -> String {

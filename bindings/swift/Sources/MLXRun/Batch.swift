@@ -3,6 +3,14 @@ import Foundation
 
 // classify and batchGenerate, over mlxrun_classify and mlxrun_batch_generate (the batch
 // C API: src/capi/batch.rs). Both run on the model's queue like its other generations.
+//
+// Stopping them: mlxrun_cancel stops both. The library checks it in classify between
+// batches and between prefill chunks (prompts not yet computed then fail with "the call
+// was cancelled"), and in a batch generation before each decoding step. So cancelling the
+// Task that awaits classify interrupts it (it throws CancellationError), and cancelling
+// the Task reading a batch generation (or releasing its stream) stops every row within a
+// token: the waiting callback answers false, the others too, and mlxrun_cancel is sent
+// until the call returns (as for generate; see Generation.swift).
 
 /// Batch settings (`mlxrun_batch_params`).
 public struct BatchOptions: Sendable, Equatable {
@@ -61,13 +69,53 @@ public enum BatchEvent: Sendable, Equatable {
     case finished(index: Int, BatchRowResult)
 }
 
+/// Rows of a batch generation its consumer stopped (`BatchGeneration.stop(row:)`).
+private final class RowStops: @unchecked Sendable {
+    private let lock = NSLock()
+    private var rows = Set<Int>()
+    func stop(_ row: Int) { lock.lock(); rows.insert(row); lock.unlock() }
+    func isStopped(_ row: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return rows.contains(row) }
+}
+
+/// The batch callback's user data: the stream's pipe and the stopped rows.
+private final class BatchContext {
+    let pipe: Pipe<BatchEvent>
+    let stops: RowStops
+    init(_ pipe: Pipe<BatchEvent>, _ stops: RowStops) {
+        self.pipe = pipe
+        self.stops = stops
+    }
+}
+
 /// The batch callback handed to the C library: never throws; false stops that row (a
-/// stopped stream answers false for every row, and mlxrun_cancel stops them all).
+/// row its consumer stopped, every row of a stopped stream; mlxrun_cancel stops them all).
 private let batchCallback: mlxrun_batch_callback = { index, token, userData in
     guard let token, let userData else { return false }
-    let pipe = Unmanaged<Pipe<BatchEvent>>.fromOpaque(userData).takeUnretainedValue()
-    guard let t = Token(token.pointee, logprobs: pipe.logprobs) else { return !pipe.isStopped }
-    return pipe.hand(.token(index: index, t))
+    let ctx = Unmanaged<BatchContext>.fromOpaque(userData).takeUnretainedValue()
+    if ctx.stops.isStopped(index) { return false }
+    guard let t = Token(token.pointee, logprobs: ctx.pipe.logprobs) else { return !ctx.pipe.isStopped }
+    // Asked again once the consumer wants its next element: it may have stopped this row
+    // on reading the previous one.
+    return ctx.pipe.hand(.token(index: index, t), dropped: { ctx.stops.isStopped(index) })
+}
+
+/// A batch generation's stream (`Model.batchGenerate`). Iterate it once; releasing it, or
+/// cancelling the Task that reads it, stops every row within a token.
+public struct BatchGeneration: AsyncSequence, Sendable {
+    public typealias Element = BatchEvent
+    fileprivate let stream: AsyncThrowingStream<BatchEvent, Error>
+    fileprivate let stops: RowStops
+
+    public func makeAsyncIterator() -> AsyncThrowingStream<BatchEvent, Error>.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+
+    /// Stops row `index` only: no `.token` event of it comes after this call, and it ends
+    /// with `FinishReason.stopped` (its token computed meanwhile is dropped); the other
+    /// rows go on. Any thread; an index out of range is ignored.
+    public func stop(row index: Int) {
+        stops.stop(index)
+    }
 }
 
 /// A classify call's C arguments, made on the caller's side and used on the model's
@@ -86,12 +134,39 @@ private final class ClassifyArgs: @unchecked Sendable {
     }
 }
 
-/// Set when the Task awaiting a classify is cancelled; read by the queued call.
-private final class CancelFlag: @unchecked Sendable {
+/// A classify's C call as Task cancellation sees it: cancelled before it started, it is
+/// not made; cancelled while it runs, mlxrun_cancel is sent until it returns.
+private final class ClassifyCall: @unchecked Sendable {
+    private let model: Model
     private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
+    private var cancelled = false
+    private var running = false
+
+    init(_ model: Model) { self.model = model }
+
+    /// Marks the call started; false when it was cancelled before.
+    func begin() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        running = !cancelled
+        return running
+    }
+
+    /// Marks the call returned; true when it was cancelled meanwhile.
+    func end() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        running = false
+        return cancelled
+    }
+
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        let interrupt = running
+        lock.unlock()
+        if interrupt {
+            DispatchQueue.global().async { cancelUntilReturned(self.model, self.lock) { self.running } }
+        }
+    }
 }
 
 /// The text of a result struct's `char error[256]` (NUL-terminated).
@@ -108,6 +183,9 @@ private func rowError<T>(_ status: Int32, _ message: T) -> MLXRunError? {
 
 /// `prompts` as an array of C strings in `arena`.
 private func cPromptArray(_ prompts: [String], _ arena: CArena) throws -> UnsafePointer<UnsafePointer<CChar>?>? {
+    if prompts.isEmpty {
+        throw MLXRunError.invalidArgument("no prompts given: a batch call needs at least one")
+    }
     let c: [UnsafePointer<CChar>?] = try prompts.enumerated().map {
         UnsafePointer(try arena.string($0.element, "prompts[\($0.offset)]"))
     }
@@ -120,19 +198,20 @@ extension Model {
     /// maxTokens and stop settings are ignored; the defaults are greedy). A prompt that
     /// cannot be classified (empty, too long) gets its own `error`; the call throws only
     /// for failures of the whole call. Runs on the model's queue after the generations
-    /// asked for before it, never blocking a Swift concurrency thread; a Task cancelled
-    /// before the call starts throws CancellationError without running it (a running
-    /// classify, a single prefill, is not interrupted).
+    /// asked for before it, never blocking a Swift concurrency thread. Cancelling the
+    /// awaiting Task throws CancellationError: before the call starts it never runs; while
+    /// it runs, the library stops at its next batch or prefill chunk (`prefillStepSize`
+    /// tokens).
     public func classify(_ prompts: [String], options: GenerateOptions = GenerateOptions(),
                          batch: BatchOptions = BatchOptions()) async throws -> [ClassifyResult] {
         let args = try ClassifyArgs(prompts, options, batch)
         let vocab = info.vocabSize
         let n = prompts.count
-        let cancelled = CancelFlag()
+        let call = ClassifyCall(self)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[ClassifyResult], Error>) in
                 queue.async {
-                    if cancelled.isSet {
+                    guard call.begin() else {
                         c.resume(throwing: CancellationError())
                         return
                     }
@@ -144,9 +223,13 @@ extension Model {
                                             batch.returnLogits ? l.baseAddress : nil)
                         }
                     }
-                    do {
-                        try check(status)
-                    } catch {
+                    // The message is per thread: read it before anything else can fail.
+                    let callError = Result { try check(status) }
+                    if call.end() {
+                        c.resume(throwing: CancellationError())
+                        return
+                    }
+                    if case .failure(let error) = callError {
                         c.resume(throwing: error)
                         return
                     }
@@ -162,7 +245,7 @@ extension Model {
                 }
             }
         } onCancel: {
-            cancelled.set()
+            call.cancel()
         }
     }
 
@@ -171,17 +254,22 @@ extension Model {
     /// produce them, then one `.finished` event per prompt. Greedy output of a row is that
     /// prompt's `generate` output. Like `generate`'s stream, it decodes as the consumer
     /// reads; cancelling the reading Task or releasing the stream stops every row within a
-    /// token.
+    /// token, and `BatchGeneration.stop(row:)` stops one.
     public func batchGenerate(_ prompts: [String], options: GenerateOptions = GenerateOptions(),
-                              batch: BatchOptions = BatchOptions()) -> AsyncThrowingStream<BatchEvent, Error> {
-        startStream(options: options) { arena, gen in
+                              batch: BatchOptions = BatchOptions()) -> BatchGeneration {
+        let stops = RowStops()
+        let stream: AsyncThrowingStream<BatchEvent, Error> = startStream(options: options) { arena, gen in
             let cPrompts = try cPromptArray(prompts, arena)
             let batchParams = UnsafePointer(arena.array([try batch.cParams()]))
             let n = prompts.count
             return { userData in
+                let ctx = BatchContext(Unmanaged<Pipe<BatchEvent>>.fromOpaque(userData).takeUnretainedValue(), stops)
                 var results = [mlxrun_batch_result](repeating: mlxrun_batch_result(), count: n)
-                let status = results.withUnsafeMutableBufferPointer {
-                    mlxrun_batch_generate(self.handle, cPrompts, n, gen, batchParams, batchCallback, userData, $0.baseAddress)
+                let status = withExtendedLifetime(ctx) {
+                    results.withUnsafeMutableBufferPointer {
+                        mlxrun_batch_generate(self.handle, cPrompts, n, gen, batchParams, batchCallback,
+                                              Unmanaged.passUnretained(ctx).toOpaque(), $0.baseAddress)
+                    }
                 }
                 let finished = results.enumerated().map { i, r -> BatchEvent in
                     let error = rowError(r.status, r.error)
@@ -194,5 +282,6 @@ extension Model {
                 return (status, finished)
             }
         }
+        return BatchGeneration(stream: stream, stops: stops)
     }
 }
