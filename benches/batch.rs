@@ -15,11 +15,15 @@
 //! - `MLXRUN_BENCH_NO_REFERENCE=1`: skip mlx-lm;
 //! - `MLXRUN_BENCH_PYTHON`: the Python with mlx-lm (default: `.deps/venv/bin/python`).
 //!
+//! Both benches read the reference scripts from the repository they were built in, or
+//! from the current directory when that is gone (a binary taken to another machine).
+//!
 //! Both sides compute in the dtype the engine would pick (f32 on the CPU, the checkpoint's
 //! own on a GPU). The reference runs in a subprocess with the same OpenBLAS preloaded.
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
+
+mod common;
 
 use mlxrun::engine::{BatchParams, GenerateParams, Model};
 use mlxrun::mlx::{memory, Dtype};
@@ -75,27 +79,10 @@ fn ours(model: &mut Model, prompts: &[Vec<u32>], n_gen: usize, batch: usize, max
 
 #[allow(clippy::too_many_arguments)]
 fn reference(dir: &Path, n: usize, n_gen: usize, len: usize, batch: usize, max_tokens: usize, repeat: usize, native: bool) -> Option<serde_json::Value> {
-    // Where the bench was built, unless it runs elsewhere (a GPU machine without cargo):
-    // then from the repository copy it is started in, with MLXRUN_BENCH_PYTHON.
-    let built = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = if built.join("scripts").is_dir() { built.to_path_buf() } else { std::env::current_dir().ok()? };
-    let python = std::env::var("MLXRUN_BENCH_PYTHON").unwrap_or_else(|_| root.join(".deps/venv/bin/python").display().to_string());
-    let mut cmd = Command::new(python);
-    cmd.arg(root.join("scripts/bench_batch_reference.py")).arg(dir);
-    for v in [n, len, batch, max_tokens, repeat] {
-        cmd.arg(v.to_string());
-    }
-    cmd.args(["--dtype", if native { "native" } else { "float32" }]).args(["--gen-prompts", &n_gen.to_string()]);
-    if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB").filter(|l| Path::new(l).exists()) {
-        let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
-        cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
-    }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    let mut args = vec![dir.display().to_string()];
+    args.extend([n, len, batch, max_tokens, repeat].iter().map(|v| v.to_string()));
+    args.extend(["--dtype".into(), if native { "native" } else { "float32" }.into(), "--gen-prompts".into(), n_gen.to_string()]);
+    common::run_reference("bench_batch_reference.py", &args)
 }
 
 fn main() {

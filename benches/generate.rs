@@ -4,9 +4,11 @@
 //! `cargo bench --bench generate -- [MODEL_DIR ...] [--prompt N] [--gen N]`
 //! Without folders it measures the project's fixtures (and `.deps/fixtures/bench-*` when
 //! present). The reference runs in a subprocess with the same OpenBLAS preloaded, so both
-//! sides use the same BLAS.
+//! sides use the same BLAS. `MLXRUN_BENCH_PYTHON` names the Python with mlx-lm (default
+//! `.deps/venv/bin/python`); on a GPU both sides compute in the checkpoint's dtype.
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 use mlxrun::engine::generate::{generate_tokens, DEFAULT_PREFILL_STEP};
 use mlxrun::engine::SamplerParams;
@@ -51,19 +53,9 @@ fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, 
 }
 
 fn reference(dir: &Path, n_prompt: usize, n_gen: usize, dtype: Dtype) -> Option<serde_json::Value> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut cmd = Command::new(format!("{root}/.deps/venv/bin/python"));
-    cmd.arg(format!("{root}/scripts/bench_reference.py")).arg(dir).arg(n_prompt.to_string()).arg(n_gen.to_string()).arg(REPEAT.to_string()).args(["--dtype", dtype.name()]);
-    if let Some(lib) = option_env!("MLXRUN_OPENBLAS_LIB") {
-        let up = Path::new(lib).parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
-        cmd.env("LD_PRELOAD", lib).env("LD_LIBRARY_PATH", up);
-    }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    let args = [dir.display().to_string(), n_prompt.to_string(), n_gen.to_string(), REPEAT.to_string()];
+    let dtype = ["--dtype".to_string(), dtype.name().to_string()];
+    common::run_reference("bench_reference.py", &[&args[..], &dtype[..]].concat())
 }
 
 fn main() {

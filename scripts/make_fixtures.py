@@ -6,7 +6,8 @@ tokenizer_config.json, and safetensors weights under the HF tensor names. The we
 random but seeded, so every run writes byte-identical files.
 
 Usage: make_fixtures.py OUT_DIR
-       make_fixtures.py --gemma3-1b OUT_DIR   (one benchmark model, see GEMMA3_1B below)
+       make_fixtures.py --bench-model NAME OUT_DIR   (one benchmark model of a real model's
+                         shape: gemma3-1b or qwen3-0.6b, see BENCH_MODELS below)
 
 Each fixture goes to OUT_DIR/<name>/, replacing whatever was there. The tokenizers are read
 from .deps/tokenizers/<family>/ (the real ones, from scripts/setup.sh); set TOKENIZERS_DIR to
@@ -604,11 +605,29 @@ GEMMA3_1B = {
 }
 
 
+def qwen3_06b():
+    """A random model of Qwen3-0.6B's exact shape (hidden 1024, 28 layers, 16 query / 8 KV
+    heads of 128, MLP 3072, the full vocabulary, tied, bfloat16; ~1.2 GB), built on the
+    qwen3 fixture's config: the shape the reference's GPU figures were taken on."""
+    base = next(f for f in FIXTURES if f["name"] == "qwen3")
+    config = dict(base["config"], head_dim=128, hidden_size=1024, intermediate_size=3072,
+                  num_attention_heads=16, num_hidden_layers=28, num_key_value_heads=8,
+                  max_window_layers=28, torch_dtype="bfloat16")
+    return dict(base, name="qwen3-0.6b-shape", seed=1102, dtype="bfloat16", config=config)
+
+
+# Benchmark models, written only on request (`--bench-model NAME OUT_DIR`), each to
+# OUT_DIR/<name>-shape.
+BENCH_MODELS = {"gemma3-1b": lambda: GEMMA3_1B, "qwen3-0.6b": qwen3_06b}
+
+
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--gemma3-1b":
-        out_dir = Path(sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "--bench-model":
+        if sys.argv[2] not in BENCH_MODELS:
+            sys.exit(f"unknown bench model {sys.argv[2]!r}: one of {', '.join(BENCH_MODELS)}")
+        out_dir = Path(sys.argv[3])
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_fixture(GEMMA3_1B, out_dir)
+        write_fixture(BENCH_MODELS[sys.argv[2]](), out_dir)
         return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
