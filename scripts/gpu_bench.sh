@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the benchmarks on a Linux NVIDIA machine from a bundle made by scripts/gpu_bundle.sh
+# (no network or cargo needed there): installs MLX's CUDA wheel and mlx-lm into the bundle,
+# makes the random benchmark models of Qwen3-0.6B's and Gemma 3 1B's shapes, and runs
+# bench generate (single-sequence prefill/decode) and bench batch (Classify and
+# BatchGenerate at batch 64, 256 and 1024), ours beside mlx-lm in each run, in bf16.
+# The CUDA libraries MLX needs are looked up in the nvidia/*/lib folders of PYTHON's
+# site-packages (a PyTorch install has them). Run from the repository root.
+# Usage: scripts/gpu_bench.sh BUNDLE [RESULTS_DIR]     (PYTHON: default python3)
+set -euo pipefail
+B="$(cd "${1:?usage: gpu_bench.sh BUNDLE [RESULTS_DIR]}" && pwd)"
+RES="${2:-$B/results}"
+mkdir -p "$RES"
+PY="${PYTHON:-python3}"
+if [ ! -d "$B/site/mlx" ]; then
+    "$PY" -m pip install -q --no-index --no-deps --target "$B/site" "$B"/wheels/*.whl
+fi
+NV=$("$PY" -c 'import site, glob; print(":".join(d for p in site.getsitepackages() for d in sorted(glob.glob(p + "/nvidia/*/lib"))))')
+export LD_LIBRARY_PATH="$B/site/mlx/lib:$NV${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONPATH="$B/site" PYTHONUNBUFFERED=1 MLXRUN_BENCH_PYTHON="$PY"
+"$PY" -c 'import mlx.core as mx; print("MLX device:", mx.default_device())'
+M="$B/models"
+for m in qwen3-0.6b gemma3-1b; do
+    [ -f "$M/$m-shape/model.safetensors" ] || TOKENIZERS_DIR="$B/tokenizers" "$PY" scripts/make_fixtures.py --bench-model $m "$M"
+done
+"$B/bin/bench-generate" "$M/qwen3-0.6b-shape" "$M/gemma3-1b-shape" --prompt 257 --gen 128 2>&1 | tee "$RES/generate.txt"
+for batch in 64 256 1024; do
+    MLXRUN_BENCH_MODEL="$M/gemma3-1b-shape" MLXRUN_BENCH_PROMPTS=2048 MLXRUN_BENCH_GEN_PROMPTS=64 \
+    MLXRUN_BENCH_PROMPT_LEN=16 MLXRUN_BENCH_BATCH=$batch MLXRUN_BENCH_MAX_TOKENS=64 MLXRUN_BENCH_REPEAT=2 \
+        "$B/bin/bench-batch" 2>&1 | tee -a "$RES/batch.txt"
+done
