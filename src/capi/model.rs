@@ -131,7 +131,7 @@ pub unsafe extern "C" fn mlxrun_model_load(
             MLXRUN_DTYPE_BFLOAT16 => Some(Dtype::Bf16),
             other => return Err(Error::invalid(format!("mlxrun_load_params.dtype = {other} is not an MLXRUN_DTYPE_* value"))),
         };
-        let model = Model::load(path, &LoadOptions { dtype })?;
+        let model = Model::load(path, &LoadOptions { dtype, ..LoadOptions::default() })?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),

@@ -16,7 +16,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let json = args.switch("--json");
     args.finish()?;
 
-    let mut model = Model::load(&path, &LoadOptions { dtype })?;
+    let mut model = Model::load(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());

@@ -37,7 +37,7 @@ pub fn check_against_mlx_lm(name: &str, refs: &Path, dir: &Path) {
         let dtype = Dtype::from_name(case["compute_dtype"].as_str().unwrap()).unwrap();
         let key = dtype.name().to_string();
         if !models.iter().any(|(k, _)| *k == key) {
-            models.push((key.clone(), load(dir, &LoadOptions { dtype: Some(dtype) }).unwrap()));
+            models.push((key.clone(), load(dir, &LoadOptions::with_dtype(Some(dtype))).unwrap()));
         }
         let model = &models.iter().find(|(k, _)| *k == key).unwrap().1;
         let t = |s: &str| refs.tensors[&format!("{id}/{s}")].try_clone().unwrap();
