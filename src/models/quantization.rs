@@ -177,7 +177,7 @@ fn params_of(o: &Map<String, Value>, top: bool, field: &dyn Fn(&str) -> String) 
         }
     };
     let p = QuantParams::with_defaults(mode, int("group_size")?, int("bits")?);
-    validate(p, &|| field(if o.contains_key("mode") { "mode" } else { "bits" }))
+    validate(p, &|| field(if p.mode == QuantMode::Affine { "bits" } else { "mode" }))
 }
 
 impl Weights {
