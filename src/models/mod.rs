@@ -129,8 +129,10 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     let g = gguf::arch::read(file)?;
     let cfg = ConfigFile::from_json(&file.path, g.config.clone());
     let arch = arch_of(&cfg)?;
-    let mut weights = gguf::weights(file, &g, Some(compute_dtype(opts)?))?;
-    weights.quant = QuantLoad { quantize: opts.quantize, keep: keep_quantized(opts)?, ..QuantLoad::default() };
+    // Packed GGUF matrices stay packed only when the model keeps them so; otherwise the
+    // project's own dequantizers (bit-identical to llama.cpp's) unpack every tensor.
+    let mut weights = gguf::weights(file, &g, Some(compute_dtype(opts)?), keep_quantized(opts)?)?;
+    weights.quant.quantize = opts.quantize;
     build(arch, weights)
 }
 
