@@ -15,6 +15,13 @@ use mlxrun::engine::generate::forward_logits;
 use mlxrun::models::{load, LanguageModel, LoadOptions};
 use serde_json::Value;
 
+/// MLX's memory counters are process-wide: the tests of this file run one at a time so the
+/// memory measurement sees only its own arrays.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The converted folders and how they were made: name → (fixture, recipe).
 fn recipes() -> Vec<(String, String, String)> {
     let p = common::deps_file("refs/quant/recipes.json");
@@ -46,6 +53,7 @@ fn keep(dtype: Dtype) -> LoadOptions {
 /// scales dtype, and float32): the same kernels mlx-lm runs, so the same tokens.
 #[test]
 fn converter_checkpoints_kept_quantized_match_mlx_lm() {
+    let _serial = serial();
     for (name, _, _) in recipes() {
         check_against_mlx_lm_with(&name, &refs(&name), &folder(&name), &keep, &|_| true, 5);
     }
@@ -55,6 +63,7 @@ fn converter_checkpoints_kept_quantized_match_mlx_lm() {
 /// as mlx-lm's float32 run of the quantized model.
 #[test]
 fn converter_checkpoints_unpacked_at_load_match_mlx_lm() {
+    let _serial = serial();
     let cpu_default = |dtype: Dtype| LoadOptions::with_dtype(Some(dtype));
     for (name, _, _) in recipes() {
         check_against_mlx_lm_with(&name, &refs(&name), &folder(&name), &cpu_default, &|c| c["dtype_mode"] == "float32", 5);
@@ -65,6 +74,7 @@ fn converter_checkpoints_unpacked_at_load_match_mlx_lm() {
 /// quantizes from the same dtype, so it gives the converter's model: the same tokens.
 #[test]
 fn quantize_at_load_equals_the_converter() {
+    let _serial = serial();
     for (name, fixture, recipe) in recipes() {
         let (bits, group) = match recipe.as_str() {
             "q4g64" => (4, 64),
@@ -80,6 +90,7 @@ fn quantize_at_load_equals_the_converter() {
 
 #[test]
 fn model_info_reports_quantization() {
+    let _serial = serial();
     let m = load(&folder("qwen2-q4g64"), &keep(Dtype::F32)).unwrap();
     let q = m.info().quantization.clone().expect("quantized");
     assert_eq!(q.params, QuantParams { group_size: 64, bits: 4, mode: QuantMode::Affine });
@@ -101,6 +112,7 @@ fn model_info_reports_quantization() {
 /// one-token forward pass leaves no arrays behind) as float32, bfloat16 and 4-bit.
 #[test]
 fn weight_memory_by_format() {
+    let _serial = serial();
     let dir = common::deps_file("fixtures/llama3");
     let q4 = QuantParams { group_size: 64, bits: 4, mode: QuantMode::Affine };
     let mut sizes = Vec::new();
@@ -126,6 +138,7 @@ fn weight_memory_by_format() {
 
 #[test]
 fn corrupt_quantized_checkpoints_name_the_tensor_or_field() {
+    let _serial = serial();
     let src = "fixtures-quant/llama3-q4g64";
     let layer = "model.layers.0.self_attn.q_proj";
 
@@ -182,6 +195,7 @@ fn corrupt_quantized_checkpoints_name_the_tensor_or_field() {
 /// model (quantized matmuls) and the same weights unpacked at load (dense matmuls) agree.
 #[test]
 fn floating_point_modes_quantize_at_load() {
+    let _serial = serial();
     let dir = common::deps_file("fixtures/qwen3");
     let dense = load(&dir, &LoadOptions::with_dtype(Some(Dtype::F32))).unwrap();
     let logits = |m: &dyn LanguageModel| forward_logits(m, &[1, 2, 3, 4]).unwrap().to_vec::<f32>().unwrap();
