@@ -228,6 +228,21 @@ typedef struct mlxrun_generate_params {
    * Prompt tokens per prefill chunk (default 2048).
    */
   uint32_t prefill_step_size;
+  /**
+   * Store the KV cache quantized to this many bits (mlx-lm's `kv_bits`: 2, 3, 4, 5, 6
+   * or 8); 0 = full precision (default). Not for models with sliding-window layers.
+   */
+  int32_t kv_bits;
+  /**
+   * Group size of the KV cache quantization (32, 64 or 128; default 64). It must
+   * divide the model's head dimension.
+   */
+  int32_t kv_group_size;
+  /**
+   * Positions held before the cache is quantized (default 5000, as mlx-lm's
+   * `quantized_kv_start`).
+   */
+  int32_t quantized_kv_start;
 } mlxrun_generate_params;
 
 /**

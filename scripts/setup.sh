@@ -138,5 +138,11 @@ if ! stamp_ok ggufquantrefs "$GQ_KEY" || [ ! -f "$DEPS/refs/gguf-quant/smollm2-q
     "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$DEPS/refs/gguf-quant" >/dev/null
     stamp_set ggufquantrefs "$GQ_KEY"
 fi
+KQ_KEY="$(cat "$ROOT"/scripts/{kv_quant_refs,reference_outputs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok kvquantrefs "$KQ_KEY" || [ ! -f "$DEPS/refs/kv-quant/qwen3.json" ]; then
+    log "recording mlx-lm with a quantized KV cache"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$DEPS/refs/kv-quant/qwen3.json" >/dev/null
+    stamp_set kvquantrefs "$KQ_KEY"
+fi
 
 log "ready"

@@ -123,7 +123,7 @@ const LOAD_PARAMS_V1: usize = std::mem::offset_of!(mlxrun_load_params, quantize_
 #[no_mangle]
 pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
     mlxrun_load_params {
-        struct_size: LOAD_PARAMS_V1 as u32,
+        struct_size: std::mem::size_of::<mlxrun_load_params>() as u32,
         device: MLXRUN_DEVICE_DEFAULT,
         dtype: MLXRUN_DTYPE_DEFAULT,
         context_length: 0,

@@ -204,6 +204,9 @@ impl Model {
         on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
         let mut caches = self.lm.new_caches();
+        if let Some(q) = params.kv_quantization {
+            crate::nn::quantized_kv_cache::quantize_caches(&mut caches, q)?;
+        }
         Ok(self.generate_on_caches(&mut caches, prompt, 0, params, &[], on_text)?.0)
     }
 

@@ -8,6 +8,7 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod quantized;
+pub mod quantized_kv_cache;
 pub mod rope;
 
 pub use attention::{causal_mask, Attention, AttentionConfig, Mask};
@@ -17,4 +18,5 @@ pub use linear::Linear;
 pub use mlp::{Activation, SwiGlu};
 pub use norm::RmsNorm;
 pub use quantized::Weight;
+pub use quantized_kv_cache::KvQuantization;
 pub use rope::Rope;
