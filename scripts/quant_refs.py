@@ -1,6 +1,8 @@
 """Quantized fixtures made by mlx-lm's own converter, and what mlx-lm generates on them.
 
-Usage: quant_refs.py FIXTURES_DIR QUANT_FIXTURES_DIR OUT_DIR
+Usage: quant_refs.py FIXTURES_DIR QUANT_FIXTURES_DIR OUT_DIR [--resume]
+
+--resume keeps the outputs of (fixture, recipe) pairs already written by an interrupted run.
 
 For every family fixture in FIXTURES (llama3, qwen2, qwen3, gemma3, as make_fixtures.py
 writes them) and every recipe below, runs
@@ -78,9 +80,11 @@ def convert(src, dst, args):
 
 
 def main():
-    if len(sys.argv) != 4:
+    args = [a for a in sys.argv[1:] if a != "--resume"]
+    if len(args) != 3:
         sys.exit(__doc__)
-    fixtures, qdir, out = (Path(a) for a in sys.argv[1:])
+    resume = "--resume" in sys.argv
+    fixtures, qdir, out = (Path(a) for a in args)
     qdir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     ro.ORIGINAL_PROMPTS, ro.prompts = ro.prompts, prompts
@@ -89,9 +93,11 @@ def main():
     for fixture in FIXTURES:
         for recipe, args in RECIPES.items():
             name = f"{fixture}-{recipe}"
+            recipes[name] = {"fixture": fixture, "recipe": recipe, "args": args}
+            if resume and (out / f"{name}.json").exists() and (qdir / name / "config.json").exists():
+                continue
             convert(fixtures / fixture, qdir / name, args)
             ro.run_fixture(qdir / name, out)
-            recipes[name] = {"fixture": fixture, "recipe": recipe, "args": args}
     with open(out / "recipes.json", "w") as f:
         json.dump(recipes, f, indent=1)
         f.write("\n")

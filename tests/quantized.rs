@@ -33,7 +33,7 @@ fn recipes() -> Vec<(String, String, String)> {
         .map(|(k, r)| (k.clone(), r["fixture"].as_str().unwrap().to_string(), r["recipe"].as_str().unwrap().to_string()))
         .collect();
     out.sort();
-    assert!(out.len() >= 3, "four families × three recipes expected, found {}", out.len());
+    assert!(out.len() >= 12, "four families × three recipes expected, found {}", out.len());
     out
 }
 
@@ -156,54 +156,63 @@ fn corrupt_quantized_checkpoints_name_the_tensor_or_field() {
     let _serial = serial();
     let src = "fixtures-quant/llama3-q4g64";
     let layer = "model.layers.0.self_attn.q_proj";
+    let mut scratch = Vec::new();
+    let mut copy = |tag: &str| {
+        let d = copy_model(src, tag);
+        scratch.push(d.clone());
+        d
+    };
 
     // Scales missing while the weight is packed and the config says quantized.
-    let d = copy_model(src, "q-noscales");
+    let d = copy("q-noscales");
     edit_tensor(&d, &format!("{layer}.scales"), None);
     assert_has(&load_err(&d), &[&format!("{layer}.scales is missing"), "uint32", "affine 4-bit, group size 64"]);
 
     // A packed weight of the wrong shape.
-    let d = copy_model(src, "q-shape");
+    let d = copy("q-shape");
     edit_tensor(&d, &format!("{layer}.weight"), Some(Array::zeros(&[64, 4], Dtype::U32).unwrap()));
     assert_has(&load_err(&d), &[&format!("{layer}.weight has packed shape [64, 4], expected [64, 8]")]);
 
     // Bits in the config that do not match the packing.
-    let d = copy_model(src, "q-bits");
+    let d = copy("q-bits");
     edit_config(&d, |c| c["quantization"]["bits"] = 8.into());
     assert_has(&load_err(&d), &["model.embed_tokens.weight has packed shape [128256, 8], expected [128256, 16]", "holds 4 bits per value", "affine 8-bit"]);
 
     // Scales of the wrong shape (a group size the config does not say).
-    let d = copy_model(src, "q-group");
+    let d = copy("q-group");
     edit_config(&d, |c| c["quantization"]["group_size"] = 32.into());
     assert_has(&load_err(&d), &["model.embed_tokens.scales has shape [128256, 1], expected [128256, 2]"]);
 
     // An unknown mode, and a layer the config marks dense although it is packed.
-    let d = copy_model(src, "q-mode");
+    let d = copy("q-mode");
     edit_config(&d, |c| c["quantization"]["mode"] = "q9".into());
     assert_has(&load_err(&d), &["\"quantization.mode\"", "\"q9\"", "affine, mxfp4, mxfp8, nvfp4"]);
-    let d = copy_model(src, "q-false");
+    let d = copy("q-false");
     edit_config(&d, |c| c["quantization"][layer] = false.into());
     assert_has(&load_err(&d), &[&format!("{layer}.scales"), "is false"]);
 
     // Scales without any quantization entry; biases missing in the affine mode.
-    let d = copy_model(src, "q-noentry");
+    let d = copy("q-noentry");
     edit_config(&d, |c| {
         c.as_object_mut().unwrap().remove("quantization");
         c.as_object_mut().unwrap().remove("quantization_config");
     });
     assert_has(&load_err(&d), &["model.embed_tokens.scales", "no \"quantization\" entry"]);
-    let d = copy_model(src, "q-nobiases");
+    let d = copy("q-nobiases");
     edit_tensor(&d, &format!("{layer}.biases"), None);
     assert_has(&load_err(&d), &[&format!("{layer}.biases is missing")]);
 
     // Bits MLX cannot pack, in the config and in the load options.
-    let d = copy_model(src, "q-bits7");
+    let d = copy("q-bits7");
     edit_config(&d, |c| c["quantization"]["bits"] = 7.into());
     assert_has(&load_err(&d), &["\"quantization.bits\"", "affine 7-bit"]);
     let e = QuantParams::parse("affine", Some(48), Some(4)).unwrap_err().to_string();
     assert_has(&e, &["group size 48"]);
     let e = QuantParams::parse("int4", None, None).unwrap_err().to_string();
     assert_has(&e, &["\"int4\""]);
+    for d in scratch {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
 
 /// The floating-point modes, which MLX's CPU backend runs: quantized at load, the packed
