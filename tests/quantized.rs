@@ -114,9 +114,15 @@ fn model_info_reports_quantization() {
     assert_eq!((q.quantized_layers, q.dense_layers, q.kept), (2 * 6 + 2, 2, true));
     assert_eq!(m.info().dtype, Dtype::F32);
 
-    let m = load(&folder("gemma3-mixed36"), &LoadOptions::default()).unwrap();
+    // The mixed recipe: per-layer entries for every layer; the info gives the top-level
+    // setting the converter wrote.
+    let dir = folder("gemma3-mixed36");
+    let m = load(&dir, &LoadOptions::default()).unwrap();
     let q = m.info().quantization.clone().expect("quantized");
-    assert_eq!((q.params.bits, q.params.group_size, q.kept), (3, 64, false));
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let top = &cfg["quantization"];
+    assert_eq!((q.params.bits as i64, q.params.group_size as i64), (top["bits"].as_i64().unwrap(), top["group_size"].as_i64().unwrap()));
+    assert!(!q.kept, "unpacked at load on the CPU by default");
     assert!(m.info().tied_embeddings);
 
     let m = load(&common::deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
