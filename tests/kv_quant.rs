@@ -102,6 +102,14 @@ fn refused_settings_and_models() {
     let mut caches = gemma.new_caches();
     let e = quantize_caches(&mut caches, KvQuantization::new(8)).unwrap_err().to_string();
     assert!(e.contains("layer 0") && e.contains("sliding-window"), "{e}");
+    // Chats take the setting too (here: refused for Gemma 3 rather than ignored).
+    let mut chat_model = Model::load(common::deps_file("fixtures/gemma3"), &LoadOptions::default()).unwrap();
+    let params = GenerateParams { max_tokens: 2, kv_quantization: Some(KvQuantization::new(8)), ..GenerateParams::default() };
+    let e = chat_model
+        .chat(&[mlxrun::Message::user("Hi")], &mlxrun::ChatOptions::default(), &params, |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sliding-window"), "{e}");
     // A group size larger than the head dimension is MLX's error, not a crash.
     let m = load(&common::deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
     let mut caches = m.new_caches();
