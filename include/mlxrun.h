@@ -212,6 +212,21 @@ typedef struct mlxrun_generate_params {
    * Prompt tokens per prefill chunk (default 2048).
    */
   uint32_t prefill_step_size;
+  /**
+   * Store the KV cache quantized to this many bits (mlx-lm's `kv_bits`: 2, 3, 4, 5, 6
+   * or 8); 0 = full precision (default). Not for models with sliding-window layers.
+   */
+  int32_t kv_bits;
+  /**
+   * Group size of the KV cache quantization (32, 64 or 128; default 64). It must
+   * divide the model's head dimension.
+   */
+  int32_t kv_group_size;
+  /**
+   * Positions held before the cache is quantized (default 5000, as mlx-lm's
+   * `quantized_kv_start`).
+   */
+  int32_t quantized_kv_start;
 } mlxrun_generate_params;
 
 /**
@@ -353,6 +368,24 @@ typedef struct mlxrun_load_params {
    * (`max_position_embeddings`), or unlimited when the config has none.
    */
   uint32_t context_length;
+  /**
+   * Quantize the dense weights of a bf16/f16/f32 checkpoint at load to this many bits
+   * (the layers mlx-lm's converter would quantize); 0 = no.
+   */
+  int32_t quantize_bits;
+  /**
+   * Group size for `quantize_bits`; 0 = the mode's default (affine: 64).
+   */
+  int32_t quantize_group_size;
+  /**
+   * `MLXRUN_QUANT_MODE_*` for `quantize_bits`.
+   */
+  int32_t quantize_mode;
+  /**
+   * `MLXRUN_KEEP_QUANTIZED_*`: whether quantized weights (an mlx-lm quantized
+   * checkpoint, GGUF Q4_0/Q4_1/Q8_0 tensors, `quantize_bits`) stay packed.
+   */
+  int32_t keep_quantized;
 } mlxrun_load_params;
 
 /**
@@ -386,6 +419,23 @@ typedef struct mlxrun_model_info {
    * Whether the output head shares the input embedding.
    */
   bool tied_embeddings;
+  /**
+   * Bits of the model's quantized weights (mlx-lm's default setting; some layers may
+   * differ); 0 for a dense model.
+   */
+  int32_t quant_bits;
+  /**
+   * Their group size; 0 for a dense model.
+   */
+  int32_t quant_group_size;
+  /**
+   * `MLXRUN_QUANT_MODE_*` of the quantized weights.
+   */
+  int32_t quant_mode;
+  /**
+   * Whether the quantized weights stay packed in memory (else they were unpacked at load).
+   */
+  bool quant_kept;
 } mlxrun_model_info;
 
 /**
@@ -640,7 +690,9 @@ enum mlxrun_status mlxrun_model_load(const char *path,
 void mlxrun_model_free(struct mlxrun_model *model);
 
 /**
- * Describes `model` into `*out` (whose `struct_size` the caller sets). Thread-safe.
+ * Describes `model` into `*out`, whose `struct_size` the caller sets to
+ * `sizeof(mlxrun_model_info)` (a smaller size from an older header gets the fields it
+ * covers). Thread-safe.
  */
 enum mlxrun_status mlxrun_model_get_info(const struct mlxrun_model *model,
                                          struct mlxrun_model_info *out);

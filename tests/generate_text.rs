@@ -180,7 +180,7 @@ fn a_folder_without_tokenizer_is_refused() {
     let e = Model::load(&dst, &LoadOptions::default()).err().expect("no tokenizer").to_string();
     assert!(e.contains("tokenizer.json"), "{e}");
     // Loading in another dtype works and reports it.
-    let m = Model::load(&src, &LoadOptions { dtype: Some(Dtype::Bf16) }).unwrap();
+    let m = Model::load(&src, &LoadOptions::with_dtype(Some(Dtype::Bf16))).unwrap();
     assert_eq!(m.info().dtype, Dtype::Bf16);
     std::fs::remove_dir_all(&dst).ok();
 }

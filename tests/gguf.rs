@@ -225,7 +225,7 @@ fn fixture_families_give_the_same_logits_from_gguf_as_from_their_folder() {
     use mlxrun::engine::generate::forward_logits;
     let ids = [1u32, 17, 2024, 5, 99, 300, 4000, 12, 7, 64];
     for name in ["llama-linear", "qwen2", "qwen3"] {
-        let opts = LoadOptions { dtype: Some(mlxrun::mlx::Dtype::F32) };
+        let opts = LoadOptions::with_dtype(Some(mlxrun::mlx::Dtype::F32));
         let folder = load(&common::deps_file(&format!("fixtures/{name}")), &opts).unwrap();
         let file = load(&common::deps_file(&format!("refs/gguf/fixture-{name}.gguf")), &opts).unwrap();
         assert_eq!(folder.info(), file.info(), "{name}");

@@ -2,6 +2,7 @@
 use std::ffi::{c_char, c_void};
 
 use super::{c_str, guard, mlxrun_model, mlxrun_status, non_null, read_params, token_ids};
+use crate::nn::KvQuantization;
 use crate::engine::{FinishReason, GenerateParams, Generation, SamplerParams, TokenEvent};
 use crate::error::{Error, Result};
 
@@ -41,9 +42,19 @@ pub struct mlxrun_generate_params {
     pub n_stop_strings: usize,
     /// Prompt tokens per prefill chunk (default 2048).
     pub prefill_step_size: u32,
+    /// Store the KV cache quantized to this many bits (mlx-lm's `kv_bits`: 2, 3, 4, 5, 6
+    /// or 8); 0 = full precision (default). Not for models with sliding-window layers.
+    pub kv_bits: i32,
+    /// Group size of the KV cache quantization (32, 64 or 128; default 64). It must
+    /// divide the model's head dimension.
+    pub kv_group_size: i32,
+    /// Positions held before the cache is quantized (default 5000, as mlx-lm's
+    /// `quantized_kv_start`).
+    pub quantized_kv_start: i32,
 }
 
-const GENERATE_PARAMS_V1: usize = std::mem::size_of::<mlxrun_generate_params>();
+/// The size of the first version of the struct, before the KV cache quantization fields.
+const GENERATE_PARAMS_V1: usize = std::mem::offset_of!(mlxrun_generate_params, kv_bits);
 
 /// Default generation parameters: greedy, 256 tokens, no extra stops.
 #[no_mangle]
@@ -51,7 +62,7 @@ pub extern "C" fn mlxrun_generate_default_params() -> mlxrun_generate_params {
     let g = GenerateParams::default();
     let s = SamplerParams::default();
     mlxrun_generate_params {
-        struct_size: GENERATE_PARAMS_V1 as u32,
+        struct_size: std::mem::size_of::<mlxrun_generate_params>() as u32,
         max_tokens: g.max_tokens as u32,
         temperature: s.temperature,
         top_k: s.top_k,
@@ -68,6 +79,9 @@ pub extern "C" fn mlxrun_generate_default_params() -> mlxrun_generate_params {
         stop_strings: std::ptr::null(),
         n_stop_strings: 0,
         prefill_step_size: g.prefill_step_size as u32,
+        kv_bits: 0,
+        kv_group_size: KvQuantization::new(8).group_size,
+        quantized_kv_start: KvQuantization::new(8).start,
     }
 }
 
@@ -135,6 +149,11 @@ pub(crate) unsafe fn to_params(p: *const mlxrun_generate_params) -> Result<Gener
         stop_strings,
         ignore_eos: p.ignore_eos,
         prefill_step_size: p.prefill_step_size as usize,
+        kv_quantization: (p.kv_bits != 0).then_some(KvQuantization {
+            bits: p.kv_bits,
+            group_size: p.kv_group_size,
+            start: p.quantized_kv_start,
+        }),
     };
     params.validate()?;
     Ok(params)

@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::{c_str, guard, mlxrun_status, non_null, read_params};
 use crate::engine::{CancelToken, Metrics, Model};
 use crate::error::Error;
+use crate::mlx::quant::{QuantMode, QuantParams};
 use crate::mlx::{Device, Dtype};
 use crate::models::LoadOptions;
 use crate::tokenizer::Tokenizer;
@@ -59,6 +60,35 @@ const MLXRUN_DTYPE_FLOAT32: i32 = mlxrun_dtype::MLXRUN_DTYPE_FLOAT32 as i32;
 const MLXRUN_DTYPE_FLOAT16: i32 = mlxrun_dtype::MLXRUN_DTYPE_FLOAT16 as i32;
 const MLXRUN_DTYPE_BFLOAT16: i32 = mlxrun_dtype::MLXRUN_DTYPE_BFLOAT16 as i32;
 
+/// Values of `mlxrun_load_params.quantize_mode` and `mlxrun_model_info.quant_mode`: MLX's
+/// quantization modes (`affine` is what mlx-lm's 2–8 bit checkpoints use).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum mlxrun_quant_mode {
+    MLXRUN_QUANT_MODE_AFFINE = 0,
+    MLXRUN_QUANT_MODE_MXFP4 = 1,
+    MLXRUN_QUANT_MODE_MXFP8 = 2,
+    MLXRUN_QUANT_MODE_NVFP4 = 3,
+}
+
+/// Values of `mlxrun_load_params.keep_quantized`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum mlxrun_keep_quantized {
+    /// Keep quantized weights packed on a GPU; unpack them at load on the CPU, where MLX's
+    /// quantized matmul is several times slower than a dense float32 one.
+    MLXRUN_KEEP_QUANTIZED_DEFAULT = 0,
+    MLXRUN_KEEP_QUANTIZED_YES = 1,
+    MLXRUN_KEEP_QUANTIZED_NO = 2,
+}
+
+const QUANT_MODES: [(i32, QuantMode); 4] = [
+    (mlxrun_quant_mode::MLXRUN_QUANT_MODE_AFFINE as i32, QuantMode::Affine),
+    (mlxrun_quant_mode::MLXRUN_QUANT_MODE_MXFP4 as i32, QuantMode::Mxfp4),
+    (mlxrun_quant_mode::MLXRUN_QUANT_MODE_MXFP8 as i32, QuantMode::Mxfp8),
+    (mlxrun_quant_mode::MLXRUN_QUANT_MODE_NVFP4 as i32, QuantMode::Nvfp4),
+];
+
 /// How to load a model. Get one from `mlxrun_load_default_params()`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -74,18 +104,33 @@ pub struct mlxrun_load_params {
     /// Longest prompt + generation accepted, in tokens; 0 = the model's own maximum
     /// (`max_position_embeddings`), or unlimited when the config has none.
     pub context_length: u32,
+    /// Quantize the dense weights of a bf16/f16/f32 checkpoint at load to this many bits
+    /// (the layers mlx-lm's converter would quantize); 0 = no.
+    pub quantize_bits: i32,
+    /// Group size for `quantize_bits`; 0 = the mode's default (affine: 64).
+    pub quantize_group_size: i32,
+    /// `MLXRUN_QUANT_MODE_*` for `quantize_bits`.
+    pub quantize_mode: i32,
+    /// `MLXRUN_KEEP_QUANTIZED_*`: whether quantized weights (an mlx-lm quantized
+    /// checkpoint, GGUF Q4_0/Q4_1/Q8_0 tensors, `quantize_bits`) stay packed.
+    pub keep_quantized: i32,
 }
 
-const LOAD_PARAMS_V1: usize = std::mem::size_of::<mlxrun_load_params>();
+/// The size of the first version of the struct, before the quantization fields.
+const LOAD_PARAMS_V1: usize = std::mem::offset_of!(mlxrun_load_params, quantize_bits);
 
 /// Default load parameters (device and dtype chosen by the library).
 #[no_mangle]
 pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
     mlxrun_load_params {
-        struct_size: LOAD_PARAMS_V1 as u32,
+        struct_size: std::mem::size_of::<mlxrun_load_params>() as u32,
         device: MLXRUN_DEVICE_DEFAULT,
         dtype: MLXRUN_DTYPE_DEFAULT,
         context_length: 0,
+        quantize_bits: 0,
+        quantize_group_size: 0,
+        quantize_mode: mlxrun_quant_mode::MLXRUN_QUANT_MODE_AFFINE as i32,
+        keep_quantized: mlxrun_keep_quantized::MLXRUN_KEEP_QUANTIZED_DEFAULT as i32,
     }
 }
 
@@ -131,7 +176,27 @@ pub unsafe extern "C" fn mlxrun_model_load(
             MLXRUN_DTYPE_BFLOAT16 => Some(Dtype::Bf16),
             other => return Err(Error::invalid(format!("mlxrun_load_params.dtype = {other} is not an MLXRUN_DTYPE_* value"))),
         };
-        let model = Model::load(path, &LoadOptions { dtype })?;
+        let quantize = match p.quantize_bits {
+            0 => None,
+            bits => {
+                let mode = QUANT_MODES.iter().find(|(c, _)| *c == p.quantize_mode).map(|(_, m)| *m).ok_or_else(|| {
+                    Error::invalid(format!("mlxrun_load_params.quantize_mode = {} is not an MLXRUN_QUANT_MODE_* value", p.quantize_mode))
+                })?;
+                let group = (p.quantize_group_size != 0).then_some(p.quantize_group_size);
+                Some(QuantParams::parse(mode.name(), group, Some(bits)).map_err(|e| Error::invalid(format!("mlxrun_load_params: {e}")))?)
+            }
+        };
+        let keep_quantized = match p.keep_quantized {
+            0 => None,
+            1 => Some(true),
+            2 => Some(false),
+            other => {
+                return Err(Error::invalid(format!(
+                    "mlxrun_load_params.keep_quantized = {other} is not an MLXRUN_KEEP_QUANTIZED_* value"
+                )))
+            }
+        };
+        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized })?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),
@@ -172,15 +237,29 @@ pub struct mlxrun_model_info {
     pub dtype: i32,
     /// Whether the output head shares the input embedding.
     pub tied_embeddings: bool,
+    /// Bits of the model's quantized weights (mlx-lm's default setting; some layers may
+    /// differ); 0 for a dense model.
+    pub quant_bits: i32,
+    /// Their group size; 0 for a dense model.
+    pub quant_group_size: i32,
+    /// `MLXRUN_QUANT_MODE_*` of the quantized weights.
+    pub quant_mode: i32,
+    /// Whether the quantized weights stay packed in memory (else they were unpacked at load).
+    pub quant_kept: bool,
 }
 
-/// Describes `model` into `*out` (whose `struct_size` the caller sets). Thread-safe.
+/// The size of the first version of the struct, before the quantization fields.
+const MODEL_INFO_V1: usize = std::mem::offset_of!(mlxrun_model_info, quant_bits);
+
+/// Describes `model` into `*out`, whose `struct_size` the caller sets to
+/// `sizeof(mlxrun_model_info)` (a smaller size from an older header gets the fields it
+/// covers). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn mlxrun_model_get_info(model: *const mlxrun_model, out: *mut mlxrun_model_info) -> mlxrun_status {
     guard(|| {
         non_null(model, "model")?;
         non_null(out, "out")?;
-        let min = std::mem::size_of::<mlxrun_model_info>();
+        let min = MODEL_INFO_V1;
         let size = (*out).struct_size as usize;
         if size < min {
             return Err(Error::invalid(format!("mlxrun_model_info.struct_size is {size}, at least {min} expected")));
@@ -191,8 +270,10 @@ pub unsafe extern "C" fn mlxrun_model_get_info(model: *const mlxrun_model, out: 
         for (d, s) in name.iter_mut().zip(i.model_type.bytes().take(31)) {
             *d = s as c_char;
         }
-        *out = mlxrun_model_info {
-            struct_size: min as u32,
+        let q = i.quantization.as_ref();
+        let full = std::mem::size_of::<mlxrun_model_info>();
+        let info = mlxrun_model_info {
+            struct_size: size.min(full) as u32,
             model_type: name,
             vocab_size: i.vocab_size,
             hidden_size: i.hidden_size,
@@ -204,7 +285,13 @@ pub unsafe extern "C" fn mlxrun_model_get_info(model: *const mlxrun_model, out: 
             context_length: (*model).context_length.map_or(0, |c| c.min(i32::MAX as usize) as i32),
             dtype: dtype_code(i.dtype),
             tied_embeddings: i.tied_embeddings,
+            quant_bits: q.map_or(0, |q| q.params.bits),
+            quant_group_size: q.map_or(0, |q| q.params.group_size),
+            quant_mode: q.and_then(|q| QUANT_MODES.iter().find(|(_, m)| *m == q.params.mode)).map_or(0, |(c, _)| *c),
+            quant_kept: q.is_some_and(|q| q.kept),
         };
+        // A caller built against an older header gets the fields its struct has.
+        std::ptr::copy_nonoverlapping(&info as *const mlxrun_model_info as *const u8, out as *mut u8, size.min(full));
         Ok(())
     })
 }

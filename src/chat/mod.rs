@@ -235,7 +235,7 @@ impl Model {
     ) -> Result<Generation> {
         params.validate()?;
         let (ids, template) = self.chat_prompt(messages, options)?;
-        let mut caches = self.language_model().new_caches();
+        let mut caches = self.fresh_caches(params)?;
         Ok(self.generate_on_caches(&mut caches, &ids, 0, params, &template.end_of_turn, on_text)?.0)
     }
 }

@@ -96,7 +96,11 @@ impl ChatSession {
         params.validate()?;
         let (ids, template) = model.chat_prompt(&self.messages, &self.options)?;
         let reused = self.reuse_prefix(&ids);
-        let caches = self.caches.get_or_insert_with(|| model.language_model().new_caches());
+        // A KV cache quantization setting applies when the session's caches are created.
+        let caches = match &mut self.caches {
+            Some(c) => c,
+            empty => empty.insert(model.fresh_caches(params)?),
+        };
         match model.generate_on_caches(caches, &ids, reused, params, &template.end_of_turn, on_text) {
             Ok((generation, sampled)) => {
                 // The caches hold a prefix of the prompt and the sampled ids (the position

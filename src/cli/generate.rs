@@ -83,7 +83,7 @@ pub fn run(mut args: Args) -> Result<()> {
     args.finish()?;
     params.validate()?;
 
-    let mut model = Model::load(&model_dir, &LoadOptions { dtype })?;
+    let mut model = Model::load(&model_dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json {

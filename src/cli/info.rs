@@ -16,7 +16,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let json = args.switch("--json");
     args.finish()?;
 
-    let mut model = Model::load(&path, &LoadOptions { dtype })?;
+    let mut model = Model::load(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());
@@ -32,6 +32,14 @@ pub fn run(mut args: Args) -> Result<()> {
         "max_position_embeddings": info.max_position_embeddings,
         "tied_embeddings": info.tied_embeddings,
         "dtype": info.dtype.name(),
+        "quantization": info.quantization.as_ref().map(|q| serde_json::json!({
+            "bits": q.params.bits,
+            "group_size": q.params.group_size,
+            "mode": q.params.mode.name(),
+            "quantized_layers": q.quantized_layers,
+            "dense_layers": q.dense_layers,
+            "kept_quantized": q.kept,
+        })),
         "tokenizer": {
             "vocab_size": tok.vocab_size(),
             "bos_token": tok.bos_token(),
@@ -90,6 +98,15 @@ pub fn run(mut args: Args) -> Result<()> {
     );
     if let Some(n) = info.max_position_embeddings {
         println!("  context: {n} positions");
+    }
+    if let Some(q) = &info.quantization {
+        println!(
+            "  quantized: {} ({} matrices, {} dense){}",
+            q.params,
+            q.quantized_layers,
+            q.dense_layers,
+            if q.kept { "" } else { ", unpacked at load" }
+        );
     }
     println!(
         "  tokenizer: {} tokens, BOS {:?}{}, EOS ids {:?}",

@@ -30,6 +30,7 @@ commands:
   info --model MODEL [--json]          architecture, sizes, tokenizer, chat template
   convert --gguf FILE --out DIR        write a GGUF model as an HF folder (safetensors)
       --dtype float32|bfloat16|float16 (float32)
+      --keep-quantized                 Q4_0/Q4_1/Q8_0 matrices packed, as mlx-lm's format
   smoke [--device cpu|gpu]            exercise MLX through the engine and print timings";
 
 /// Runs the program with its arguments (without the program name).

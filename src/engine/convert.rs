@@ -26,10 +26,19 @@ pub struct Converted {
 
 /// Converts the GGUF file `file` into the folder `out` (created if needed; files of the
 /// same names are replaced). `progress` is called with (tensors done, tensor count).
-pub fn convert_gguf(
+pub fn convert_gguf(file: &Path, out: &Path, dtype: Dtype, progress: impl FnMut(usize, usize)) -> Result<Converted> {
+    convert_gguf_with(file, out, dtype, false, progress)
+}
+
+/// As `convert_gguf`; with `keep_quantized`, Q4_0/Q4_1/Q8_0 matrices are written packed in
+/// MLX's affine layout (group size 32; scales and biases in float32 when `dtype` is
+/// float32, else in the file's float16) with the `quantization` config mlx-lm reads, so
+/// mlx-lm loads the same quantized weights the engine keeps.
+pub fn convert_gguf_with(
     file: &Path,
     out: &Path,
     dtype: Dtype,
+    keep_quantized: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Converted> {
     if !dtype.is_float() {
@@ -49,6 +58,7 @@ pub fn convert_gguf(
     };
     let pretty = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
 
+    let (tensors, quant) = gguf::read_tensors(&g, &arch, keep_quantized, &mut progress)?;
     let mut files = Vec::new();
     let mut config = arch.config.clone();
     if let Json::Object(c) = &mut config {
@@ -66,6 +76,10 @@ pub fn convert_gguf(
         }
         if let Some(&id) = tokenizer.eos_token_ids().first() {
             c.insert("eos_token_id".into(), json!(id));
+        }
+        if let Some(q) = &quant {
+            c.insert("quantization".into(), q.to_json());
+            c.insert("quantization_config".into(), q.to_json());
         }
     }
     files.push(write("config.json", pretty(&config))?);
@@ -89,15 +103,17 @@ pub fn convert_gguf(
     }
     files.push(write("tokenizer_config.json", pretty(&Json::Object(tc)))?);
 
-    let total = g.tensors.len();
+    let total = tensors.len();
     let mut arrays: Vec<(String, Array)> = Vec::with_capacity(total);
-    for (i, t) in g.tensors.iter().enumerate() {
-        let (name, data, shape) = gguf::hf_tensor(&g, &arch, t)?;
-        let a = Array::from_slice(&data, &shape)?;
-        let a = if dtype == Dtype::F32 { a } else { a.astype(dtype)? };
+    for (name, a) in tensors {
+        let packed_float = name.ends_with(".scales") || name.ends_with(".biases");
+        let a = match a.dtype() {
+            d if d == dtype || !d.is_float() => a,
+            Dtype::F16 if packed_float && dtype != Dtype::F32 => a,
+            _ => a.astype(dtype)?,
+        };
         a.eval()?;
         arrays.push((name, a));
-        progress(i + 1, total);
     }
     let refs: Vec<(&str, &Array)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
     io::save_safetensors(out.join("model.safetensors"), &refs, &[("format", "pt")])?;

@@ -18,7 +18,7 @@ use super::sampler::{SampleOut, SampledToken, Sampler, SamplerParams};
 use crate::error::{Error, Result};
 use crate::mlx::{async_eval, eval, memory, Array, Dtype};
 use crate::models::LanguageModel;
-use crate::nn::KvCache;
+use crate::nn::{KvCache, KvQuantization};
 
 /// mlx-lm's default prefill chunk.
 pub const DEFAULT_PREFILL_STEP: usize = 2048;
@@ -37,6 +37,9 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// Prompt tokens per prefill chunk.
     pub prefill_step_size: usize,
+    /// Store the KV cache quantized (mlx-lm's `kv_bits`, `kv_group_size`,
+    /// `quantized_kv_start`); `None`: full precision.
+    pub kv_quantization: Option<KvQuantization>,
 }
 
 impl Default for GenerateParams {
@@ -48,6 +51,7 @@ impl Default for GenerateParams {
             stop_strings: vec![],
             ignore_eos: false,
             prefill_step_size: DEFAULT_PREFILL_STEP,
+            kv_quantization: None,
         }
     }
 }
@@ -56,6 +60,9 @@ impl GenerateParams {
     pub fn validate(&self) -> Result<()> {
         if self.prefill_step_size == 0 {
             return Err(Error::invalid("prefill_step_size must be at least 1"));
+        }
+        if let Some(q) = &self.kv_quantization {
+            q.validate()?;
         }
         if self.stop_strings.iter().any(String::is_empty) {
             return Err(Error::invalid("stop_strings must not contain an empty string"));

@@ -212,8 +212,18 @@ impl Model {
         params: &GenerateParams,
         on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
-        let mut caches = self.lm.new_caches();
+        let mut caches = self.fresh_caches(params)?;
         Ok(self.generate_on_caches(&mut caches, prompt, 0, params, &[], on_text)?.0)
+    }
+
+    /// Empty caches for a generation with `params`: quantizing ones when
+    /// `params.kv_quantization` asks for them.
+    pub(crate) fn fresh_caches(&self, params: &GenerateParams) -> Result<Vec<KvCache>> {
+        let mut caches = self.lm.new_caches();
+        if let Some(q) = params.kv_quantization {
+            crate::nn::quantized_kv_cache::quantize_caches(&mut caches, q)?;
+        }
+        Ok(caches)
     }
 
     /// Generates from `prompt` on `caches`, which already hold its first `cached` tokens.

@@ -39,6 +39,34 @@ impl QuantMode {
     }
 }
 
+/// How a matrix is quantized: the settings mlx-lm's `quantization` config entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantParams {
+    pub group_size: i32,
+    pub bits: i32,
+    pub mode: QuantMode,
+}
+
+impl QuantParams {
+    /// mlx-lm's defaults for a mode when the caller leaves group size or bits out
+    /// (`quantize_model`'s `defaults_for_mode`).
+    pub fn with_defaults(mode: QuantMode, group_size: Option<i32>, bits: Option<i32>) -> QuantParams {
+        let (g, b) = match mode {
+            QuantMode::Affine => (64, 4),
+            QuantMode::Mxfp4 => (32, 4),
+            QuantMode::Nvfp4 => (16, 4),
+            QuantMode::Mxfp8 => (32, 8),
+        };
+        QuantParams { group_size: group_size.unwrap_or(g), bits: bits.unwrap_or(b), mode }
+    }
+}
+
+impl std::fmt::Display for QuantParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}-bit, group size {}", self.mode.name(), self.bits, self.group_size)
+    }
+}
+
 /// A quantized matrix: packed weights, scales and (affine only) biases.
 #[derive(Debug, Clone)]
 pub struct Quantized {
@@ -63,6 +91,10 @@ pub fn quantize(w: &Array, group_size: i32, bits: i32, mode: QuantMode) -> Resul
 }
 
 impl Quantized {
+    pub fn params(&self) -> QuantParams {
+        QuantParams { group_size: self.group_size, bits: self.bits, mode: self.mode }
+    }
+
     /// Unpacks to a dense matrix (of `dtype`, or the scales' dtype when `None`).
     pub fn dequantize(&self, dtype: Option<Dtype>) -> Result<Array> {
         dequantize(&self.weight, &self.scales, self.biases.as_ref(), self.group_size, self.bits, self.mode, dtype)

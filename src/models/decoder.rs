@@ -57,7 +57,7 @@ impl Decoder {
     pub fn load(spec: &DecoderSpec, w: &mut Weights) -> Result<Decoder> {
         let s = spec;
         let (q_out, kv_out) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
-        let embed = Embedding { weight: w.take("model.embed_tokens.weight", &[s.vocab, s.hidden])? };
+        let embed = w.embedding("model.embed_tokens", s.vocab, s.hidden)?;
         let mut layers = Vec::with_capacity(s.layers as usize);
         for i in 0..s.layers {
             let p = format!("model.layers.{i}");
@@ -110,7 +110,8 @@ impl Decoder {
             head_dim: s.head_dim,
             max_position_embeddings: s.max_position_embeddings,
             tied_embeddings: s.tie_embeddings,
-            dtype: embed.weight.dtype(),
+            dtype: embed.dtype(),
+            quantization: w.quant_info(),
         };
         Ok(Decoder { embed, layers, norm: norm_out, lm_head, info })
     }

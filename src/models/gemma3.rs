@@ -214,7 +214,7 @@ impl Gemma3 {
     pub fn load(s: &Gemma3Spec, w: &mut Weights) -> Result<Gemma3> {
         let root = if s.multimodal { "language_model." } else { "" };
         let (q_out, kv_out, eps) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.norm_eps);
-        let embed = Embedding { weight: w.take(&format!("{root}model.embed_tokens.weight"), &[s.vocab, s.hidden])? };
+        let embed = w.embedding(&format!("{root}model.embed_tokens"), s.vocab, s.hidden)?;
         let mut layers = Vec::with_capacity(s.layers as usize);
         for (i, &sliding) in s.sliding.iter().enumerate() {
             let p = format!("{root}model.layers.{i}");
@@ -258,11 +258,11 @@ impl Gemma3 {
         }
         let norm_out = norm(w, &format!("{root}model.norm"), s.hidden, eps)?;
         // As mlx-lm decides it: tied exactly when the checkpoint has no head of its own.
-        let lm_head = w.take_opt(&format!("{root}lm_head.weight"), &[s.vocab, s.hidden])?.map(|h| Linear::new(h, None));
+        let lm_head = w.linear_opt(&format!("{root}lm_head"), s.vocab, s.hidden, false)?;
         if s.multimodal {
             w.discard(|k| k.starts_with("vision_tower.") || k.starts_with("multi_modal_projector."));
         }
-        let dtype = embed.weight.dtype();
+        let dtype = embed.dtype();
         let embed_scale = Array::full(&[], (s.hidden as f64).sqrt(), Dtype::Bf16)?.astype(dtype)?;
         embed_scale.eval()?;
         let info = ModelInfo {
@@ -276,6 +276,7 @@ impl Gemma3 {
             max_position_embeddings: s.max_position_embeddings,
             tied_embeddings: lm_head.is_none(),
             dtype,
+            quantization: w.quant_info(),
         };
         Ok(Gemma3 {
             embed,

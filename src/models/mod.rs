@@ -6,16 +6,19 @@ pub mod gemma3;
 pub mod gguf;
 pub mod llama;
 pub mod qwen2;
+pub mod quantization;
 pub mod qwen3;
 pub mod weights;
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::mlx::quant::QuantParams;
 use crate::mlx::{eval, Array, Device, Dtype};
 use crate::nn::KvCache;
 use config::ConfigFile;
 use decoder::Decoder;
+use quantization::{QuantConfig, QuantInfo, QuantLoad};
 use weights::Weights;
 
 /// What a loaded model is.
@@ -32,6 +35,8 @@ pub struct ModelInfo {
     pub tied_embeddings: bool,
     /// The dtype the model computes in.
     pub dtype: Dtype,
+    /// How its linear layers and embeddings are quantized; `None` when all are dense.
+    pub quantization: Option<QuantInfo>,
 }
 
 /// How to load a model.
@@ -41,6 +46,21 @@ pub struct LoadOptions {
     /// half-precision matmuls are several times slower), the checkpoint's own dtype on a
     /// GPU.
     pub dtype: Option<Dtype>,
+    /// Quantize the dense matrices of a bf16/f16/f32 checkpoint at load, choosing the layers
+    /// mlx-lm's `convert -q` quantizes (input size divisible by the group size).
+    pub quantize: Option<QuantParams>,
+    /// Keep quantized matrices (an mlx-lm quantized checkpoint, GGUF Q4_0/Q4_1/Q8_0
+    /// tensors, or `quantize`'s output) packed and use quantized matmuls. `None`: keep
+    /// them on a GPU, unpack them into the compute dtype on the CPU, where MLX's quantized
+    /// matmul is several times slower than a dense f32 one.
+    pub keep_quantized: Option<bool>,
+}
+
+impl LoadOptions {
+    /// Options that compute in `dtype` (or the device's default when `None`).
+    pub fn with_dtype(dtype: Option<Dtype>) -> LoadOptions {
+        LoadOptions { dtype, ..LoadOptions::default() }
+    }
 }
 
 /// A causal language model: token ids in, next-token logits out.
@@ -119,7 +139,13 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
     }
     let cfg = ConfigFile::read(path, "config.json")?;
     let arch = arch_of(&cfg)?;
-    let weights = Weights::open(path, Some(compute_dtype(opts)?))?;
+    let mut weights = Weights::open(path, Some(compute_dtype(opts)?))?;
+    weights.quant = QuantLoad {
+        config: QuantConfig::from_config(&cfg)?,
+        quantize: opts.quantize,
+        keep: keep_quantized(opts)?,
+        source_dtype: conversion_dtype(&cfg),
+    };
     build(arch, weights)
 }
 
@@ -128,7 +154,10 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     let g = gguf::arch::read(file)?;
     let cfg = ConfigFile::from_json(&file.path, g.config.clone());
     let arch = arch_of(&cfg)?;
-    let weights = gguf::weights(file, &g, Some(compute_dtype(opts)?))?;
+    // Packed GGUF matrices stay packed only when the model keeps them so; otherwise the
+    // project's own dequantizers (bit-identical to llama.cpp's) unpack every tensor.
+    let mut weights = gguf::weights(file, &g, Some(compute_dtype(opts)?), keep_quantized(opts)?)?;
+    weights.quant.quantize = opts.quantize;
     build(arch, weights)
 }
 
@@ -151,6 +180,21 @@ fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
             )))
         }
     })
+}
+
+/// Whether quantized matrices stay packed: as asked, else on GPUs only.
+pub fn keep_quantized(opts: &LoadOptions) -> Result<bool> {
+    match opts.keep_quantized {
+        Some(k) => Ok(k),
+        None => Ok(Device::default_device()? != Device::cpu()),
+    }
+}
+
+/// The dtype mlx-lm's converter casts a checkpoint to before quantizing it: config.json's
+/// `torch_dtype` (or the text config's `dtype`) when it names a float type.
+fn conversion_dtype(cfg: &ConfigFile) -> Option<Dtype> {
+    let name = cfg.str("torch_dtype").or_else(|| cfg.get("text_config").and_then(|t| t.get("dtype")).and_then(|v| v.as_str()))?;
+    ["float16", "bfloat16", "float32"].contains(&name).then(|| Dtype::from_name(name)).flatten()
 }
 
 fn compute_dtype(opts: &LoadOptions) -> Result<Dtype> {

@@ -13,14 +13,19 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::mlx::{io, Array, Dtype};
-use crate::nn::{Linear, RmsNorm};
+use super::quantization::{QuantLoad, QuantSummary};
+use crate::nn::{Embedding, Linear, RmsNorm};
 
 pub struct Weights {
-    dir: PathBuf,
-    tensors: BTreeMap<String, Array>,
+    pub(super) dir: PathBuf,
+    pub(super) tensors: BTreeMap<String, Array>,
     taken: BTreeSet<String>,
     /// Floating-point tensors are converted to this dtype as they are taken.
     pub dtype: Option<Dtype>,
+    /// Which matrices are (or become) quantized and whether they stay packed.
+    pub quant: QuantLoad,
+    /// What the matrices taken so far hold (for `ModelInfo`).
+    pub(super) quant_summary: QuantSummary,
 }
 
 /// The safetensors files of a model folder: those an index names, else every
@@ -129,12 +134,19 @@ impl Weights {
                 }
             }
         }
-        Ok(Weights { dir: dir.to_path_buf(), tensors, taken: BTreeSet::new(), dtype })
+        Ok(Weights::from_map(dir, tensors, dtype))
     }
 
     /// From tensors already in memory (tests, conversions).
     pub fn from_map(dir: &Path, tensors: BTreeMap<String, Array>, dtype: Option<Dtype>) -> Weights {
-        Weights { dir: dir.to_path_buf(), tensors, taken: BTreeSet::new(), dtype }
+        Weights {
+            dir: dir.to_path_buf(),
+            tensors,
+            taken: BTreeSet::new(),
+            dtype,
+            quant: QuantLoad::default(),
+            quant_summary: QuantSummary::default(),
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -144,6 +156,15 @@ impl Weights {
     /// Takes tensor `name`, which must have `shape`; floating tensors are converted to the
     /// compute dtype.
     pub fn take(&mut self, name: &str, shape: &[i32]) -> Result<Array> {
+        let a = self.take_stored(name, shape)?;
+        match self.dtype {
+            Some(d) if a.dtype().is_float() && a.dtype() != d => a.astype(d),
+            _ => Ok(a),
+        }
+    }
+
+    /// Takes tensor `name`, which must have `shape`, in the dtype the checkpoint stores.
+    pub fn take_stored(&mut self, name: &str, shape: &[i32]) -> Result<Array> {
         let a = self
             .tensors
             .get(name)
@@ -154,10 +175,7 @@ impl Weights {
                 a.shape()
             )));
         }
-        let a = match self.dtype {
-            Some(d) if a.dtype().is_float() && a.dtype() != d => a.astype(d)?,
-            _ => a.clone(),
-        };
+        let a = a.clone();
         self.taken.insert(name.to_string());
         Ok(a)
     }
@@ -171,11 +189,26 @@ impl Weights {
         }
     }
 
-    /// The linear layer `name.weight: [out, inp]`, with `name.bias: [out]` if `bias`.
+    /// The linear layer `name.weight: [out, inp]` (dense, or packed with `name.scales`
+    /// and `name.biases`), with `name.bias: [out]` if `bias`.
     pub fn linear(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
-        let weight = self.take(&format!("{name}.weight"), &[out, inp])?;
+        let weight = self.matrix(name, out, inp)?;
         let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
-        Ok(Linear::new(weight, bias))
+        Ok(Linear { weight, bias })
+    }
+
+    /// The linear layer `name` if the checkpoint has `name.weight`.
+    pub fn linear_opt(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Option<Linear>> {
+        if self.contains(&format!("{name}.weight")) {
+            self.linear(name, out, inp, bias).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The embedding table `name.weight: [vocab, hidden]` (dense or packed).
+    pub fn embedding(&mut self, name: &str, vocab: i32, hidden: i32) -> Result<Embedding> {
+        Ok(Embedding { weight: self.matrix(name, vocab, hidden)? })
     }
 
     /// The RMS norm `name.weight: [dim]`.

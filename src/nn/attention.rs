@@ -1,6 +1,7 @@
 //! Multi-head attention with grouped-query heads, optional q/k norms and projection
 //! biases, rotary positions and a KV cache — the attention of Llama, Qwen2, Qwen3 and
 //! Gemma 3 — and the causal masks it uses.
+use super::quantized_kv_cache::{quantized_sdpa, Fetched};
 use super::{KvCache, Linear, RmsNorm, Rope};
 use crate::mlx::fast::{self, AttentionMask};
 use crate::mlx::{Array, Dtype};
@@ -71,7 +72,17 @@ impl Attention {
         let offset = cache.rope_offset();
         let q = self.rope.forward(&q, offset)?;
         let k = self.rope.forward(&k, offset)?;
-        let (k, v) = cache.update_and_fetch(&k, &v)?;
+        let (k, v) = match cache {
+            // Once quantized, the cache is read by mlx-lm's quantized attention.
+            KvCache::Quantized(qc) => match qc.update_and_fetch(&k, &v)? {
+                Fetched::Packed(k, v) => {
+                    let o = quantized_sdpa(&q, &k, &v, c.scale, mask, qc.params)?;
+                    return self.o_proj.forward(&o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?);
+                }
+                Fetched::Dense(k, v) => (k, v),
+            },
+            _ => cache.update_and_fetch(&k, &v)?,
+        };
         let m = match mask {
             Mask::None => AttentionMask::None,
             Mask::Causal => AttentionMask::Causal,

@@ -8,12 +8,15 @@
 //!
 //! - `Batch` holds several left-padded sequences at once (`batch_kv_cache`), for batched
 //!   prefill and decoding.
+//! - `Quantized` stores them MLX-quantized once it holds enough positions (mlx-lm's
+//!   `QuantizedKVCache`; see `quantized_kv_cache`).
 //!
-//! The first two reproduce mlx-lm's buffer layouts step for step — sizes, growth, the ring order of
-//! the rotating buffer — because attention sums over the keys in buffer order, and any other
-//! order or length changes the last bits of the result.
+//! The full and rotating kinds reproduce mlx-lm's buffer layouts step for step — sizes,
+//! growth, the ring order of the rotating buffer — because attention sums over the keys in
+//! buffer order, and any other order or length changes the last bits of the result.
 use super::attention::{causal_mask, Mask};
 use super::batch_kv_cache::BatchKvCache;
+use super::quantized_kv_cache::{KvQuantization, QuantizedKvCache};
 use crate::mlx::fast::RopeOffset;
 use crate::mlx::{concatenate, Array};
 use crate::Result;
@@ -25,6 +28,7 @@ pub enum KvCache {
     Full(FullKvCache),
     Rotating(RotatingKvCache),
     Batch(BatchKvCache),
+    Quantized(QuantizedKvCache),
 }
 
 impl Default for KvCache {
@@ -47,6 +51,12 @@ impl KvCache {
         KvCache::Rotating(RotatingKvCache::new(max_size, keep.clamp(0, max_size - 1)))
     }
 
+    /// An empty cache that keeps every position and stores them quantized from
+    /// `q.start` positions on. Attention reads it through `quantized_sdpa`.
+    pub fn quantized(q: KvQuantization) -> KvCache {
+        KvCache::Quantized(QuantizedKvCache::new(q))
+    }
+
     /// Number of positions processed so far (the next position's index). A rotating
     /// cache may hold fewer (see `len`).
     pub fn offset(&self) -> i32 {
@@ -54,6 +64,7 @@ impl KvCache {
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset,
             KvCache::Batch(c) => c.max_offset(),
+            KvCache::Quantized(c) => c.offset(),
         }
     }
 
@@ -72,6 +83,7 @@ impl KvCache {
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset.min(c.max_size),
             KvCache::Batch(c) => c.columns(),
+            KvCache::Quantized(c) => c.offset(),
         }
     }
 
@@ -82,7 +94,7 @@ impl KvCache {
     /// The most positions kept: `None` for a full cache.
     pub fn max_size(&self) -> Option<i32> {
         match self {
-            KvCache::Full(_) => None,
+            KvCache::Full(_) | KvCache::Quantized(_) => None,
             KvCache::Rotating(c) => Some(c.max_size),
             KvCache::Batch(c) => c.window(),
         }
@@ -95,6 +107,12 @@ impl KvCache {
             KvCache::Full(c) => c.update_and_fetch(keys, values),
             KvCache::Rotating(c) => c.update_and_fetch(keys, values),
             KvCache::Batch(c) => c.update_and_fetch(keys, values),
+            KvCache::Quantized(c) => match c.update_and_fetch(keys, values)? {
+                super::quantized_kv_cache::Fetched::Dense(k, v) => Ok((k, v)),
+                super::quantized_kv_cache::Fetched::Packed(..) => {
+                    Err(crate::Error::invalid("a quantized KV cache is read through quantized attention"))
+                }
+            },
         }
     }
 
@@ -105,6 +123,7 @@ impl KvCache {
             KvCache::Full(c) => c.make_mask(n, window),
             KvCache::Rotating(c) => c.make_mask(n, window),
             KvCache::Batch(c) => c.make_mask(n, window),
+            KvCache::Quantized(c) => full_mask(n, c.offset(), window),
         }
     }
 
@@ -114,6 +133,7 @@ impl KvCache {
             KvCache::Full(c) => &c.buf,
             KvCache::Rotating(c) => &c.buf,
             KvCache::Batch(c) => return c.state(),
+            KvCache::Quantized(c) => return c.state(),
         };
         b.keys.iter().chain(b.values.iter()).collect()
     }
@@ -124,7 +144,7 @@ impl KvCache {
     /// the older ones it dropped, so a caller must rebuild it from the tokens instead.
     pub fn is_trimmable(&self) -> bool {
         match self {
-            KvCache::Full(_) => true,
+            KvCache::Full(_) | KvCache::Quantized(_) => true,
             KvCache::Rotating(c) => c.offset < c.max_size,
             // Rows end at different positions: there is no common prefix to keep.
             KvCache::Batch(_) => false,
@@ -150,6 +170,7 @@ impl KvCache {
                 c.idx -= n;
             }
             KvCache::Batch(_) => return 0,
+            KvCache::Quantized(c) => return c.trim(n),
         }
         n
     }
@@ -250,12 +271,17 @@ impl FullKvCache {
     }
 
     fn make_mask(&self, n: i32, window: Option<i32>) -> Result<Mask> {
-        Ok(match window {
-            Some(w) => Mask::Array(causal_mask(n, self.offset, Some(w))?),
-            None if n == 1 => Mask::None,
-            None => Mask::Causal,
-        })
+        full_mask(n, self.offset, window)
     }
+}
+
+/// The mask of `n` new positions after `offset` cached ones, all of them kept.
+fn full_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Mask> {
+    Ok(match window {
+        Some(w) => Mask::Array(causal_mask(n, offset, Some(w))?),
+        None if n == 1 => Mask::None,
+        None => Mask::Causal,
+    })
 }
 
 /// The first `len` positions of a buffer, or all of it when it holds no more.

@@ -1,23 +1,31 @@
-//! Dense linear layer `y = x Wᵀ + b` with weights in HF's `[out, in]` layout.
+//! Linear layer `y = x Wᵀ + b` with weights in HF's `[out, in]` layout, dense or quantized.
+use super::quantized::Weight;
+use crate::mlx::quant::Quantized;
 use crate::mlx::Array;
 use crate::Result;
 
 pub struct Linear {
-    pub weight: Array,
+    pub weight: Weight,
     pub bias: Option<Array>,
 }
 
 impl Linear {
     pub fn new(weight: Array, bias: Option<Array>) -> Linear {
-        Linear { weight, bias }
+        Linear { weight: Weight::Dense(weight), bias }
+    }
+
+    /// A layer over packed weights computing in `dtype` (see [`Weight::Quantized`]).
+    pub fn quantized(q: Quantized, dtype: crate::mlx::Dtype, bias: Option<Array>) -> Linear {
+        Linear { weight: Weight::Quantized { q, dtype }, bias }
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let wt = self.weight.transpose(&[])?;
-        match &self.bias {
+        match (&self.weight, &self.bias) {
             // One fused kernel, as mlx.nn.Linear does (and the same rounding).
-            Some(b) => b.addmm(x, &wt, 1.0, 1.0),
-            None => x.matmul(&wt),
+            (Weight::Dense(w), Some(b)) => b.addmm(x, &w.transpose(&[])?, 1.0, 1.0),
+            // mlx.nn.QuantizedLinear adds its bias after the quantized matmul.
+            (w, Some(b)) => w.matmul_t(x)?.add(b),
+            (w, None) => w.matmul_t(x),
         }
     }
 }

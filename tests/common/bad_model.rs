@@ -6,7 +6,12 @@ use mlxrun::models::{load, LoadOptions};
 
 /// A scratch copy of a fixture that a test may damage.
 pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
-    let src = super::deps_file(&format!("fixtures/{name}"));
+    copy_model(&format!("fixtures/{name}"), tag)
+}
+
+/// A scratch copy of the model folder `.deps/<rel>` that a test may damage.
+pub fn copy_model(rel: &str, tag: &str) -> PathBuf {
+    let src = super::deps_file(rel);
     let dst = std::env::temp_dir().join(format!("mlxrun-bad-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dst);
     std::fs::create_dir_all(&dst).unwrap();

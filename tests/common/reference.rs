@@ -27,17 +27,30 @@ fn ints(a: &Array) -> Vec<u32> {
 /// (a folder or a GGUF file): greedy tokens must be identical, log-probabilities and
 /// logits within the tolerances above.
 pub fn check_against_mlx_lm(name: &str, refs: &Path, dir: &Path) {
+    check_against_mlx_lm_with(name, refs, dir, &|dtype| LoadOptions::with_dtype(Some(dtype)), &|_| true, 10);
+}
+
+/// As `check_against_mlx_lm`, loading the model with `opts(compute dtype)`, on the cases
+/// `select` keeps (at least `min_cases` of them).
+pub fn check_against_mlx_lm_with(
+    name: &str,
+    refs: &Path,
+    dir: &Path,
+    opts: &dyn Fn(Dtype) -> LoadOptions,
+    select: &dyn Fn(&Value) -> bool,
+    min_cases: usize,
+) {
     let refs = io::load_safetensors(refs).unwrap();
     let cases: Value = serde_json::from_str(&refs.metadata["cases"]).unwrap();
     let mut models: Vec<(String, Box<dyn LanguageModel>)> = Vec::new();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for case in cases.as_array().unwrap() {
+    for case in cases.as_array().unwrap().iter().filter(|c| select(c)) {
         let id = case["id"].as_str().unwrap();
         let dtype = Dtype::from_name(case["compute_dtype"].as_str().unwrap()).unwrap();
         let key = dtype.name().to_string();
         if !models.iter().any(|(k, _)| *k == key) {
-            models.push((key.clone(), load(dir, &LoadOptions { dtype: Some(dtype) }).unwrap()));
+            models.push((key.clone(), load(dir, &opts(dtype)).unwrap()));
         }
         let model = &models.iter().find(|(k, _)| *k == key).unwrap().1;
         let t = |s: &str| refs.tensors[&format!("{id}/{s}")].try_clone().unwrap();
@@ -110,6 +123,6 @@ pub fn check_against_mlx_lm(name: &str, refs: &Path, dir: &Path) {
             }
         }
     }
-    assert!(checked >= 10, "{name}: only {checked} cases");
+    assert!(checked >= min_cases, "{name}: only {checked} cases");
     assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n"));
 }

@@ -6,8 +6,11 @@
 //! `config.json`-equivalent, the tensors become a `Weights` map under HF names, and the
 //! family's loader takes it from there. Tensors are dequantized to f32 at load (on MLX's
 //! CPU backend f32 matmuls are many times faster than its quantized ones) and then cast to
-//! the compute dtype.
+//! the compute dtype — unless the caller keeps quantized weights packed: then Q4_0, Q4_1
+//! and Q8_0 matrices become MLX affine-quantized ones (`packed`), described by a
+//! `quantization` config as mlx-lm's checkpoints are.
 pub mod arch;
+pub mod packed;
 pub mod quants;
 pub mod reader;
 
@@ -18,8 +21,10 @@ pub use arch::Arch;
 pub use quants::GgmlType;
 pub use reader::{GgufFile, TensorInfo, Value};
 
+use super::quantization::QuantConfig;
 use super::weights::Weights;
 use crate::error::{Error, Result};
+use crate::mlx::quant::{QuantMode, QuantParams};
 use crate::mlx::{Array, Dtype};
 
 /// Whether `path` names a GGUF file: by its extension, or by its first four bytes.
@@ -67,17 +72,7 @@ pub fn find_model_file(path: &Path) -> Result<Option<PathBuf>> {
 /// llama.cpp's conversions undone. A tensor the architecture does not have is an error
 /// naming it.
 pub fn hf_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(String, Vec<f32>, Vec<i32>)> {
-    let name = arch::hf_name(arch, &t.name).ok_or_else(|| {
-        f.err(format!(
-            "tensor {} is not part of the {} architecture as supported (an unsupported variant?)",
-            t.name, arch.name
-        ))
-    })?;
-    let shape: Vec<i32> = t
-        .shape()
-        .iter()
-        .map(|&d| i32::try_from(d).map_err(|_| f.err(format!("tensor {} has a dimension of {d}, too large", t.name))))
-        .collect::<Result<_>>()?;
+    let (name, shape) = hf_name_and_shape(f, arch, t)?;
     let mut data = f.read_f32(t)?;
     if let Some(heads) = arch::permuted_heads(arch, &t.name) {
         let rows = shape[0] as usize;
@@ -92,14 +87,101 @@ pub fn hf_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(String, V
     Ok((name, data, shape))
 }
 
-/// The tensors of `f` as a `Weights` map (arrays in f32, converted to `dtype` as the
-/// model takes them). Tensors are read one at a time, so the f32 copy of the whole model
-/// exists only once, inside MLX.
-pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>) -> Result<Weights> {
-    let mut map = BTreeMap::new();
-    for t in &f.tensors {
-        let (name, data, shape) = hf_tensor(f, arch, t)?;
-        map.insert(name, Array::from_slice(&data, &shape)?);
+/// Tensor `t`'s HF name and row-major shape; a tensor the architecture does not have is an
+/// error naming it.
+fn hf_name_and_shape(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(String, Vec<i32>)> {
+    let name = arch::hf_name(arch, &t.name).ok_or_else(|| {
+        f.err(format!(
+            "tensor {} is not part of the {} architecture as supported (an unsupported variant?)",
+            t.name, arch.name
+        ))
+    })?;
+    let shape: Vec<i32> = t
+        .shape()
+        .iter()
+        .map(|&d| i32::try_from(d).map_err(|_| f.err(format!("tensor {} has a dimension of {d}, too large", t.name))))
+        .collect::<Result<_>>()?;
+    Ok((name, shape))
+}
+
+/// A Q4_0/Q4_1/Q8_0 matrix `t` as MLX's `P.weight`, `P.scales`, `P.biases` (see `packed`),
+/// with llama.cpp's q/k row permutation undone; `None` for a tensor of another type or
+/// shape.
+fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i32, Vec<(String, Array)>)>> {
+    let Some(bits) = packed::packed_bits(t.ty) else { return Ok(None) };
+    let (name, shape) = hf_name_and_shape(f, arch, t)?;
+    let Some(prefix) = name.strip_suffix(".weight").filter(|_| shape.len() == 2) else { return Ok(None) };
+    let (rows, cols) = (shape[0], shape[1]);
+    let p = packed::repack(t.ty, &f.read_bytes(t)?)
+        .ok_or_else(|| f.err(format!("tensor {} of type {} cannot be repacked", t.name, t.ty.name())))?;
+    let g = cols / packed::GROUP_SIZE as i32;
+    let mut parts = vec![
+        Array::from_slice(&p.weight, &[rows, cols * bits / 32])?,
+        Array::from_slice(&p.scales, &[rows, g])?,
+        Array::from_slice(&p.biases, &[rows, g])?,
+    ];
+    if let Some(heads) = arch::permuted_heads(arch, &t.name) {
+        // The permutation moves whole rows: find it by permuting the row numbers.
+        let ids: Vec<f32> = (0..rows).map(|i| i as f32).collect();
+        let order = arch::unpermute_rows(&ids, rows as usize, 1, heads as usize).ok_or_else(|| {
+            f.err(format!("tensor {} ({:?}) cannot be split into {heads} heads of rotary pairs", t.name, t.shape()))
+        })?;
+        let order: Vec<i32> = order.into_iter().map(|i| i as i32).collect();
+        let order = Array::from_slice(&order, &[rows])?;
+        parts = parts.iter().map(|a| a.take(&order, 0)).collect::<Result<_>>()?;
     }
-    Ok(Weights::from_map(&f.path, map, dtype))
+    let names = ["weight", "scales", "biases"].map(|k| format!("{prefix}.{k}"));
+    Ok(Some((bits, names.into_iter().zip(parts).collect())))
+}
+
+/// The tensors of `f` under HF names. Dense ones in f32 (dequantized); with `keep_packed`,
+/// Q4_0/Q4_1/Q8_0 matrices packed, and the `quantization` config that describes them
+/// (group size 32, the most common bits as the default, per-layer entries for matrices of
+/// other bits and `false` for matrices left dense). `progress` gets (done, total).
+pub fn read_tensors(
+    f: &GgufFile,
+    arch: &Arch,
+    keep_packed: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<(String, Array)>, Option<QuantConfig>)> {
+    let mut out = Vec::with_capacity(f.tensors.len());
+    let (mut packed_bits, mut dense) = (BTreeMap::new(), Vec::new());
+    for (i, t) in f.tensors.iter().enumerate() {
+        match if keep_packed { packed_tensor(f, arch, t)? } else { None } {
+            Some((bits, parts)) => {
+                let prefix = parts[0].0.trim_end_matches(".weight").to_string();
+                packed_bits.insert(prefix, bits);
+                out.extend(parts);
+            }
+            None => {
+                let (name, data, shape) = hf_tensor(f, arch, t)?;
+                if shape.len() == 2 {
+                    dense.push(name.trim_end_matches(".weight").to_string());
+                }
+                out.push((name, Array::from_slice(&data, &shape)?));
+            }
+        }
+        progress(i + 1, f.tensors.len());
+    }
+    let params = |bits| QuantParams { group_size: packed::GROUP_SIZE as i32, bits, mode: QuantMode::Affine };
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    packed_bits.values().for_each(|b| *counts.entry(*b).or_default() += 1);
+    let Some((&default_bits, _)) = counts.iter().max_by_key(|(_, n)| **n) else { return Ok((out, None)) };
+    let mut layers: BTreeMap<String, Option<QuantParams>> = BTreeMap::new();
+    for (prefix, bits) in packed_bits.into_iter().filter(|(_, b)| *b != default_bits) {
+        layers.insert(prefix, Some(params(bits)));
+    }
+    layers.extend(dense.into_iter().map(|p| (p, None)));
+    Ok((out, Some(QuantConfig { default: params(default_bits), layers })))
+}
+
+/// The tensors of `f` as a `Weights` map (dense arrays in f32, converted to `dtype` as the
+/// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0 matrices packed). Tensors are
+/// read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
+pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>, keep_packed: bool) -> Result<Weights> {
+    let (tensors, config) = read_tensors(f, arch, keep_packed, &mut |_, _| {})?;
+    let mut w = Weights::from_map(&f.path, tensors.into_iter().collect(), dtype);
+    w.quant.config = config;
+    w.quant.keep = keep_packed;
+    Ok(w)
 }

@@ -1,0 +1,71 @@
+//! A weight matrix held either dense or MLX-quantized, so that `Linear` and `Embedding`
+//! serve both kinds of checkpoint with no per-family code. The quantized forms compute
+//! what mlx.nn.QuantizedLinear / QuantizedEmbedding compute, with the same ops.
+use crate::mlx::quant::{dequantize, QuantParams, Quantized};
+use crate::mlx::{Array, Dtype};
+use crate::Result;
+
+/// A `[rows, cols]` matrix in HF's `[out, in]` layout.
+pub enum Weight {
+    Dense(Array),
+    /// Packed weights with their scales (and biases), and the dtype the layer computes in:
+    /// the scales' dtype in the affine mode, the compute dtype in the floating-point modes
+    /// (whose scales are uint8 exponents).
+    Quantized { q: Quantized, dtype: Dtype },
+}
+
+impl Weight {
+    /// The dtype the layer's outputs have.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Weight::Dense(w) => w.dtype(),
+            Weight::Quantized { dtype, .. } => *dtype,
+        }
+    }
+
+    /// The quantization of a packed matrix; `None` for a dense one.
+    pub fn quantization(&self) -> Option<QuantParams> {
+        match self {
+            Weight::Dense(_) => None,
+            Weight::Quantized { q, .. } => Some(q.params()),
+        }
+    }
+
+    /// `x Wᵀ`.
+    pub fn matmul_t(&self, x: &Array) -> Result<Array> {
+        match self {
+            Weight::Dense(w) => x.matmul(&w.transpose(&[])?),
+            Weight::Quantized { q, .. } => q.matmul(x, true),
+        }
+    }
+
+    /// Rows `ids` (any shape) → `[..., cols]`. Quantized: the packed rows, scales and
+    /// biases are taken first and only those rows are unpacked.
+    pub fn rows(&self, ids: &Array) -> Result<Array> {
+        match self {
+            Weight::Dense(w) => w.take(ids, 0),
+            Weight::Quantized { q, dtype } => {
+                let biases = q.biases.as_ref().map(|b| b.take(ids, 0)).transpose()?;
+                dequantize(
+                    &q.weight.take(ids, 0)?,
+                    &q.scales.take(ids, 0)?,
+                    biases.as_ref(),
+                    q.group_size,
+                    q.bits,
+                    q.mode,
+                    out_dtype(q, *dtype),
+                )
+            }
+        }
+    }
+}
+
+/// `dequantize`'s dtype argument: none in the affine mode (the scales' dtype, as mlx-lm
+/// leaves it), the compute dtype in the floating-point modes.
+pub fn out_dtype(q: &Quantized, dtype: Dtype) -> Option<Dtype> {
+    if q.scales.dtype().is_float() {
+        None
+    } else {
+        Some(dtype)
+    }
+}
