@@ -123,4 +123,12 @@ if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetenso
     stamp_set ggufrefs "$GG_KEY"
 fi
 
+# A llama3 fixture written with llama.cpp's per-frequency rotary factors (rope_freqs.weight).
+GR_KEY="$(cat "$ROOT"/scripts/{gguf_rope_refs,gguf_refs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok gguf-rope-refs "$GR_KEY" || [ ! -f "$DEPS/refs/gguf/fixture-llama3-rope-freqs.gguf" ]; then
+    log "writing the rope_freqs GGUF fixture"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_rope_refs.py" "$DEPS/fixtures" "$DEPS/refs/gguf" >/dev/null
+    stamp_set gguf-rope-refs "$GR_KEY"
+fi
+
 log "ready"

@@ -50,7 +50,7 @@ pub fn convert_gguf(
     let pretty = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
 
     let mut files = Vec::new();
-    let mut config = arch.config.clone();
+    let mut config = gguf::arch::hf_config(&g, &arch)?;
     if let Json::Object(c) = &mut config {
         let class = match c.get("model_type").and_then(Json::as_str) {
             Some("llama") => "LlamaForCausalLM",
@@ -89,9 +89,10 @@ pub fn convert_gguf(
     }
     files.push(write("tokenizer_config.json", pretty(&Json::Object(tc)))?);
 
-    let total = g.tensors.len();
+    let tensors: Vec<_> = g.tensors.iter().filter(|t| !gguf::arch::is_config_tensor(&t.name)).collect();
+    let total = tensors.len();
     let mut arrays: Vec<(String, Array)> = Vec::with_capacity(total);
-    for (i, t) in g.tensors.iter().enumerate() {
+    for (i, t) in tensors.into_iter().enumerate() {
         let (name, data, shape) = gguf::hf_tensor(&g, &arch, t)?;
         let a = Array::from_slice(&data, &shape)?;
         let a = if dtype == Dtype::F32 { a } else { a.astype(dtype)? };

@@ -97,7 +97,7 @@ pub fn hf_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(String, V
 /// exists only once, inside MLX.
 pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>) -> Result<Weights> {
     let mut map = BTreeMap::new();
-    for t in &f.tensors {
+    for t in f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)) {
         let (name, data, shape) = hf_tensor(f, arch, t)?;
         map.insert(name, Array::from_slice(&data, &shape)?);
     }
