@@ -19,7 +19,9 @@ stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
 
 bash scripts/setup.sh
 bash scripts/fetch_models.sh --gemma3
-cargo build --locked --bin mlxrun
+# The same build as scripts/test.sh (a binary-only build would resolve features differently
+# and compile the dependencies again).
+cargo build --locked --all-targets
 
 GGUF="$DEPS/models/gemma-3-270m-q4_k_m.gguf"
 HF="$DEPS/refs/real/gemma3-270m"

@@ -97,9 +97,11 @@ pub fn hf_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(String, V
 /// exists only once, inside MLX.
 pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>) -> Result<Weights> {
     let mut map = BTreeMap::new();
-    for t in f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)) {
+    let tensors: Vec<&TensorInfo> = f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)).collect();
+    for (i, t) in tensors.iter().enumerate() {
         let (name, data, shape) = hf_tensor(f, arch, t)?;
         map.insert(name, Array::from_slice(&data, &shape)?);
+        super::progress::report(i + 1, tensors.len(), "tensors");
     }
     Ok(Weights::from_map(&f.path, map, dtype))
 }
