@@ -247,8 +247,17 @@ fn rope_freqs_factors_are_used_and_convert_back_to_llama3_scaling() {
     let file = common::deps_file("refs/gguf/fixture-llama3-rope-freqs.gguf");
     common::reference::check_against_mlx_lm("llama3 rope_freqs", &common::deps_file("refs/generate/llama3.safetensors"), &file);
 
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama3-rope-freqs-converted");
-    mlxrun::engine::convert::convert_gguf(&file, &out, mlxrun::mlx::Dtype::F32, |_, _| {}).unwrap();
+    // The fixture's GGUF carries no vocabulary: its tokenizer files go beside a link to it.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama3-rope-freqs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let linked = dir.join("model.gguf");
+    let _ = std::fs::remove_file(&linked);
+    std::os::unix::fs::symlink(&file, &linked).unwrap();
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(common::deps_file(&format!("fixtures/llama3/{name}")), dir.join(name)).unwrap();
+    }
+    let out = dir.join("converted");
+    mlxrun::engine::convert::convert_gguf(&linked, &out, mlxrun::mlx::Dtype::F32, |_, _| {}).unwrap();
     let read = |p: PathBuf| -> Json { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
     let (ours, fixture) = (read(out.join("config.json")), read(common::deps_file("fixtures/llama3/config.json")));
     let (a, b) = (&ours["rope_scaling"], &fixture["rope_scaling"]);
