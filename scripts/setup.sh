@@ -123,12 +123,13 @@ if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetenso
     stamp_set ggufrefs "$GG_KEY"
 fi
 
-# A llama3 fixture written with llama.cpp's per-frequency rotary factors (rope_freqs.weight).
-GR_KEY="$(cat "$ROOT"/scripts/{gguf_rope_refs,gguf_refs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok gguf-rope-refs "$GR_KEY" || [ ! -f "$DEPS/refs/gguf/fixture-llama3-rope-freqs.gguf" ]; then
-    log "writing the rope_freqs GGUF fixture"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_rope_refs.py" "$DEPS/fixtures" "$DEPS/refs/gguf" >/dev/null
-    stamp_set gguf-rope-refs "$GR_KEY"
+# The llama3 fixture written with llama.cpp's per-frequency rotary factors (rope_freqs.weight),
+# and a SentencePiece vocabulary in GGUF metadata with transformers' encodings of the corpus.
+GL_KEY="$(cat "$ROOT"/scripts/{gguf_llama_refs,gguf_refs,make_fixtures,tokenizer_refs}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok gguf-llama-refs "$GL_KEY" || [ ! -f "$DEPS/refs/gguf/spm_tokenizer.json" ]; then
+    log "writing the rope_freqs and SentencePiece GGUF references"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_llama_refs.py" "$DEPS/fixtures" "$DEPS/refs/gguf" >/dev/null
+    stamp_set gguf-llama-refs "$GL_KEY"
 fi
 
 log "ready"

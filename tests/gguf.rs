@@ -301,3 +301,36 @@ fn odd_rope_freqs_factors_load_but_do_not_convert() {
     let e = message(load(&p, &LoadOptions::default()).err().unwrap());
     assert!(e.contains("rope_freqs.weight") && e.contains("[2]") && e.contains("bad-rope-freqs.gguf"), "{e}");
 }
+
+/// A SentencePiece vocabulary in GGUF metadata (scores, token types, byte tokens, a space
+/// prefix, no merges; scripts/gguf_llama_refs.py) encodes and decodes the tokenizer corpus
+/// as transformers' tokenizer built from the same metadata does.
+#[test]
+fn sentencepiece_vocabulary_from_metadata_matches_transformers() {
+    use mlxrun::tokenizer::Tokenizer;
+    let tok = Tokenizer::from_gguf(&GgufFile::open(common::deps_file("refs/gguf/spm_tokenizer.gguf")).unwrap()).unwrap();
+    let refs: Json =
+        serde_json::from_str(&std::fs::read_to_string(common::deps_file("refs/gguf/spm_tokenizer.json")).unwrap()).unwrap();
+    let ids = |v: &Json| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let mut failures = Vec::new();
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() > 40);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let with_bos = ids(&c["ids_special"]);
+        let got = [
+            (format!("{:?}", tok.encode(text, true).unwrap()), format!("{with_bos:?}")),
+            (format!("{:?}", tok.encode(text, false).unwrap()), format!("{:?}", ids(&c["ids_plain"]))),
+            (tok.decode(&with_bos, false).unwrap(), c["decode_keep"].as_str().unwrap().to_string()),
+            (tok.decode(&with_bos, true).unwrap(), c["decode_skip"].as_str().unwrap().to_string()),
+        ];
+        for (what, (ours, theirs)) in ["encode with BOS", "encode", "decode", "decode skipping special"].iter().zip(got) {
+            if ours != theirs {
+                failures.push(format!("{what} {text:?}:\n  ours         {ours}\n  transformers {theirs}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(tok.bos_token_id(), Some(1));
+    assert_eq!(tok.eos_token_ids(), &[2]);
+}

@@ -33,6 +33,7 @@ const PRE_QWEN2: &[&str] = &["qwen2", "deepseek-r1-qwen", "megrez"];
 
 /// llama.cpp's token types.
 const TOKEN_NORMAL: i64 = 1;
+const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
@@ -63,17 +64,17 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
     let mut vocab = Map::new();
     let mut added = Vec::new();
     for (id, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
-        let is_added = *ty == TOKEN_CONTROL || *ty == TOKEN_USER_DEFINED;
+        let added_as = added_token(id, tok, *ty);
         // The vocabulary is spelled in the byte-level alphabet; a plain token written
         // otherwise is respelled so that BPE and the decoder see its bytes.
-        let spelled = if is_added || tok.chars().all(|c| byte_chars.contains(&c)) {
+        let spelled = if added_as.is_some() || tok.chars().all(|c| byte_chars.contains(&c)) {
             tok.to_string()
         } else {
             tok.bytes().map(|b| byte_chars[b as usize]).collect()
         };
         // A repeated spelling keeps its first id, as HF's vocabulary would.
         vocab.entry(spelled).or_insert(json!(id));
-        added.extend(added_token(id, tok, *ty));
+        added.extend(added_as);
     }
 
     let pre = match f.get("tokenizer.ggml.pre") {
@@ -105,7 +106,7 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         return Err(err(format!("tokenizer.ggml.pre {pre:?} is not supported (supported: {})", known.join(", "))));
     };
 
-    let specials = SpecialFlags::read(f, &tokens)?;
+    let specials = SpecialFlags::read(f, &tokens, false)?;
     // Byte-level BPE spells every byte, so it never needs an unknown token; the id is only
     // checked (HF's tokenizer.json for these models has none either).
     token_by_id(f, &tokens, "tokenizer.ggml.unknown_token_id")?;
@@ -152,12 +153,13 @@ pub(super) struct SpecialFlags {
 }
 
 impl SpecialFlags {
-    pub(super) fn read(f: &GgufFile, tokens: &[&str]) -> Result<SpecialFlags> {
-        let flag = |key: &str| -> Result<bool> { Ok(bool_flag(f, key)?.unwrap_or(false)) };
+    /// `default_add_bos`: what a file without `add_bos_token` means (llama.cpp adds BOS
+    /// for SentencePiece vocabularies that do not say otherwise, not for byte-level BPE).
+    pub(super) fn read(f: &GgufFile, tokens: &[&str], default_add_bos: bool) -> Result<SpecialFlags> {
         let bos = token_by_id(f, tokens, "tokenizer.ggml.bos_token_id")?;
         let eos = token_by_id(f, tokens, "tokenizer.ggml.eos_token_id")?;
-        let add_bos = flag("tokenizer.ggml.add_bos_token")?;
-        let add_eos = flag("tokenizer.ggml.add_eos_token")?;
+        let add_bos = bool_flag(f, "tokenizer.ggml.add_bos_token")?.unwrap_or(default_add_bos);
+        let add_eos = bool_flag(f, "tokenizer.ggml.add_eos_token")?.unwrap_or(false);
         Ok(SpecialFlags { bos: bos.filter(|_| add_bos), eos: eos.filter(|_| add_eos) })
     }
 
@@ -212,13 +214,15 @@ pub(super) fn token_types(f: &GgufFile, n_tokens: usize) -> Result<Vec<i64>> {
     }
 }
 
-/// The added tokens of a vocabulary: control tokens as special ones, user-defined tokens as
-/// plain ones (both are matched whole in the text, as llama.cpp and transformers do).
+/// The added tokens of a vocabulary: control and unknown tokens as special ones,
+/// user-defined tokens as plain ones (all are matched whole in the text, as llama.cpp
+/// does; transformers makes the unknown token special too).
 pub(super) fn added_token(id: usize, content: &str, ty: i64) -> Option<Json> {
-    (ty == TOKEN_CONTROL || ty == TOKEN_USER_DEFINED).then(|| {
+    let special = ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN;
+    (special || ty == TOKEN_USER_DEFINED).then(|| {
         json!({
             "id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
-            "normalized": false, "special": ty == TOKEN_CONTROL,
+            "normalized": false, "special": special,
         })
     })
 }

@@ -54,7 +54,7 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         added.extend(added_token(id, tok, *ty));
     }
     let unk = token_by_id(f, &raw, "tokenizer.ggml.unknown_token_id")?.map(|t| t.1);
-    let specials = SpecialFlags::read(f, &raw)?;
+    let specials = SpecialFlags::read(f, &raw, true)?;
 
     // With a space prefix (llama.cpp's default for these vocabularies), `▁` is put before
     // the text and taken off the decoded text again, as LlamaTokenizer does; without one
