@@ -334,3 +334,24 @@ fn sentencepiece_vocabulary_from_metadata_matches_transformers() {
     assert_eq!(tok.bos_token_id(), Some(1));
     assert_eq!(tok.eos_token_ids(), &[2]);
 }
+
+/// Vocabularies the engine cannot rebuild are errors naming the file and the key.
+#[test]
+fn unsupported_or_incomplete_vocabularies_are_named() {
+    let with = |name: &str, model: &str, drop: &[&str]| {
+        let (mut kvs, tensors) = gguf_writer::tiny_llama("llama");
+        kvs.retain(|(k, _)| *k != "tokenizer.ggml.model" && !drop.contains(k));
+        kvs.push(("tokenizer.ggml.model", Kv::Str(model.into())));
+        let p = scratch(name, &gguf_writer::write(&kvs, &tensors));
+        let e = message(Model::load(&p, &LoadOptions::default()).err().unwrap());
+        assert!(e.contains(name), "{e}");
+        e
+    };
+    let e = with("t5-vocab.gguf", "t5", &[]);
+    assert!(e.contains("tokenizer.ggml.model \"t5\"") && e.contains("not supported"), "{e}");
+    // A SentencePiece vocabulary needs its scores (the merges are recovered from them).
+    let e = with("spm-no-scores.gguf", "llama", &[]);
+    assert!(e.contains("tokenizer.ggml.scores") && e.contains("missing"), "{e}");
+    let e = with("bpe-no-merges.gguf", "gpt2", &["tokenizer.ggml.merges"]);
+    assert!(e.contains("tokenizer.ggml.merges") && e.contains("missing"), "{e}");
+}
