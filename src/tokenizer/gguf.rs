@@ -2,7 +2,9 @@
 //! the model was converted from would have it, then loaded by the `tokenizers` library.
 //!
 //! Supported: byte-level BPE (`tokenizer.ggml.model` = `gpt2`: GPT-2, SmolLM, Llama 3,
-//! Qwen2/3 and most BPE models) with its vocabulary, merges and token types. Control
+//! Qwen2/3 and most BPE models) with its vocabulary, merges and token types, here; and
+//! SentencePiece-style vocabularies (`llama`: Llama 2, Mistral, Gemma) in `gguf_spm`, which
+//! shares the token-type, special-token and post-processor pieces below. Control
 //! tokens become special added tokens, user-defined ones plain added tokens (both are
 //! matched whole in the text, as llama.cpp and HF do). `tokenizer.ggml.pre` names how the
 //! text is split before BPE; each name maps to the pre-tokenizer of the HF tokenizers

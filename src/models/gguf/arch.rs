@@ -228,7 +228,7 @@ pub fn read(f: &GgufFile) -> Result<Arch> {
 pub const ROPE_FACTORS: &str = "rope_freqs.weight";
 
 /// The `rope_type` under which the factors reach `nn::rope` (the engine's own kind; HF
-/// configs state the same scaling as `llama3`, see `hf_rope_scaling`).
+/// configs state the same scaling as `llama3`, see `hf_config`).
 pub const FREQ_FACTORS: &str = "freq_factors";
 
 /// Whether tensor `name` configures the model rather than being one of its weights.
@@ -296,7 +296,8 @@ fn llama3_scaling(factors: &[f64], base: f64, dims: usize) -> Option<Json> {
         let a = (s1 - s0) / (x1 - x0);
         let b = s0 - a * x0;
         if b < 0.0 {
-            let high = 1.0 - 1.0 / b;
+            // Configs state these as short decimals; the check below takes them exactly.
+            let high = ((1.0 - 1.0 / b) * 1e4).round() / 1e4;
             candidates.insert(0, (1.0, high, (a * (high - 1.0)).round()));
         }
     }
