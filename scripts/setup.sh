@@ -144,5 +144,13 @@ if ! stamp_ok kvquantrefs "$KQ_KEY" || [ ! -f "$DEPS/refs/kv-quant/qwen3.json" ]
     "$DEPS/venv/bin/python" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$DEPS/refs/kv-quant/qwen3.json" >/dev/null
     stamp_set kvquantrefs "$KQ_KEY"
 fi
+# The llama3 fixture written with llama.cpp's per-frequency rotary factors (rope_freqs.weight),
+# and a SentencePiece vocabulary in GGUF metadata with transformers' encodings of the corpus.
+GL_KEY="$(cat "$ROOT"/scripts/{gguf_llama_refs,gguf_refs,make_fixtures,tokenizer_refs}.py | sha256sum | cut -d' ' -f1)"
+if ! stamp_ok gguf-llama-refs "$GL_KEY" || [ ! -f "$DEPS/refs/gguf/spm_tokenizer.json" ]; then
+    log "writing the rope_freqs and SentencePiece GGUF references"
+    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_llama_refs.py" "$DEPS/fixtures" "$DEPS/refs/gguf" >/dev/null
+    stamp_set gguf-llama-refs "$GL_KEY"
+fi
 
 log "ready"

@@ -1,6 +1,7 @@
 //! The C API from C: installs the library and header under target/, compiles the C tests
-//! with -Wall -Wextra -Werror through pkg-config, runs them, and checks that greedy output
-//! through the C API equals the Rust API's. With valgrind on the machine, the C tests
+//! and examples with -Wall -Wextra -Werror through pkg-config, runs them, and checks that
+//! greedy output through the C API equals the Rust API's and that SmolLM2, asked "What is
+//! the capital of France?" by examples/c/chat.c, answers Paris. With valgrind on the machine, the C tests
 //! also run under memcheck (no invalid access, no leak attributable to the library).
 mod common;
 
@@ -46,8 +47,9 @@ fn build_c_test(root: &Path, work: &Path) -> PathBuf {
             &format!("compiling {src}"),
         )
     };
-    // The example must keep compiling cleanly too.
+    // The examples must keep compiling cleanly too.
     compile("examples/c/generate.c", &work.join("generate_example"));
+    compile("examples/c/chat.c", &work.join("chat_example"));
     let exe = work.join("capi_test");
     compile("tests/c/capi_test.c", &exe);
     exe
@@ -78,6 +80,15 @@ fn c_programs_use_the_installed_library() {
 
     let example = run(Command::new(work.join("generate_example")).arg(&fixture).arg(PROMPT).arg("8"), "the C example");
     assert!(!example.is_empty(), "the example streamed no text");
+
+    // A real model through the C API in C: SmolLM2's GGUF file, its chat template, and
+    // the example exits 0 only when the answer contains "Paris".
+    let smollm2 = common::deps_file("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let answer = run(
+        Command::new(work.join("chat_example")).arg(&smollm2).arg("What is the capital of France?").arg("Paris"),
+        "the C chat example",
+    );
+    assert!(answer.contains("Paris"), "{answer}");
 
     let out = run(Command::new(&exe).arg(&fixture).arg(&corrupt), "capi_test");
     assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");

@@ -235,3 +235,123 @@ fn fixture_families_give_the_same_logits_from_gguf_as_from_their_folder() {
         assert!(worst == 0.0, "{name}: logits differ by up to {worst}");
     }
 }
+
+/// Llama 3.1-style files carry per-frequency rotary factors (`rope_freqs.weight`).
+/// scripts/gguf_rope_refs.py wrote the llama3 fixture as llama.cpp's converter does, with
+/// the factors it computes from the fixture's `llama3` rope_scaling. Loaded directly, the
+/// file must generate what mlx-lm generated on the fixture folder; `mlxrun convert` must
+/// write that folder back (the `llama3` scaling the factors come from, the same weights),
+/// so mlx-lm on the converted folder is mlx-lm on the fixture.
+#[test]
+fn rope_freqs_factors_are_used_and_convert_back_to_llama3_scaling() {
+    let file = common::deps_file("refs/gguf/fixture-llama3-rope-freqs.gguf");
+    common::reference::check_against_mlx_lm("llama3 rope_freqs", &common::deps_file("refs/generate/llama3.safetensors"), &file);
+
+    // The fixture's GGUF carries no vocabulary: its tokenizer files go beside a link to it.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("llama3-rope-freqs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let linked = dir.join("model.gguf");
+    let _ = std::fs::remove_file(&linked);
+    std::os::unix::fs::symlink(&file, &linked).unwrap();
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(common::deps_file(&format!("fixtures/llama3/{name}")), dir.join(name)).unwrap();
+    }
+    let out = dir.join("converted");
+    mlxrun::engine::convert::convert_gguf(&linked, &out, mlxrun::mlx::Dtype::F32, |_, _| {}).unwrap();
+    let read = |p: PathBuf| -> Json { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (ours, fixture) = (read(out.join("config.json")), read(common::deps_file("fixtures/llama3/config.json")));
+    let (a, b) = (&ours["rope_scaling"], &fixture["rope_scaling"]);
+    assert_eq!(a["rope_type"], "llama3", "{a}");
+    for key in ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] {
+        assert_eq!(a[key].as_f64(), b[key].as_f64(), "rope_scaling {key}: {a} vs {b}");
+    }
+    assert_eq!(ours["rope_theta"].as_f64(), fixture["rope_theta"].as_f64());
+    let converted = io::load_safetensors(out.join("model.safetensors")).unwrap();
+    let mut original = std::collections::BTreeMap::new();
+    for f in std::fs::read_dir(common::deps_file("fixtures/llama3")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "safetensors") {
+            original.extend(io::load_safetensors(&p).unwrap().tensors);
+        }
+    }
+    assert_eq!(converted.tensors.keys().collect::<Vec<_>>(), original.keys().collect::<Vec<_>>());
+    for (name, t) in &original {
+        let (x, y) = (converted.tensors[name].to_vec::<f32>().unwrap(), t.astype(mlxrun::mlx::Dtype::F32).unwrap().to_vec::<f32>().unwrap());
+        assert!(x == y, "{name} differs");
+    }
+}
+
+/// Factors that are no Llama 3 scaling still load (the engine uses them as they are), but
+/// cannot be written as an HF config; a factor tensor of the wrong size is refused.
+#[test]
+fn odd_rope_freqs_factors_load_but_do_not_convert() {
+    let (kvs, mut tensors) = gguf_writer::tiny_llama("llama");
+    // Heads of 4 dimensions: 2 rotary pairs.
+    tensors.push(gguf_writer::f32_tensor("rope_freqs.weight", 1, 2, 0.5));
+    let p = scratch("odd-rope-freqs.gguf", &gguf_writer::write(&kvs, &tensors));
+    let model = load(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(model.info().model_type, "llama");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("odd-rope-freqs-converted");
+    let e = message(mlxrun::engine::convert::convert_gguf(&p, &out, mlxrun::mlx::Dtype::F32, |_, _| {}).unwrap_err());
+    assert!(e.contains("rope_freqs.weight") && e.contains("llama3") && e.contains("odd-rope-freqs.gguf"), "{e}");
+
+    let (kvs, mut tensors) = gguf_writer::tiny_llama("llama");
+    tensors.push(gguf_writer::f32_tensor("rope_freqs.weight", 1, 3, 1.0));
+    let p = scratch("bad-rope-freqs.gguf", &gguf_writer::write(&kvs, &tensors));
+    let e = message(load(&p, &LoadOptions::default()).err().unwrap());
+    assert!(e.contains("rope_freqs.weight") && e.contains("[2]") && e.contains("bad-rope-freqs.gguf"), "{e}");
+}
+
+/// A SentencePiece vocabulary in GGUF metadata (scores, token types, byte tokens, a space
+/// prefix, no merges; scripts/gguf_llama_refs.py) encodes and decodes the tokenizer corpus
+/// as transformers' tokenizer built from the same metadata does.
+#[test]
+fn sentencepiece_vocabulary_from_metadata_matches_transformers() {
+    use mlxrun::tokenizer::Tokenizer;
+    let tok = Tokenizer::from_gguf(&GgufFile::open(common::deps_file("refs/gguf/spm_tokenizer.gguf")).unwrap()).unwrap();
+    let refs: Json =
+        serde_json::from_str(&std::fs::read_to_string(common::deps_file("refs/gguf/spm_tokenizer.json")).unwrap()).unwrap();
+    let ids = |v: &Json| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let mut failures = Vec::new();
+    let cases = refs["cases"].as_array().unwrap();
+    assert!(cases.len() > 40);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let with_bos = ids(&c["ids_special"]);
+        let got = [
+            (format!("{:?}", tok.encode(text, true).unwrap()), format!("{with_bos:?}")),
+            (format!("{:?}", tok.encode(text, false).unwrap()), format!("{:?}", ids(&c["ids_plain"]))),
+            (tok.decode(&with_bos, false).unwrap(), c["decode_keep"].as_str().unwrap().to_string()),
+            (tok.decode(&with_bos, true).unwrap(), c["decode_skip"].as_str().unwrap().to_string()),
+        ];
+        for (what, (ours, theirs)) in ["encode with BOS", "encode", "decode", "decode skipping special"].iter().zip(got) {
+            if ours != theirs {
+                failures.push(format!("{what} {text:?}:\n  ours         {ours}\n  transformers {theirs}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} differ:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(tok.bos_token_id(), Some(1));
+    assert_eq!(tok.eos_token_ids(), &[2]);
+}
+
+/// Vocabularies the engine cannot rebuild are errors naming the file and the key.
+#[test]
+fn unsupported_or_incomplete_vocabularies_are_named() {
+    let with = |name: &str, model: &str, drop: &[&str]| {
+        let (mut kvs, tensors) = gguf_writer::tiny_llama("llama");
+        kvs.retain(|(k, _)| *k != "tokenizer.ggml.model" && !drop.contains(k));
+        kvs.push(("tokenizer.ggml.model", Kv::Str(model.into())));
+        let p = scratch(name, &gguf_writer::write(&kvs, &tensors));
+        let e = message(Model::load(&p, &LoadOptions::default()).err().unwrap());
+        assert!(e.contains(name), "{e}");
+        e
+    };
+    let e = with("t5-vocab.gguf", "t5", &[]);
+    assert!(e.contains("tokenizer.ggml.model \"t5\"") && e.contains("not supported"), "{e}");
+    // A SentencePiece vocabulary needs its scores (the merges are recovered from them).
+    let e = with("spm-no-scores.gguf", "llama", &[]);
+    assert!(e.contains("tokenizer.ggml.scores") && e.contains("missing"), "{e}");
+    let e = with("bpe-no-merges.gguf", "gpt2", &["tokenizer.ggml.merges"]);
+    assert!(e.contains("tokenizer.ggml.merges") && e.contains("missing"), "{e}");
+}

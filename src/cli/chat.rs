@@ -30,7 +30,7 @@ pub fn run(mut args: Args) -> Result<()> {
         return Err(Error::invalid("--json needs --message (interactive chat prints text)"));
     }
 
-    let mut model = Model::load(&model_path, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&model_path, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let options = ChatOptions { template, ..ChatOptions::default() };
     let mut session = ChatSession::new(&mut model, options)?;
     if let Some(s) = &system {

@@ -3,7 +3,7 @@ use std::io::{Read, Write};
 
 use super::args::Args;
 use super::parse_dtype;
-use crate::engine::{FinishReason, GenerateParams, Model, SamplerParams};
+use crate::engine::{FinishReason, GenerateParams, SamplerParams};
 use crate::error::{Error, Result};
 use crate::models::LoadOptions;
 
@@ -83,7 +83,7 @@ pub fn run(mut args: Args) -> Result<()> {
     args.finish()?;
     params.validate()?;
 
-    let mut model = Model::load(&model_dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&model_dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json {

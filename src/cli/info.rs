@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use super::args::Args;
 use super::parse_dtype;
 use crate::chat::DEFAULT_TEMPLATE;
-use crate::engine::Model;
 use crate::error::{Error, Result};
 use crate::models::gguf::{self, GgufFile};
 use crate::models::LoadOptions;
@@ -16,7 +15,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let json = args.switch("--json");
     args.finish()?;
 
-    let mut model = Model::load(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());

@@ -1,9 +1,11 @@
 //! The `mlxrun` command-line program's subcommands.
 pub mod args;
+pub mod bench;
 pub mod chat;
 pub mod convert;
 pub mod generate;
 pub mod info;
+pub mod progress;
 pub mod smoke;
 
 use crate::error::{Error, Result};
@@ -29,9 +31,15 @@ commands:
       and the sampling options of generate (greedy by default)
   info --model MODEL [--json]          architecture, sizes, tokenizer, chat template
   convert --gguf FILE --out DIR        write a GGUF model as an HF folder (safetensors)
-      --dtype float32|bfloat16|float16 (float32)
+      --dtype float32|bfloat16|float16 (float32)  --json
       --keep-quantized                 Q4_0/Q4_1/Q8_0 matrices packed, as mlx-lm's format
-  smoke [--device cpu|gpu]            exercise MLX through the engine and print timings";
+  bench --model MODEL                  prompt-processing and generation tok/s, peak memory
+      --prompt-tokens N (128)  --gen-tokens N (64)  --runs N (3)  --warmup N (1)
+      --dtype float32|bfloat16|float16  --json
+  smoke [--device cpu|gpu] [--json]   exercise MLX through the engine and print timings
+
+Loading and converting show a progress bar when stderr is a terminal. Errors go to stderr
+and exit with status 1.";
 
 /// Runs the program with its arguments (without the program name).
 pub fn run(argv: Vec<String>) -> Result<()> {
@@ -46,9 +54,11 @@ pub fn run(argv: Vec<String>) -> Result<()> {
         "chat" => chat::run(args),
         "info" => info::run(args),
         "convert" => convert::run(args),
+        "bench" => bench::run(args),
         "smoke" => {
+            let json = args.switch("--json");
             args.finish()?;
-            smoke::run()
+            smoke::run(json)
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

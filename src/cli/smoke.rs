@@ -5,10 +5,10 @@ use crate::mlx::fast::{self, AttentionMask, RopeFreqs, RopeOffset};
 use crate::mlx::{memory, random, Array, Device, Dtype};
 use crate::Result;
 
-/// Runs the pieces every later feature stands on and prints what they did.
-pub fn run() -> Result<()> {
+/// Runs the pieces every later feature stands on and prints what they did (one JSON object
+/// with `json`).
+pub fn run(json: bool) -> Result<()> {
     let device = Device::default_device()?;
-    println!("MLX {} on {:?}", crate::mlx::version(), device.kind);
     // Compute in f32 on the CPU (MLX's CPU half-precision matmul is slow), bf16 on GPUs.
     let dtype = if device == Device::cpu() { Dtype::F32 } else { Dtype::Bf16 };
 
@@ -23,7 +23,7 @@ pub fn run() -> Result<()> {
         a.matmul(&a)?.eval()?;
     }
     let secs = t.elapsed().as_secs_f64() / reps as f64;
-    println!("matmul {n}x{n} {dtype}: {:.1} GFLOP/s", 2.0 * (n as f64).powi(3) / secs / 1e9);
+    let gflops = 2.0 * (n as f64).powi(3) / secs / 1e9;
 
     // One attention block of a small random model: norm, projections, rotary, attention.
     let (seq, hidden, heads, head_dim) = (128, 512, 8, 64);
@@ -45,12 +45,23 @@ pub fn run() -> Result<()> {
     out.eval()?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let mean_abs = out.abs()?.mean(None, false)?.astype(Dtype::F32)?.item::<f32>()?;
+    let (active, peak, cache) = (memory::active_memory(), memory::peak_memory(), memory::cache_memory());
+    if json {
+        let v = serde_json::json!({
+            "mlx": crate::mlx::version(),
+            "device": format!("{:?}", device.kind).to_lowercase(),
+            "dtype": dtype.name(),
+            "matmul": {"n": n, "gflop_s": gflops},
+            "attention_block": {"tokens": seq, "hidden": hidden, "ms": ms, "mean_abs_out": mean_abs},
+            "memory": {"active_bytes": active, "peak_bytes": peak, "cache_bytes": cache},
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let mib = |b: usize| b as f64 / 1048576.0;
+    println!("MLX {} on {:?}", crate::mlx::version(), device.kind);
+    println!("matmul {n}x{n} {dtype}: {gflops:.1} GFLOP/s");
     println!("attention block, {seq} tokens x {hidden} hidden: {ms:.2} ms (mean |out| {mean_abs:.4})");
-    println!(
-        "memory: active {:.1} MiB, peak {:.1} MiB, cache {:.1} MiB",
-        memory::active_memory() as f64 / 1048576.0,
-        memory::peak_memory() as f64 / 1048576.0,
-        memory::cache_memory() as f64 / 1048576.0
-    );
+    println!("memory: active {:.1} MiB, peak {:.1} MiB, cache {:.1} MiB", mib(active), mib(peak), mib(cache));
     Ok(())
 }

@@ -60,7 +60,7 @@ pub fn convert_gguf_with(
 
     let (tensors, quant) = gguf::read_tensors(&g, &arch, keep_quantized, &mut progress)?;
     let mut files = Vec::new();
-    let mut config = arch.config.clone();
+    let mut config = gguf::arch::hf_config(&g, &arch)?;
     if let Json::Object(c) = &mut config {
         let class = match c.get("model_type").and_then(Json::as_str) {
             Some("llama") => "LlamaForCausalLM",

@@ -5,6 +5,7 @@ pub mod decoder;
 pub mod gemma3;
 pub mod gguf;
 pub mod llama;
+pub mod progress;
 pub mod qwen2;
 pub mod quantization;
 pub mod qwen3;

@@ -125,14 +125,17 @@ impl Weights {
     /// Validates and opens every weight file of `dir` (tensors are read lazily).
     pub fn open(dir: &Path, dtype: Option<Dtype>) -> Result<Weights> {
         let mut tensors = BTreeMap::new();
-        for file in weight_files(dir)? {
-            validate_safetensors(&file)?;
+        let files = weight_files(dir)?;
+        for (i, file) in files.iter().enumerate() {
+            let file = file.as_path();
+            validate_safetensors(file)?;
             let st = io::load_safetensors(&file)?;
             for (name, arr) in st.tensors {
                 if tensors.insert(name.clone(), arr).is_some() {
                     return Err(Error::Weights(format!("tensor {name} appears in more than one file of {}", dir.display())));
                 }
             }
+            super::progress::report(i + 1, files.len(), "files");
         }
         Ok(Weights::from_map(dir, tensors, dtype))
     }

@@ -26,7 +26,9 @@ impl Rope {
     }
 
     /// Builds the rotary embedding a config describes: `rope_scaling` absent, `default`,
-    /// `linear` or `llama3` (HF's `type` or `rope_type` key). Other kinds are refused by name.
+    /// `linear` or `llama3` (HF's `type` or `rope_type` key), or `freq_factors` (a GGUF
+    /// file's per-frequency factors, `factors`: frequency i divided by factor i). Other
+    /// kinds are refused by name.
     pub fn from_config(dims: i32, base: f32, traditional: bool, scaling: Option<&Value>) -> Result<Rope> {
         let Some(cfg) = scaling.filter(|v| !v.is_null()) else {
             return Ok(Rope::new(dims, base, traditional));
@@ -58,6 +60,21 @@ impl Rope {
                 )?;
                 Ok(Rope { dims, traditional, kind: RopeKind::Freqs(freqs) })
             }
+            "freq_factors" => {
+                let factors: Vec<f32> = cfg
+                    .get("factors")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                    .unwrap_or_default();
+                if factors.len() as i32 * 2 != dims {
+                    return Err(Error::Config(format!(
+                        "rope_scaling freq_factors needs {} factors (one per rotary pair), found {}",
+                        dims / 2,
+                        factors.len()
+                    )));
+                }
+                Ok(Rope { dims, traditional, kind: RopeKind::Freqs(factor_freqs(dims, base, &factors)?) })
+            }
             other => Err(Error::Config(format!(
                 "rope_scaling type {other:?} is not supported (supported: default, linear, llama3)"
             ))),
@@ -75,6 +92,22 @@ impl Rope {
     }
 }
 
+/// The exponent part of every period: `base^(2i/dims)`, as mlx-lm computes it.
+fn base_periods(dims: i32, base: f32) -> Result<Array> {
+    let exponents =
+        Array::arange(0.0, dims as f64, 2.0, Dtype::I32)?.astype(Dtype::F32)?.div(&Array::scalar(dims as f32)?)?;
+    Array::scalar(base)?.power(&exponents)
+}
+
+/// Periods stretched by per-frequency factors (llama.cpp's `rope_freqs`: the frequency is
+/// divided by the factor). Where a factor is 1 or Llama 3's `factor`, the period is the one
+/// `llama3_freqs` computes, to the bit.
+fn factor_freqs(dims: i32, base: f32, factors: &[f32]) -> Result<Array> {
+    let out = base_periods(dims, base)?.mul(&Array::from_slice(factors, &[factors.len() as i32])?)?;
+    out.eval()?;
+    Ok(out)
+}
+
 /// Llama 3's periods: long wavelengths stretched by `factor`, short ones kept, the band
 /// between blended smoothly. Computed with MLX ops in f32 in the same order as mlx-lm so
 /// the result is bit-identical.
@@ -82,8 +115,7 @@ fn llama3_freqs(dims: i32, base: f32, factor: f64, low: f64, high: f64, old_ctx:
     let f32s = |v: f64| Array::scalar(v as f32);
     let low_wavelen = old_ctx / low;
     let high_wavelen = old_ctx / high;
-    let exponents = Array::arange(0.0, dims as f64, 2.0, Dtype::I32)?.astype(Dtype::F32)?.div(&f32s(dims as f64)?)?;
-    let freqs = f32s(base as f64)?.power(&exponents)?;
+    let freqs = base_periods(dims, base)?;
     let wavelens = f32s(2.0 * std::f64::consts::PI)?.mul(&freqs)?;
     let freqs = crate::mlx::where_(&wavelens.greater(&f32s(low_wavelen)?)?, &freqs.mul(&f32s(factor)?)?, &freqs)?;
     let medium = wavelens.greater(&f32s(high_wavelen)?)?.logical_and(&wavelens.less(&f32s(low_wavelen)?)?)?;

@@ -2,7 +2,9 @@
 //! the model was converted from would have it, then loaded by the `tokenizers` library.
 //!
 //! Supported: byte-level BPE (`tokenizer.ggml.model` = `gpt2`: GPT-2, SmolLM, Llama 3,
-//! Qwen2/3 and most BPE models) with its vocabulary, merges and token types. Control
+//! Qwen2/3 and most BPE models) with its vocabulary, merges and token types, here; and
+//! SentencePiece-style vocabularies (`llama`: Llama 2, Mistral, Gemma) in `gguf_spm`, which
+//! shares the token-type, special-token and post-processor pieces below. Control
 //! tokens become special added tokens, user-defined ones plain added tokens (both are
 //! matched whole in the text, as llama.cpp and HF do). `tokenizer.ggml.pre` names how the
 //! text is split before BPE; each name maps to the pre-tokenizer of the HF tokenizers
@@ -32,6 +34,8 @@ const PRE_LLAMA3: &[&str] = &["llama3", "llama-v3", "llama-bpe", "falcon3", "pix
 const PRE_QWEN2: &[&str] = &["qwen2", "deepseek-r1-qwen", "megrez"];
 
 /// llama.cpp's token types.
+const TOKEN_NORMAL: i64 = 1;
+const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
@@ -45,47 +49,34 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
                 .into(),
         )),
     };
-    if model != "gpt2" {
-        return Err(err(format!(
-            "tokenizer.ggml.model {model:?} is not supported (supported: \"gpt2\", byte-level BPE); put the model's tokenizer.json beside the file"
-        )));
+    match model {
+        "gpt2" => {}
+        "llama" => return super::gguf_spm::from_gguf(f),
+        _ => {
+            return Err(err(format!(
+                "tokenizer.ggml.model {model:?} is not supported (supported: \"gpt2\", byte-level BPE; \"llama\", SentencePiece BPE); put the model's tokenizer.json beside the file"
+            )))
+        }
     }
     let tokens = string_array(f, "tokenizer.ggml.tokens")?;
     let merges = string_array(f, "tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match f.get("tokenizer.ggml.token_type") {
-        None => vec![1; tokens.len()],
-        Some(Value::Array(a)) if a.len() == tokens.len() => a
-            .iter()
-            .map(|v| v.as_i64().ok_or_else(|| err("metadata tokenizer.ggml.token_type must hold integers".into())))
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(err(format!(
-                "metadata tokenizer.ggml.token_type must be an array of {} integers (one per token), found {v}",
-                tokens.len()
-            )))
-        }
-    };
+    let types = token_types(f, tokens.len())?;
 
     let byte_chars = byte_alphabet();
     let mut vocab = Map::new();
     let mut added = Vec::new();
     for (id, (tok, ty)) in tokens.iter().zip(&types).enumerate() {
-        let is_added = *ty == TOKEN_CONTROL || *ty == TOKEN_USER_DEFINED;
+        let added_as = added_token(id, tok, *ty);
         // The vocabulary is spelled in the byte-level alphabet; a plain token written
         // otherwise is respelled so that BPE and the decoder see its bytes.
-        let spelled = if is_added || tok.chars().all(|c| byte_chars.contains(&c)) {
+        let spelled = if added_as.is_some() || tok.chars().all(|c| byte_chars.contains(&c)) {
             tok.to_string()
         } else {
             tok.bytes().map(|b| byte_chars[b as usize]).collect()
         };
         // A repeated spelling keeps its first id, as HF's vocabulary would.
         vocab.entry(spelled).or_insert(json!(id));
-        if is_added {
-            added.push(json!({
-                "id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
-                "normalized": false, "special": *ty == TOKEN_CONTROL,
-            }));
-        }
+        added.extend(added_as);
     }
 
     let pre = match f.get("tokenizer.ggml.pre") {
@@ -117,48 +108,15 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         return Err(err(format!("tokenizer.ggml.pre {pre:?} is not supported (supported: {})", known.join(", "))));
     };
 
-    let token_of = |key: &str| token_by_id(f, &tokens, key);
-    let flag = |key: &str| -> Result<bool> {
-        match f.get(key) {
-            None => Ok(false),
-            Some(v) => {
-                v.as_bool().ok_or_else(|| err(format!("metadata {key} must be a bool, found {}", v.type_name())))
-            }
-        }
-    };
-    let bos = token_of("tokenizer.ggml.bos_token_id")?;
-    let eos = token_of("tokenizer.ggml.eos_token_id")?;
+    let specials = SpecialFlags::read(f, &tokens, false)?;
     // Byte-level BPE spells every byte, so it never needs an unknown token; the id is only
     // checked (HF's tokenizer.json for these models has none either).
-    token_of("tokenizer.ggml.unknown_token_id")?;
-    let (add_bos, add_eos) = (flag("tokenizer.ggml.add_bos_token")?, flag("tokenizer.ggml.add_eos_token")?);
-
+    token_by_id(f, &tokens, "tokenizer.ggml.unknown_token_id")?;
     let byte_level_post =
         json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true});
-    let post_processor = match (add_bos.then_some(bos.as_ref()).flatten(), add_eos.then_some(eos.as_ref()).flatten()) {
-        (None, None) => byte_level_post,
-        (b, e) => {
-            let piece = |t: &(u32, String)| json!({"SpecialToken": {"id": t.1, "type_id": 0}});
-            let seq = |t: &str| json!({"Sequence": {"id": t, "type_id": 0}});
-            let mut single = Vec::new();
-            let mut specials = Map::new();
-            for t in [b, e].into_iter().flatten() {
-                specials.insert(t.1.clone(), json!({"id": t.1, "ids": [t.0], "tokens": [t.1]}));
-            }
-            if let Some(b) = b {
-                single.push(piece(b));
-            }
-            single.push(seq("A"));
-            if let Some(e) = e {
-                single.push(piece(e));
-            }
-            let mut pair = single.clone();
-            pair.extend(single.iter().map(|p| if p.get("Sequence").is_some() { seq("B") } else { p.clone() }));
-            json!({"type": "Sequence", "processors": [
-                byte_level_post,
-                {"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials},
-            ]})
-        }
+    let post_processor = match specials.template_processing() {
+        None => byte_level_post,
+        Some(template) => json!({"type": "Sequence", "processors": [byte_level_post, template]}),
     };
 
     let json = json!({
@@ -176,12 +134,99 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
             "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges,
         },
     });
-    let bytes = serde_json::to_vec(&json).map_err(|e| err(format!("cannot build the tokenizer: {e}")))?;
+    finish(f, &json)
+}
+
+/// Loads a tokenizer.json built from `f`'s metadata, with the file's special tokens.
+pub(super) fn finish(f: &GgufFile, json: &Json) -> Result<Tokenizer> {
+    let err = |what: String| Error::Tokenizer(format!("{}: {what}", f.path.display()));
+    let bytes = serde_json::to_vec(json).map_err(|e| err(format!("cannot build the tokenizer: {e}")))?;
     let hf = tokenizers::Tokenizer::from_bytes(&bytes)
         .map_err(|e| err(format!("the tokenizer metadata does not make a valid tokenizer: {e}")))?;
-
     let (bos, eos, eos_ids) = special_tokens(f)?;
     Tokenizer::from_parts(hf, &f.path, &f.path, bos, eos, eos_ids)
+}
+
+/// BOS/EOS and whether `encode(.., add_special_tokens = true)` adds them
+/// (`add_bos_token` / `add_eos_token`).
+pub(super) struct SpecialFlags {
+    bos: Option<(u32, String)>,
+    eos: Option<(u32, String)>,
+}
+
+impl SpecialFlags {
+    /// `default_add_bos`: what a file without `add_bos_token` means (llama.cpp adds BOS
+    /// for SentencePiece vocabularies that do not say otherwise, not for byte-level BPE).
+    pub(super) fn read(f: &GgufFile, tokens: &[&str], default_add_bos: bool) -> Result<SpecialFlags> {
+        let bos = token_by_id(f, tokens, "tokenizer.ggml.bos_token_id")?;
+        let eos = token_by_id(f, tokens, "tokenizer.ggml.eos_token_id")?;
+        let add_bos = bool_flag(f, "tokenizer.ggml.add_bos_token")?.unwrap_or(default_add_bos);
+        let add_eos = bool_flag(f, "tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+        Ok(SpecialFlags { bos: bos.filter(|_| add_bos), eos: eos.filter(|_| add_eos) })
+    }
+
+    /// The `TemplateProcessing` post-processor that adds the tokens, or `None` when
+    /// nothing is added.
+    pub(super) fn template_processing(&self) -> Option<Json> {
+        if self.bos.is_none() && self.eos.is_none() {
+            return None;
+        }
+        let piece = |t: &(u32, String)| json!({"SpecialToken": {"id": t.1, "type_id": 0}});
+        let seq = |t: &str| json!({"Sequence": {"id": t, "type_id": 0}});
+        let mut single = Vec::new();
+        let mut specials = Map::new();
+        for t in [&self.bos, &self.eos].into_iter().flatten() {
+            specials.insert(t.1.clone(), json!({"id": t.1, "ids": [t.0], "tokens": [t.1]}));
+        }
+        if let Some(b) = &self.bos {
+            single.push(piece(b));
+        }
+        single.push(seq("A"));
+        if let Some(e) = &self.eos {
+            single.push(piece(e));
+        }
+        let mut pair = single.clone();
+        pair.extend(single.iter().map(|p| if p.get("Sequence").is_some() { seq("B") } else { p.clone() }));
+        Some(json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials}))
+    }
+}
+
+/// An optional boolean metadata value.
+pub(super) fn bool_flag(f: &GgufFile, key: &str) -> Result<Option<bool>> {
+    match f.get(key) {
+        None => Ok(None),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+            Error::Tokenizer(format!("{}: metadata {key} must be a bool, found {}", f.path.display(), v.type_name()))
+        }),
+    }
+}
+
+/// `tokenizer.ggml.token_type`, one per token (all normal when the file has none).
+pub(super) fn token_types(f: &GgufFile, n_tokens: usize) -> Result<Vec<i64>> {
+    let err = |what: String| Error::Tokenizer(format!("{}: {what}", f.path.display()));
+    match f.get("tokenizer.ggml.token_type") {
+        None => Ok(vec![TOKEN_NORMAL; n_tokens]),
+        Some(Value::Array(a)) if a.len() == n_tokens => a
+            .iter()
+            .map(|v| v.as_i64().ok_or_else(|| err("metadata tokenizer.ggml.token_type must hold integers".into())))
+            .collect(),
+        Some(v) => Err(err(format!(
+            "metadata tokenizer.ggml.token_type must be an array of {n_tokens} integers (one per token), found {v}"
+        ))),
+    }
+}
+
+/// The added tokens of a vocabulary: control and unknown tokens as special ones,
+/// user-defined tokens as plain ones (all are matched whole in the text, as llama.cpp
+/// does; transformers makes the unknown token special too).
+pub(super) fn added_token(id: usize, content: &str, ty: i64) -> Option<Json> {
+    let special = ty == TOKEN_CONTROL || ty == TOKEN_UNKNOWN;
+    (special || ty == TOKEN_USER_DEFINED).then(|| {
+        json!({
+            "id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+            "normalized": false, "special": special,
+        })
+    })
 }
 
 /// The BOS and EOS tokens a GGUF file names, and the ids that end generation: EOS, and
@@ -203,7 +248,7 @@ pub(super) fn special_tokens(f: &GgufFile) -> Result<(Option<String>, Option<Str
 }
 
 /// The token metadata `key` names by id, if the file gives one.
-fn token_by_id(f: &GgufFile, tokens: &[&str], key: &str) -> Result<Option<(u32, String)>> {
+pub(super) fn token_by_id(f: &GgufFile, tokens: &[&str], key: &str) -> Result<Option<(u32, String)>> {
     let err = |what: String| Error::Tokenizer(format!("{}: {what}", f.path.display()));
     let Some(v) = f.get(key) else { return Ok(None) };
     let id = v.as_i64().ok_or_else(|| err(format!("metadata {key} must be an integer, found {}", v.type_name())))?;
@@ -216,7 +261,7 @@ fn token_by_id(f: &GgufFile, tokens: &[&str], key: &str) -> Result<Option<(u32, 
 }
 
 /// A required metadata array of strings.
-fn string_array<'a>(f: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
+pub(super) fn string_array<'a>(f: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
     let err = |what: String| Error::Tokenizer(format!("{}: metadata {key} {what}", f.path.display()));
     let items = match f.get(key) {
         Some(Value::Array(a)) => a,

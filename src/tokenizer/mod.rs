@@ -12,6 +12,7 @@
 
 mod detokenizer;
 mod gguf;
+mod gguf_spm;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -133,12 +133,7 @@ pub fn read(f: &GgufFile) -> Result<Arch> {
             )));
         }
     }
-    if f.tensor("rope_freqs.weight").is_some() {
-        return Err(Error::Config(format!(
-            "{}: tensor rope_freqs.weight (per-frequency rotary factors, as Llama 3.1 files carry) is not supported yet",
-            f.path.display()
-        )));
-    }
+    let rope_factors = rope_factors(f, head_dim)?;
     let embed = f.tensor("token_embd.weight").ok_or_else(|| f.err("tensor token_embd.weight is missing"))?;
     let vocab = *embed.dims.get(1).ok_or_else(|| f.err("tensor token_embd.weight is not a matrix"))?;
     let rope_scaling = rope_scaling(&m)?;
@@ -162,8 +157,21 @@ pub fn read(f: &GgufFile) -> Result<Arch> {
     if let Some(n) = m.opt_dim("context_length")? {
         c.insert("max_position_embeddings".into(), json!(n));
     }
-    if let Some(s) = rope_scaling {
-        c.insert("rope_scaling".into(), s);
+    match (rope_scaling, rope_factors) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(format!(
+                "{}: the file has both {} and tensor {ROPE_FACTORS}; one rotary scaling at a time is supported",
+                f.path.display(),
+                m.key("rope.scaling.type")
+            )))
+        }
+        (Some(s), None) => {
+            c.insert("rope_scaling".into(), s);
+        }
+        (None, Some(factors)) => {
+            c.insert("rope_scaling".into(), json!({"rope_type": FREQ_FACTORS, "factors": factors}));
+        }
+        (None, None) => {}
     }
     let tied = f.tensor("output.weight").is_none();
     c.insert("tie_word_embeddings".into(), json!(tied));
@@ -213,6 +221,104 @@ pub fn read(f: &GgufFile) -> Result<Arch> {
     };
     c.insert("model_type".into(), json!(model_type));
     Ok(Arch { name, config: Json::Object(c), permuted_qk, norm_plus_one, n_heads, n_kv_heads })
+}
+
+/// The tensor of per-frequency rotary factors (Llama 3.1 and later files): frequency i is
+/// divided by factor i. It configures the rotary embedding and is no weight.
+pub const ROPE_FACTORS: &str = "rope_freqs.weight";
+
+/// The `rope_type` under which the factors reach `nn::rope` (the engine's own kind; HF
+/// configs state the same scaling as `llama3`, see `hf_config`).
+pub const FREQ_FACTORS: &str = "freq_factors";
+
+/// Whether tensor `name` configures the model rather than being one of its weights.
+pub fn is_config_tensor(name: &str) -> bool {
+    name == ROPE_FACTORS
+}
+
+/// `rope_freqs.weight`, if the file has it: one positive factor per rotary pair.
+fn rope_factors(f: &GgufFile, head_dim: u64) -> Result<Option<Vec<f32>>> {
+    let Some(t) = f.tensor(ROPE_FACTORS) else { return Ok(None) };
+    let factors = f.read_f32(t)?;
+    if t.dims.len() != 1 || factors.len() as u64 != head_dim / 2 {
+        return Err(f.err(format!(
+            "tensor {ROPE_FACTORS} has shape {:?}; expected [{}], one factor per rotary pair of the {head_dim}-dimensional heads",
+            t.shape(),
+            head_dim / 2
+        )));
+    }
+    if let Some((i, x)) = factors.iter().enumerate().find(|(_, x)| !(x.is_finite() && **x > 0.0)) {
+        return Err(f.err(format!("tensor {ROPE_FACTORS} holds {x} at {i}; rotary factors must be positive")));
+    }
+    Ok(Some(factors))
+}
+
+/// The HF `config.json` equivalent of `arch.config`: per-frequency rotary factors become the
+/// `llama3` scaling that produces them (as llama.cpp's converter computes them from it); any
+/// other factors have no HF equivalent and are an error naming the tensor.
+pub fn hf_config(f: &GgufFile, arch: &Arch) -> Result<Json> {
+    let mut config = arch.config.clone();
+    let Some(scaling) = config.get_mut("rope_scaling") else { return Ok(config) };
+    if scaling.get("rope_type").and_then(Json::as_str) != Some(FREQ_FACTORS) {
+        return Ok(config);
+    }
+    let factors: Vec<f64> =
+        scaling["factors"].as_array().map(|a| a.iter().filter_map(Json::as_f64).collect()).unwrap_or_default();
+    let base = arch.config.get("rope_theta").and_then(Json::as_f64).unwrap_or(10_000.0);
+    let dims = 2 * factors.len();
+    *scaling = llama3_scaling(&factors, base, dims).ok_or_else(|| {
+        f.err(format!(
+            "tensor {ROPE_FACTORS} ({factors:?}) is not Llama 3's rotary scaling (llama3) for base {base} and {dims} dimensions, and HF configs cannot state other per-frequency factors"
+        ))
+    })?;
+    Ok(config)
+}
+
+/// The `llama3` `rope_scaling` whose factors (by llama.cpp's formula) are `factors`, if any.
+/// The scaling factor is the last (lowest-frequency) one; the band edges are fitted to the
+/// smoothly blended factors when there are two or more, else Llama 3.1's are tried.
+fn llama3_scaling(factors: &[f64], base: f64, dims: usize) -> Option<Json> {
+    let factor = *factors.last()?;
+    if factor <= 1.0 {
+        return None;
+    }
+    let wavelen = |i: usize| 2.0 * std::f64::consts::PI * base.powf((2 * i) as f64 / dims as f64);
+    // Blended: 1/f = (1 - s)/factor + s, with s = old/(λ(high - low)) - low/(high - low).
+    let blended: Vec<(f64, f64)> = factors
+        .iter()
+        .enumerate()
+        .filter(|(_, &x)| (x - 1.0).abs() > 1e-6 && (x - factor).abs() > 1e-6 * factor)
+        .map(|(i, &x)| (1.0 / wavelen(i), (1.0 / x - 1.0 / factor) / (1.0 - 1.0 / factor)))
+        .collect();
+    let mut candidates = vec![(1.0, 4.0, 8192.0)];
+    if let [(x0, s0), .., (x1, s1)] = blended[..] {
+        // s = a·x + b with a = old/(high - low), b = -low/(high - low); with low = 1:
+        let a = (s1 - s0) / (x1 - x0);
+        let b = s0 - a * x0;
+        if b < 0.0 {
+            // Configs state these as short decimals; the check below takes them exactly.
+            let high = ((1.0 - 1.0 / b) * 1e4).round() / 1e4;
+            candidates.insert(0, (1.0, high, (a * (high - 1.0)).round()));
+        }
+    }
+    candidates.into_iter().find_map(|(low, high, old): (f64, f64, f64)| {
+        let ok = factors.iter().enumerate().all(|(i, &x)| {
+            let w = wavelen(i);
+            let want = if w < old / high {
+                1.0
+            } else if w > old / low {
+                factor
+            } else {
+                let s = (old / w - low) / (high - low);
+                1.0 / ((1.0 - s) / factor + s)
+            };
+            (x - want).abs() <= 1e-5 * want
+        });
+        ok.then(|| {
+            json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                   "high_freq_factor": high, "original_max_position_embeddings": old as u64})
+        })
+    })
 }
 
 /// `{arch}.rope.scaling.*` as HF's `rope_scaling`.

@@ -144,9 +144,11 @@ pub fn read_tensors(
     keep_packed: bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<(String, Array)>, Option<QuantConfig>)> {
-    let mut out = Vec::with_capacity(f.tensors.len());
+    // Tensors that configure rather than hold weights (rope_freqs) are read with the config.
+    let tensors: Vec<&TensorInfo> = f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)).collect();
+    let mut out = Vec::with_capacity(tensors.len());
     let (mut packed_bits, mut dense) = (BTreeMap::new(), Vec::new());
-    for (i, t) in f.tensors.iter().enumerate() {
+    for (i, &t) in tensors.iter().enumerate() {
         match if keep_packed { packed_tensor(f, arch, t)? } else { None } {
             Some((bits, parts)) => {
                 let prefix = parts[0].0.trim_end_matches(".weight").to_string();
@@ -161,7 +163,7 @@ pub fn read_tensors(
                 out.push((name, Array::from_slice(&data, &shape)?));
             }
         }
-        progress(i + 1, f.tensors.len());
+        progress(i + 1, tensors.len());
     }
     let params = |bits| QuantParams { group_size: packed::GROUP_SIZE as i32, bits, mode: QuantMode::Affine };
     let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
@@ -179,7 +181,7 @@ pub fn read_tensors(
 /// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0 matrices packed). Tensors are
 /// read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
 pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>, keep_packed: bool) -> Result<Weights> {
-    let (tensors, config) = read_tensors(f, arch, keep_packed, &mut |_, _| {})?;
+    let (tensors, config) = read_tensors(f, arch, keep_packed, &mut |i, n| super::progress::report(i, n, "tensors"))?;
     let mut w = Weights::from_map(&f.path, tensors.into_iter().collect(), dtype);
     w.quant.config = config;
     w.quant.keep = keep_packed;

@@ -1,0 +1,150 @@
+//! The `mlxrun` program run as users run it: every subcommand's `--json` output parses and
+//! says what it should, loading and converting draw no progress bar when stderr is not a
+//! terminal, and bad input exits non-zero with a message naming the problem.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::gguf_writer;
+use serde_json::Value;
+
+fn mlxrun(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mlxrun")).args(args).output().unwrap()
+}
+
+/// Runs a command that must succeed and print one JSON object.
+fn json(args: &[&str]) -> Value {
+    let out = mlxrun(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    // Piped stderr is no terminal: no progress bar.
+    assert!(!stderr.contains('\r'), "{args:?} drew a progress bar into a pipe: {stderr:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = mlxrun(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.starts_with("mlxrun: "), "{stderr}");
+    stderr
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The tiny llama GGUF of tests/common/gguf_writer.rs (with a byte-level BPE vocabulary).
+fn tiny_gguf() -> PathBuf {
+    let (kvs, tensors) = gguf_writer::tiny_llama("llama");
+    let p = scratch_dir("tiny").join("tiny.gguf");
+    std::fs::write(&p, gguf_writer::write(&kvs, &tensors)).unwrap();
+    p
+}
+
+fn smollm2() -> String {
+    common::deps_file("models/SmolLM2-135M-Instruct.Q4_1.gguf").display().to_string()
+}
+
+#[test]
+fn bench_json_reports_speed_and_memory() {
+    let m = smollm2();
+    let v = json(&["bench", "--model", &m, "--prompt-tokens", "24", "--gen-tokens", "6", "--runs", "2", "--warmup", "0", "--json"]);
+    assert_eq!(v["model_type"], "llama");
+    assert_eq!(v["runs"], 2);
+    let runs = v["per_run"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["prompt_tokens"], 24, "{r}");
+        assert_eq!(r["generated_tokens"], 6, "{r}");
+    }
+    for key in ["prefill_tok_s", "decode_tok_s"] {
+        let s = &v[key];
+        let (mean, min, max) = (s["mean"].as_f64().unwrap(), s["min"].as_f64().unwrap(), s["max"].as_f64().unwrap());
+        assert!(min > 0.0 && min <= mean && mean <= max, "{key}: {s}");
+    }
+    // The f32 weights alone are over 500 MB.
+    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 500_000_000, "{v}");
+    assert!(v["load_seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn every_subcommand_prints_json() {
+    let tiny = tiny_gguf();
+    let t = tiny.to_str().unwrap();
+
+    let v = json(&["info", "--model", t, "--json"]);
+    assert_eq!(v["model_type"], "llama");
+    assert_eq!(v["vocab_size"], 4);
+
+    let v = json(&["generate", "--model", t, "--prompt", "ab", "--max-tokens", "3", "--ignore-eos", "--json"]);
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["prompt_tokens"], serde_json::json!([3]));
+    assert_eq!(v["metrics"]["generated_tokens"], 3);
+    assert_eq!(v["finish_reason"], "length");
+
+    let out = scratch_dir("tiny-converted");
+    let v = json(&["convert", "--gguf", t, "--out", out.to_str().unwrap(), "--json"]);
+    assert_eq!(v["tensors"], 11);
+    assert_eq!(v["dtype"], "float32");
+    assert!(v["files"].as_array().unwrap().iter().any(|f| f == "model.safetensors"), "{v}");
+    assert!(out.join("model.safetensors").is_file());
+
+    let v = json(&["smoke", "--json"]);
+    assert!(v["matmul"]["gflop_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["memory"]["peak_bytes"].as_u64().unwrap() > 0, "{v}");
+
+    let m = smollm2();
+    let v = json(&["chat", "--model", &m, "--message", "Hi", "--max-tokens", "3", "--json"]);
+    assert!(v["reply"].is_string() && v["metrics"]["generated_tokens"].as_u64().unwrap() >= 1, "{v}");
+}
+
+#[test]
+fn metrics_follow_the_text_on_stderr() {
+    let tiny = tiny_gguf();
+    let out = mlxrun(&["generate", "--model", tiny.to_str().unwrap(), "--prompt", "ab", "--max-tokens", "2", "--ignore-eos"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prompt: 1 tokens") && stderr.contains("generation: 2 tokens") && stderr.contains("peak memory"), "{stderr}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_naming_the_problem() {
+    let missing = scratch_dir("errors").join("no-such-model");
+    let m = missing.to_str().unwrap();
+    assert!(fails(&["generate", "--model", m, "--prompt", "x"]).contains("no-such-model"));
+    assert!(fails(&["bench", "--model", m]).contains("no-such-model"));
+    assert!(fails(&["frobnicate"]).contains("unknown command \"frobnicate\""));
+    assert!(fails(&[]).contains("no command"));
+    assert!(fails(&["bench"]).contains("--model"));
+    let tiny = tiny_gguf();
+    let t = tiny.to_str().unwrap();
+    assert!(fails(&["bench", "--model", t, "--runs", "many"]).contains("--runs"));
+    assert!(fails(&["bench", "--model", t, "--runs", "0"]).contains("--runs"));
+    assert!(fails(&["generate", "--model", t, "--prompt", "x", "--max-tokens", "-3"]).contains("--max-tokens"));
+    assert!(fails(&["info", "--model", t, "--colour"]).contains("--colour"));
+    assert!(fails(&["generate", "--model", t]).contains("--prompt"));
+
+    // A GGUF file cut short: the error names the file.
+    let bytes = std::fs::read(&tiny).unwrap();
+    let cut = scratch_dir("errors").join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&["info", "--model", cut.to_str().unwrap(), "--json"]);
+    assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
+    // Not a GGUF file, though named like one.
+    let junk = scratch_dir("errors").join("junk.gguf");
+    std::fs::write(&junk, b"this is no model").unwrap();
+    let e = fails(&["convert", "--gguf", junk.to_str().unwrap(), "--out", scratch_dir("junk-out").to_str().unwrap()]);
+    assert!(e.contains("junk.gguf") && e.contains("not a GGUF file"), "{e}");
+    // An architecture the engine does not have.
+    let (kvs, tensors) = gguf_writer::tiny_llama("mamba");
+    let p = scratch_dir("errors").join("mamba.gguf");
+    std::fs::write(&p, gguf_writer::write(&kvs, &tensors)).unwrap();
+    let e = fails(&["generate", "--model", p.to_str().unwrap(), "--prompt", "x"]);
+    assert!(e.contains("\"mamba\"") && e.contains("not supported"), "{e}");
+}
