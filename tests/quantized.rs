@@ -162,12 +162,8 @@ fn corrupt_quantized_checkpoints_name_the_tensor_or_field() {
     let _serial = serial();
     let src = "fixtures-quant/llama3-q4g64";
     let layer = "model.layers.0.self_attn.q_proj";
-    let mut scratch = Vec::new();
-    let mut copy = |tag: &str| {
-        let d = copy_model(src, tag);
-        scratch.push(d.clone());
-        d
-    };
+    // Each copy is removed when it goes out of scope.
+    let copy = |tag: &str| copy_model(src, tag);
 
     // Scales missing while the weight is packed and the config says quantized.
     let d = copy("q-noscales");
@@ -216,9 +212,6 @@ fn corrupt_quantized_checkpoints_name_the_tensor_or_field() {
     assert_has(&e, &["group size 48"]);
     let e = QuantParams::parse("int4", None, None).unwrap_err().to_string();
     assert_has(&e, &["\"int4\""]);
-    for d in scratch {
-        std::fs::remove_dir_all(d).unwrap();
-    }
 }
 
 /// The floating-point modes, which MLX's CPU backend runs: quantized at load, the packed

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use common::Scratch;
 use mlxrun::tokenizer::{Detokenizer, Tokenizer};
 use mlxrun::Error;
 use serde_json::Value;
@@ -406,33 +407,8 @@ fn tokenizer_is_shareable_across_threads() {
 
 // --- EOS ids from the config files ------------------------------------------------------
 
-/// A scratch folder under the system's temporary folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn scratch(tag: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("mlxrun-tokenizer-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
+    Scratch::new(&format!("tokenizer-{tag}"))
 }
 
 /// A model folder with `name`'s tokenizer files (linked, they are large) and the given

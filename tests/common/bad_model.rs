@@ -1,20 +1,20 @@
 //! Damaging scratch copies of fixture models, for tests of load errors.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::Scratch;
 use mlxrun::mlx::{io, Array};
 use mlxrun::models::{load, LoadOptions};
 
-/// A scratch copy of a fixture that a test may damage.
-pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
+/// A scratch copy of a fixture that a test may damage (removed when dropped).
+pub fn copy_fixture(name: &str, tag: &str) -> Scratch {
     copy_model(&format!("fixtures/{name}"), tag)
 }
 
-/// A scratch copy of the model folder `.deps/<rel>` that a test may damage.
-pub fn copy_model(rel: &str, tag: &str) -> PathBuf {
+/// A scratch copy of the model folder `.deps/<rel>` that a test may damage (removed when
+/// dropped).
+pub fn copy_model(rel: &str, tag: &str) -> Scratch {
     let src = super::deps_file(rel);
-    let dst = std::env::temp_dir().join(format!("mlxrun-bad-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
+    let dst = Scratch::new(&format!("bad-{tag}"));
     for e in std::fs::read_dir(&src).unwrap() {
         let p = e.unwrap().path();
         std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();

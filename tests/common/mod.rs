@@ -4,6 +4,40 @@ pub mod bad_model;
 pub mod gguf_writer;
 pub mod reference;
 
+/// A scratch folder for one test, removed (with what the test put in it) when dropped, so
+/// that runs do not pile copies of models up in the temporary folder.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    /// An empty folder named after `tag` and the process, under cargo's temporary folder
+    /// for integration tests (inside `target/`).
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mlxrun-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 use std::path::PathBuf;
 
 use mlxrun::mlx::{Array, Dtype};
