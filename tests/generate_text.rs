@@ -141,6 +141,19 @@ fn cancel_from_another_thread_stops_within_a_token() {
 }
 
 #[test]
+fn context_length_caps_generation_and_refuses_long_prompts() {
+    let mut m = model("qwen3");
+    let prompt = "Once upon a time";
+    let n = m.tokenizer().encode_prompt(prompt).unwrap().len();
+    let p = GenerateParams { ignore_eos: true, context_length: Some(n + 3), ..greedy(50) };
+    let g = m.generate(prompt, &p, |_| true).unwrap();
+    assert_eq!((g.tokens.len(), g.finish_reason), (3, FinishReason::Length));
+    let p = GenerateParams { context_length: Some(n), ..greedy(5) };
+    let e = m.generate(prompt, &p, |_| true).err().expect("a prompt as long as the context").to_string();
+    assert!(e.contains(&format!("the prompt has {n} tokens; the context length is {n}")), "{e}");
+}
+
+#[test]
 fn seeded_sampling_is_reproducible_and_params_are_validated() {
     let mut m = model("qwen3");
     let p = GenerateParams {

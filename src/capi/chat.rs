@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
-use super::generate::{c_callback, finish, fit_context, to_params};
+use super::generate::{c_callback, call_params, finish};
 use super::{c_str, guard, mlxrun_generate_params, mlxrun_model, mlxrun_status, mlxrun_token_callback, non_null, read_params, write_c_string};
 use super::mlxrun_finish_reason;
 use crate::chat::{ChatOptions, ChatSession, Message};
@@ -119,11 +119,8 @@ pub unsafe extern "C" fn mlxrun_chat(
         let m = &*model;
         let msgs = to_messages(messages, n_messages)?;
         let opts = to_options(chat_params)?;
-        let mut params = to_params(params)?;
-        let mut inner = m.lock();
-        let prompt_len = m.tokenizer.encode_prompt(&inner.render_chat(&msgs, &opts)?)?.len();
-        fit_context(m, prompt_len, &mut params)?;
-        let g = inner.chat(&msgs, &opts, &params, c_callback(callback, user_data))?;
+        let params = call_params(m, params)?;
+        let g = m.lock().chat(&msgs, &opts, &params, c_callback(callback, user_data))?;
         finish(m, &g, finish_reason);
         Ok(())
     })
@@ -200,14 +197,9 @@ pub unsafe extern "C" fn mlxrun_session_send(
         non_null(s.model, "session's model")?;
         let m = &*s.model;
         let msg = to_message(&mlxrun_message { role, content }, 0)?;
-        let mut params = to_params(params)?;
+        let params = call_params(m, params)?;
         let mut sess = s.session.lock().unwrap_or_else(|p| p.into_inner());
-        let mut inner = m.lock();
-        let mut convo = sess.messages().to_vec();
-        convo.push(msg.clone());
-        let prompt_len = m.tokenizer.encode_prompt(&inner.render_chat(&convo, sess.options())?)?.len();
-        fit_context(m, prompt_len, &mut params)?;
-        let g = sess.send(&mut inner, msg, &params, c_callback(callback, user_data))?;
+        let g = sess.send(&mut m.lock(), msg, &params, c_callback(callback, user_data))?;
         finish(m, &g, finish_reason);
         Ok(())
     })

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 use super::{c_str, guard, mlxrun_model, mlxrun_status, non_null, read_params, token_ids};
 use crate::nn::KvQuantization;
 use crate::engine::{FinishReason, GenerateParams, Generation, SamplerParams, TokenEvent};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How to generate. Get one from `mlxrun_generate_default_params()`.
 #[repr(C)]
@@ -154,6 +154,7 @@ pub(crate) unsafe fn to_params(p: *const mlxrun_generate_params) -> Result<Gener
             group_size: p.kv_group_size,
             start: p.quantized_kv_start,
         }),
+        context_length: None,
     };
     params.validate()?;
     Ok(params)
@@ -192,18 +193,13 @@ pub(crate) fn finish_code(r: FinishReason) -> mlxrun_finish_reason {
     }
 }
 
-/// Caps `max_tokens` so that prompt + generation fit the context length; refuses a prompt
-/// that alone does not fit.
-pub(crate) fn fit_context(model: &mlxrun_model, prompt_len: usize, params: &mut GenerateParams) -> Result<()> {
-    if let Some(ctx) = model.context_length {
-        if prompt_len >= ctx {
-            return Err(Error::invalid(format!(
-                "the prompt has {prompt_len} tokens; the context length is {ctx}"
-            )));
-        }
-        params.max_tokens = params.max_tokens.min(ctx - prompt_len);
-    }
-    Ok(())
+/// The call's generation settings: `params` (NULL for the defaults) with the model
+/// handle's context length, which the engine enforces (a longer prompt is an error,
+/// `max_tokens` is cut to what fits).
+pub(crate) unsafe fn call_params(model: &mlxrun_model, params: *const mlxrun_generate_params) -> Result<GenerateParams> {
+    let mut p = to_params(params)?;
+    p.context_length = model.context_length;
+    Ok(p)
 }
 
 /// Records the metrics and the finish reason of a completed call.
@@ -232,10 +228,10 @@ pub unsafe extern "C" fn mlxrun_generate(
         non_null(model, "model")?;
         let prompt = c_str(prompt, "prompt")?;
         let m = &*model;
-        let mut params = to_params(params)?;
-        let ids = m.tokenizer.encode_prompt(prompt)?;
-        fit_context(m, ids.len(), &mut params)?;
-        let g = m.lock().generate_ids(&ids, &params, c_callback(callback, user_data))?;
+        let params = call_params(m, params)?;
+        // Encoded inside the call, under the model's lock: a cancel that arrives while the
+        // prompt is encoded stops this call.
+        let g = m.lock().generate(prompt, &params, c_callback(callback, user_data))?;
         finish(m, &g, finish_reason);
         Ok(())
     })
@@ -256,8 +252,7 @@ pub unsafe extern "C" fn mlxrun_generate_tokens(
         non_null(model, "model")?;
         let ids = token_ids(tokens, n_tokens, "tokens")?;
         let m = &*model;
-        let mut params = to_params(params)?;
-        fit_context(m, ids.len(), &mut params)?;
+        let params = call_params(m, params)?;
         let g = m.lock().generate_ids(&ids, &params, c_callback(callback, user_data))?;
         finish(m, &g, finish_reason);
         Ok(())

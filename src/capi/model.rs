@@ -345,12 +345,14 @@ pub unsafe extern "C" fn mlxrun_model_metrics(model: *const mlxrun_model, out: *
     })
 }
 
-/// Asks the generation running on `model` (in another thread) to stop before its next
-/// token or prefill chunk; it then returns MLXRUN_OK with finish reason
-/// MLXRUN_FINISH_CANCELLED. A cancel while nothing runs is forgotten when the next
-/// generation starts — and so is one that arrives while a generate call is still
-/// encoding its prompt, before its first prefill chunk: a caller that must not miss it
-/// repeats the cancel until the generate call returns. Thread-safe, returns at once.
+/// Asks the call running on `model` (in another thread: a generate, chat, session,
+/// classify or batch call) to stop before its next token, prefill chunk or batch; a
+/// generation then returns MLXRUN_OK with finish reason MLXRUN_FINISH_CANCELLED. A call
+/// runs from the moment it holds the model (calls on one model run one at a time): a
+/// cancel that arrives while it encodes or renders its prompt stops it too. A cancel
+/// while no call runs is forgotten when the next one starts, so a caller that may race
+/// the start of its own call repeats the cancel until the call returns. Thread-safe,
+/// returns at once.
 #[no_mangle]
 pub unsafe extern "C" fn mlxrun_cancel(model: *const mlxrun_model) -> mlxrun_status {
     guard(|| {

@@ -233,6 +233,7 @@ impl Model {
         params: &GenerateParams,
         on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
+        self.begin_call();
         params.validate()?;
         let (ids, template) = self.chat_prompt(messages, options)?;
         let mut caches = self.fresh_caches(params)?;

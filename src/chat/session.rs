@@ -93,6 +93,7 @@ impl ChatSession {
         if model.id() != self.model_id {
             return Err(Error::invalid("this chat session belongs to another model instance"));
         }
+        model.begin_call();
         params.validate()?;
         let (ids, template) = model.chat_prompt(&self.messages, &self.options)?;
         let reused = self.reuse_prefix(&ids);

@@ -40,6 +40,9 @@ pub struct GenerateParams {
     /// Store the KV cache quantized (mlx-lm's `kv_bits`, `kv_group_size`,
     /// `quantized_kv_start`); `None`: full precision.
     pub kv_quantization: Option<KvQuantization>,
+    /// Longest prompt + generation allowed, in tokens: a longer prompt is an error and
+    /// `max_tokens` is cut to what fits. `None`: no limit.
+    pub context_length: Option<usize>,
 }
 
 impl Default for GenerateParams {
@@ -52,6 +55,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             prefill_step_size: DEFAULT_PREFILL_STEP,
             kv_quantization: None,
+            context_length: None,
         }
     }
 }

@@ -201,8 +201,10 @@ impl Model {
         params: &GenerateParams,
         on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
+        self.begin_call();
         let ids = self.tokenizer.encode_prompt(prompt)?;
-        self.generate_ids(&ids, params, on_text)
+        let mut caches = self.fresh_caches(params)?;
+        Ok(self.generate_on_caches(&mut caches, &ids, 0, params, &[], on_text)?.0)
     }
 
     /// Generates from prompt token ids.
@@ -212,8 +214,16 @@ impl Model {
         params: &GenerateParams,
         on_text: impl FnMut(&TokenEvent<'_>) -> bool,
     ) -> Result<Generation> {
+        self.begin_call();
         let mut caches = self.fresh_caches(params)?;
         Ok(self.generate_on_caches(&mut caches, prompt, 0, params, &[], on_text)?.0)
+    }
+
+    /// Starts a call that may be cancelled: forgets any cancel made while no call ran.
+    /// Every public entry point calls it first, before encoding or rendering its prompt,
+    /// so a cancel that arrives during that work is kept and stops the call.
+    pub(crate) fn begin_call(&self) {
+        self.cancel.reset();
     }
 
     /// Empty caches for a generation with `params`: quantizing ones when
@@ -250,7 +260,16 @@ impl Model {
                 prompt.len()
             )));
         }
-        self.cancel.reset();
+        let max_tokens = match params.context_length {
+            Some(ctx) if prompt.len() >= ctx => {
+                return Err(Error::invalid(format!(
+                    "the prompt has {} tokens; the context length is {ctx}",
+                    prompt.len()
+                )))
+            }
+            Some(ctx) => params.max_tokens.min(ctx - prompt.len()),
+            None => params.max_tokens,
+        };
         let mut out = TextStream::new(&self.tokenizer, params, end_of_turn);
         let mut sampled = Vec::new();
         let (metrics, end) = generate_tokens_after(
@@ -258,7 +277,7 @@ impl Model {
             caches,
             &prompt[..cached],
             &prompt[cached..],
-            params.max_tokens,
+            max_tokens,
             &params.sampler,
             params.prefill_step_size,
             Some(&self.cancel),

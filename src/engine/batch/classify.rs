@@ -31,12 +31,14 @@ impl Model {
     /// order: a prompt that cannot run fails alone; an error of the whole call (MLX
     /// refusing a computation) is returned as such.
     pub fn classify(&mut self, prompts: &[&str], params: &GenerateParams, batch: &BatchParams) -> Result<Vec<Result<Classification>>> {
+        self.begin_call();
         let encoded = self.tokenizer().encode_prompts(prompts);
         self.classify_encoded(encoded, params, batch)
     }
 
     /// `classify` for prompts given as token ids.
     pub fn classify_ids(&mut self, prompts: &[Vec<u32>], params: &GenerateParams, batch: &BatchParams) -> Result<Vec<Result<Classification>>> {
+        self.begin_call();
         self.classify_encoded(prompts.iter().cloned().map(Ok).collect(), params, batch)
     }
 
@@ -49,7 +51,6 @@ impl Model {
         params.validate()?;
         let info = self.info().clone();
         let cancel = self.canceller();
-        cancel.reset();
         memory::reset_peak_memory();
         let start = Instant::now();
         let mut results: Vec<Result<Classification>> = Vec::with_capacity(encoded.len());

@@ -52,6 +52,7 @@ impl Model {
         batch: &BatchParams,
         on_text: impl FnMut(usize, &TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Result<Generation>>> {
+        self.begin_call();
         let encoded = self.tokenizer().encode_prompts(prompts);
         self.batch_generate_encoded(encoded, params, batch, on_text)
     }
@@ -64,6 +65,7 @@ impl Model {
         batch: &BatchParams,
         on_text: impl FnMut(usize, &TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Result<Generation>>> {
+        self.begin_call();
         self.batch_generate_encoded(prompts.iter().cloned().map(Ok).collect(), params, batch, on_text)
     }
 
@@ -77,7 +79,6 @@ impl Model {
         params.validate()?;
         let info = self.info().clone();
         let cancel = self.canceller();
-        cancel.reset();
         memory::reset_peak_memory();
         let start = Instant::now();
         let tokenizer = self.tokenizer().clone();
