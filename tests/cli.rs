@@ -148,3 +148,46 @@ fn bad_input_exits_non_zero_naming_the_problem() {
     let e = fails(&["generate", "--model", p.to_str().unwrap(), "--prompt", "x"]);
     assert!(e.contains("\"mamba\"") && e.contains("not supported"), "{e}");
 }
+
+#[test]
+fn quantization_flags_reach_the_engine() {
+    let dir = common::deps_file("fixtures/qwen3");
+    let model = dir.to_str().unwrap();
+    let info = json(&["info", "--model", model, "--quantize", "8", "--q-group-size", "32", "--keep-quantized", "--json"]);
+    let q = &info["quantization"];
+    assert_eq!((q["bits"].as_i64(), q["group_size"].as_i64(), q["mode"].as_str()), (Some(8), Some(32), Some("affine")));
+    assert_eq!(q["kept_quantized"], Value::Bool(true));
+
+    // The CLI's tokens are the library's with the same load and generation settings.
+    let out = json(&[
+        "generate", "--model", model, "--prompt", "Hello there", "--max-tokens", "6", "--ignore-eos", "--quantize", "4",
+        "--kv-bits", "8", "--kv-group-size", "32", "--quantized-kv-start", "0", "--json",
+    ]);
+    let load = mlxrun::LoadOptions {
+        quantize: Some(mlxrun::mlx::quant::QuantParams::parse("affine", None, Some(4)).unwrap()),
+        ..Default::default()
+    };
+    let mut m = mlxrun::Model::load(&dir, &load).unwrap();
+    let params = mlxrun::GenerateParams {
+        max_tokens: 6,
+        ignore_eos: true,
+        kv_quantization: Some(mlxrun::nn::quantized_kv_cache::KvQuantization { bits: 8, group_size: 32, start: 0 }),
+        ..Default::default()
+    };
+    let g = m.generate("Hello there", &params, |_| true).unwrap();
+    let cli: Vec<u32> = out["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    assert_eq!(cli, g.tokens);
+
+    for (args, needle) in [
+        (vec!["--q-mode", "mxfp4"], "go with --quantize"),
+        (vec!["--quantize", "7"], "affine 7-bit"),
+        (vec!["--keep-quantized", "--dequantize"], "exclude each other"),
+        (vec!["--kv-group-size", "32"], "go with --kv-bits"),
+        (vec!["--kv-bits", "9"], "9 bits"),
+    ] {
+        let mut a = vec!["generate", "--model", model, "--prompt", "Hi"];
+        a.extend(args);
+        let e = fails(&a);
+        assert!(e.contains(needle), "{a:?}: {e}");
+    }
+}

@@ -9,11 +9,9 @@ use std::time::Instant;
 
 use super::args::Args;
 use super::generate::metrics_json;
-use super::parse_dtype;
 use crate::engine::{GenerateParams, Metrics, SamplerParams};
 use crate::error::{Error, Result};
 use crate::mlx::memory;
-use crate::models::LoadOptions;
 
 /// The text prompts are cut from.
 const TEXT: &str = "The history of computing is a story of layers. At the bottom sit transistors, \
@@ -27,7 +25,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let gen_tokens: usize = args.parsed("--gen-tokens")?.unwrap_or(64);
     let runs: usize = args.parsed("--runs")?.unwrap_or(3);
     let warmup: usize = args.parsed("--warmup")?.unwrap_or(1);
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let load = super::load_options(&mut args)?;
     let json = args.switch("--json");
     args.finish()?;
     if prompt_tokens == 0 || gen_tokens == 0 || runs == 0 {
@@ -35,7 +33,7 @@ pub fn run(mut args: Args) -> Result<()> {
     }
 
     let t0 = Instant::now();
-    let mut model = super::progress::load_model(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&path, &load)?;
     let load_seconds = t0.elapsed().as_secs_f64();
     let prompt = bench_prompt(model.tokenizer(), prompt_tokens)?;
     let params = GenerateParams {

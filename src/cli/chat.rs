@@ -9,11 +9,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::args::Args;
 use super::generate::{generate_params, metrics_json, metrics_line};
-use super::parse_dtype;
 use crate::chat::{ChatOptions, ChatSession, Message};
 use crate::engine::{GenerateParams, Model};
 use crate::error::{Error, Result};
-use crate::models::LoadOptions;
 
 pub fn run(mut args: Args) -> Result<()> {
     let model_path = args.value("--model")?.ok_or_else(|| Error::invalid("chat needs --model PATH"))?;
@@ -21,7 +19,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let system = args.value("--system")?;
     let template = args.value("--template")?;
     let params = generate_params(&mut args)?;
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let load = super::load_options(&mut args)?;
     let json = args.switch("--json");
     let quiet = args.switch("--quiet");
     args.finish()?;
@@ -30,7 +28,7 @@ pub fn run(mut args: Args) -> Result<()> {
         return Err(Error::invalid("--json needs --message (interactive chat prints text)"));
     }
 
-    let mut model = super::progress::load_model(&model_path, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&model_path, &load)?;
     let options = ChatOptions { template, ..ChatOptions::default() };
     let mut session = ChatSession::new(&mut model, options)?;
     if let Some(s) = &system {

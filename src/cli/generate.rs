@@ -2,10 +2,9 @@
 use std::io::{Read, Write};
 
 use super::args::Args;
-use super::parse_dtype;
 use crate::engine::{FinishReason, GenerateParams, SamplerParams};
 use crate::error::{Error, Result};
-use crate::models::LoadOptions;
+use crate::nn::quantized_kv_cache::KvQuantization;
 
 /// The generation options `generate` and `chat` share: sampling, limits, stops.
 pub(super) fn generate_params(args: &mut Args) -> Result<GenerateParams> {
@@ -21,12 +20,27 @@ pub(super) fn generate_params(args: &mut Args) -> Result<GenerateParams> {
         ..defaults
     };
     let base = GenerateParams::default();
+    // mlx-lm's --kv-bits, --kv-group-size and --quantized-kv-start.
+    let kv_bits: Option<i32> = args.parsed("--kv-bits")?;
+    let kv_group: Option<i32> = args.parsed("--kv-group-size")?;
+    let kv_start: Option<i32> = args.parsed("--quantized-kv-start")?;
+    if kv_bits.is_none() && (kv_group.is_some() || kv_start.is_some()) {
+        return Err(Error::invalid("--kv-group-size and --quantized-kv-start go with --kv-bits BITS"));
+    }
+    let kv_quantization = kv_bits.map(|b| {
+        let d = KvQuantization::new(b);
+        KvQuantization { group_size: kv_group.unwrap_or(d.group_size), start: kv_start.unwrap_or(d.start), ..d }
+    });
+    if let Some(q) = &kv_quantization {
+        q.validate()?;
+    }
     Ok(GenerateParams {
         max_tokens: args.parsed("--max-tokens")?.unwrap_or(base.max_tokens),
         sampler,
         stop_strings: args.values("--stop")?,
         ignore_eos: args.switch("--ignore-eos"),
         prefill_step_size: args.parsed("--prefill-step")?.unwrap_or(base.prefill_step_size),
+        kv_quantization,
         ..base
     })
 }
@@ -78,12 +92,12 @@ pub fn run(mut args: Args) -> Result<()> {
         (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
     };
     let params = generate_params(&mut args)?;
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let load = super::load_options(&mut args)?;
     let json = args.switch("--json");
     args.finish()?;
     params.validate()?;
 
-    let mut model = super::progress::load_model(&model_dir, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&model_dir, &load)?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json {

@@ -3,19 +3,17 @@
 use std::collections::BTreeMap;
 
 use super::args::Args;
-use super::parse_dtype;
 use crate::chat::DEFAULT_TEMPLATE;
 use crate::error::{Error, Result};
 use crate::models::gguf::{self, GgufFile};
-use crate::models::LoadOptions;
 
 pub fn run(mut args: Args) -> Result<()> {
     let path = args.value("--model")?.ok_or_else(|| Error::invalid("info needs --model PATH"))?;
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let load = super::load_options(&mut args)?;
     let json = args.switch("--json");
     args.finish()?;
 
-    let mut model = super::progress::load_model(&path, &LoadOptions { dtype, ..LoadOptions::default() })?;
+    let mut model = super::progress::load_model(&path, &load)?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());

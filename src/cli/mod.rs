@@ -23,6 +23,7 @@ commands:
       --max-tokens N (256)  --temp T (0 = greedy)  --top-k K  --top-p P  --min-p P
       --repetition-penalty R  --repetition-context N (20)  --seed S
       --stop STRING (repeatable)  --ignore-eos  --prefill-step N (2048)
+      --kv-bits N  --kv-group-size N (64)  --quantized-kv-start N (5000)   quantized KV cache
       --dtype float32|bfloat16|float16  --device cpu|gpu  --json
   chat --model MODEL                   interactive chat: one user message per stdin line,
                                        replies streamed; /reset starts over, /exit quits
@@ -37,6 +38,13 @@ commands:
       --prompt-tokens N (128)  --gen-tokens N (64)  --runs N (3)  --warmup N (1)
       --dtype float32|bfloat16|float16  --json
   smoke [--device cpu|gpu] [--json]   exercise MLX through the engine and print timings
+
+generate, chat, info and bench load the model with:
+      --dtype float32|bfloat16|float16  compute dtype (float32 on the CPU, the checkpoint's on a GPU)
+      --quantize BITS  --q-group-size N (64)  --q-mode affine|mxfp4|mxfp8|nvfp4
+                                       quantize a dense checkpoint at load, as mlx-lm's convert -q
+      --keep-quantized / --dequantize  keep packed weights packed (GPU default) or unpack them
+                                       at load (CPU default)
 
 Loading and converting show a progress bar when stderr is a terminal. Errors go to stderr
 and exit with status 1.";
@@ -75,6 +83,29 @@ fn parse_device(name: &str) -> Result<Device> {
         "gpu" => Ok(Device::gpu()),
         other => Err(Error::invalid(format!("--device: expected cpu or gpu, got {other:?}"))),
     }
+}
+
+/// The options every model-loading command takes: `--dtype`, `--quantize` (with
+/// `--q-group-size`, `--q-mode`) and `--keep-quantized` / `--dequantize`.
+pub fn load_options(args: &mut Args) -> Result<crate::models::LoadOptions> {
+    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
+    let bits: Option<i32> = args.parsed("--quantize")?;
+    let group: Option<i32> = args.parsed("--q-group-size")?;
+    let mode = args.value("--q-mode")?;
+    if bits.is_none() && (group.is_some() || mode.is_some()) {
+        return Err(Error::invalid("--q-group-size and --q-mode go with --quantize BITS"));
+    }
+    let quantize = match bits {
+        Some(b) => Some(crate::mlx::quant::QuantParams::parse(mode.as_deref().unwrap_or("affine"), group, Some(b))?),
+        None => None,
+    };
+    let keep_quantized = match (args.switch("--keep-quantized"), args.switch("--dequantize")) {
+        (true, true) => return Err(Error::invalid("--keep-quantized and --dequantize exclude each other")),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
+    Ok(crate::models::LoadOptions { dtype, quantize, keep_quantized, ..Default::default() })
 }
 
 pub fn parse_dtype(name: &str) -> Result<Dtype> {
