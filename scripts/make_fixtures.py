@@ -560,49 +560,17 @@ def write_fixture(spec, out_dir):
           f"params={n_params / 1e6:.2f}M  {sizes}  sha256[:12]={digest.hexdigest()[:12]}")
 
 
-# A random model of Gemma 3 1B's exact shape, for batch benchmarks on a GPU (bench
-# batch): hidden 1152, 26 layers (every 6th global), 4 query / 1 KV heads of 256, MLP
-# 6912, window 512, the full 262144-token vocabulary, tied, bfloat16 (~2 GB). Not part
-# of the test fixtures: written only on request, under the name "gemma3-1b-shape".
-GEMMA3_1B = {
-    "name": "gemma3-1b-shape",
-    "tokenizer": "gemma3",
-    "seed": 1101,
-    "dtype": "bfloat16",
-    "shards": 1,
-    "bias_qkv": False,
-    "qk_norm": True,
-    "arch": "gemma3",
-    "config": {
-        "architectures": ["Gemma3ForCausalLM"],
-        "attention_bias": False,
-        "attn_logit_softcapping": None,
-        "bos_token_id": 2,
-        "eos_token_id": [1, 106],
-        "final_logit_softcapping": None,
-        "head_dim": 256,
-        "hidden_activation": "gelu_pytorch_tanh",
-        "hidden_size": 1152,
-        "intermediate_size": 6912,
-        "max_position_embeddings": 32768,
-        "model_type": "gemma3_text",
-        "num_attention_heads": 4,
-        "num_hidden_layers": 26,
-        "num_key_value_heads": 1,
-        "pad_token_id": 0,
-        "query_pre_attn_scalar": 256,
-        "rms_norm_eps": 1e-06,
-        "rope_local_base_freq": 10000.0,
-        "rope_scaling": None,
-        "rope_theta": 1000000.0,
-        "sliding_window": 512,
-        "sliding_window_pattern": 6,
-        "torch_dtype": "bfloat16",
-        "use_cache": True,
-        "vocab_size": GEMMA3_VOCAB,
-    },
-    "generation_config": GEMMA3_GENERATION_CONFIG,
-}
+def gemma3_1b():
+    """A random model of Gemma 3 1B's exact shape (hidden 1152, 26 layers, every 6th
+    global, 4 query / 1 KV heads of 256, MLP 6912, window 512, the full 262144-token
+    vocabulary, tied, bfloat16; ~2 GB), built on the gemma3 fixture's config."""
+    base = next(f for f in FIXTURES if f["name"] == "gemma3")
+    layers, pattern = 26, 6
+    layer_types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(layers)]
+    config = dict(base["config"], head_dim=256, hidden_size=1152, intermediate_size=6912,
+                  num_hidden_layers=layers, query_pre_attn_scalar=256, rope_scaling=None,
+                  sliding_window=512, sliding_window_pattern=pattern, layer_types=layer_types)
+    return dict(base, name="gemma3-1b-shape", seed=1101, config=config)
 
 
 def qwen3_06b():
@@ -618,7 +586,7 @@ def qwen3_06b():
 
 # Benchmark models, written only on request (`--bench-model NAME OUT_DIR`), each to
 # OUT_DIR/<name>-shape.
-BENCH_MODELS = {"gemma3-1b": lambda: GEMMA3_1B, "qwen3-0.6b": qwen3_06b}
+BENCH_MODELS = {"gemma3-1b": gemma3_1b, "qwen3-0.6b": qwen3_06b}
 
 
 def main():
