@@ -277,7 +277,7 @@ impl Sampler {
     /// order, except that rounding can merge entries within a few ulps of the maximum
     /// into a tie, which argmax resolves to the first. So the argmax of the logits is the
     /// answer unless an earlier entry lies within `tol` of the maximum (or the maximum is
-    /// not finite): only then is the log-softmax computed, for the whole batch. On the CPU
+    /// not finite): only then is the log-softmax computed, for those rows. On the CPU
     /// the log-softmax's `exp` over every logit is most of a small model's decode step.
     /// Tokens only; call it when `greedy_shortcut_applies`.
     pub fn sample_batch_greedy_now(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
@@ -289,15 +289,22 @@ impl Sampler {
         // differ by at most 2^-22 * |x - c| < 5e-6 (vocab < 2^24). `tol` is ten times
         // that, plus enough for `max - tol` itself to round.
         let tol = max.abs()?.mul_scalar(2f64.powi(-20))?.add_scalar(2f64.powi(-14))?;
-        let first_near = logits.greater_equal(&max.sub(&tol)?)?.argmax(-1, true)?;
-        let unsure = first_near.not_equal(&best)?.logical_or(&max.sub(&max)?.isnan()?)?.any(None, false)?;
+        let first_near = logits.greater_equal(&max.sub(&tol)?)?.argmax(-1, false)?;
+        let unsure = first_near.not_equal(&best.squeeze(&[-1])?)?.logical_or(&max.sub(&max)?.isnan()?.squeeze(&[-1])?)?;
         let token = best.squeeze(&[-1])?.astype(Dtype::U32)?;
         transforms::eval(&[&token, &unsure])?;
-        if unsure.item::<bool>()? {
-            let exact = self.draw(&logits, &[])?;
-            transforms::eval(&[&exact.token])?;
-            return Ok(exact);
+        let unsure: Vec<u32> = unsure.to_vec::<bool>()?.iter().enumerate().filter(|(_, &u)| u).map(|(r, _)| r as u32).collect();
+        if unsure.is_empty() {
+            return Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None });
         }
+        // Only the unsure rows take the full path (each row's log-softmax is its own).
+        let rows = Array::from_slice(&unsure, &[unsure.len() as i32])?;
+        let exact = self.draw(&logits.take(&rows, 0)?, &[])?.token.to_vec::<u32>()?;
+        let mut tokens = token.to_vec::<u32>()?;
+        for (&r, &t) in unsure.iter().zip(&exact) {
+            tokens[r as usize] = t;
+        }
+        let token = Array::from_slice(&tokens, &[tokens.len() as i32])?;
         Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None })
     }
 
