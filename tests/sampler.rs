@@ -535,3 +535,57 @@ fn invalid_params_name_the_field() {
     assert!(SamplerParams::default().is_greedy());
     assert_eq!(SamplerParams::default(), SamplerParams::greedy());
 }
+
+/// The greedy shortcut (argmax of the logits, the log-softmax only when rounding could
+/// merge the maximum with an earlier entry) gives the tokens of the full path, the argmax
+/// of `logits - logsumexp(logits)` as mlx-lm takes it, including where that rounding does
+/// merge them.
+#[test]
+fn greedy_shortcut_gives_the_log_softmax_argmax() {
+    let vocab = 4096;
+    let spread: Vec<f32> = (0..vocab).map(|i| ((i * 7919 % 1000) as f32) / 250.0 - 2.0).collect();
+    // Every entry near the maximum: logsumexp is about max + ln(4096), and at that
+    // magnitude an entry one ulp below the maximum rounds to the same log-probability.
+    let mut merged = vec![0.5f32; vocab];
+    merged[0] = f32::from_bits(0.5f32.to_bits() - 1);
+    merged[1..].iter_mut().for_each(|x| *x = 0.25);
+    merged[5] = 0.5;
+    let mut tied = spread.clone();
+    tied[3] = 9.0;
+    tied[7] = 9.0;
+    let mut infinite = spread.clone();
+    infinite[11] = f32::INFINITY;
+    let mut all_low = vec![f32::NEG_INFINITY; vocab];
+    all_low[2] = -1.0;
+    let rows = [spread, merged.clone(), tied, infinite, all_low];
+    let flat: Vec<f32> = rows.concat();
+    let logits = Array::from_slice(&flat, &[rows.len() as i32, vocab as i32]).unwrap();
+
+    let mut s = sampler(SamplerParams::default());
+    assert!(s.greedy_shortcut_applies(&logits));
+    let full: Vec<u32> = s.sample_batch(&logits, &[]).unwrap().iter().map(|t| t.token).collect();
+    let fast = s.sample_batch_greedy_now(&logits, &[]).unwrap().token.to_vec::<u32>().unwrap();
+    assert_eq!(fast, full);
+    // The merged row really is one where the plain argmax differs.
+    assert_eq!(host_argmax(&merged), 5);
+    assert_eq!(full[1], 0);
+    assert_eq!(full[2], 3);
+
+    // With a repetition penalty the penalised logits decide, as on the full path.
+    let mut p = sampler(SamplerParams { repetition_penalty: 4.0, ..Default::default() });
+    let hist: Vec<&[u32]> = vec![&[1, 2], &[0], &[3], &[], &[2]];
+    let full: Vec<u32> = p.sample_batch(&logits, &hist).unwrap().iter().map(|t| t.token).collect();
+    let fast = p.sample_batch_greedy_now(&logits, &hist).unwrap().token.to_vec::<u32>().unwrap();
+    assert_eq!(fast, full);
+    assert_eq!(full[2], 7);
+}
+
+#[test]
+fn greedy_shortcut_only_where_it_gives_the_same_result() {
+    let logits = Array::from_slice(&[0.0f32, 1.0, 2.0, 3.0], &[2, 2]).unwrap();
+    assert!(sampler(SamplerParams::default()).greedy_shortcut_applies(&logits));
+    assert!(!sampler(SamplerParams { logprobs: true, ..Default::default() }).greedy_shortcut_applies(&logits));
+    assert!(!sampler(seeded(0.7, 1)).greedy_shortcut_applies(&logits));
+    let half = logits.astype(Dtype::Bf16).unwrap();
+    assert!(!sampler(SamplerParams::default()).greedy_shortcut_applies(&half));
+}

@@ -260,6 +260,54 @@ impl Sampler {
         self.draw(logits, histories)
     }
 
+    /// Whether `sample_batch_greedy_now` applies: greedy, no log-probabilities asked for,
+    /// f32 logits over a vocabulary below 2^24 (the bound its tie check assumes).
+    pub fn greedy_shortcut_applies(&self, logits: &Array) -> bool {
+        let shape = logits.shape();
+        self.params.is_greedy()
+            && !self.params.logprobs
+            && logits.dtype() == Dtype::F32
+            && shape.len() == 2
+            && shape[1] < 1 << 24
+    }
+
+    /// `sample_batch` for a greedy sampler, evaluated now, without the vocabulary-wide
+    /// log-softmax when it cannot change the result. mlx-lm takes the argmax of
+    /// `logits - logsumexp(logits)`; subtracting the same `c` from every entry keeps the
+    /// order, except that rounding can merge entries within a few ulps of the maximum
+    /// into a tie, which argmax resolves to the first. So the argmax of the logits is the
+    /// answer unless an earlier entry lies within `tol` of the maximum (or the maximum is
+    /// not finite): only then is the log-softmax computed, for those rows. On the CPU
+    /// the log-softmax's `exp` over every logit is most of a small model's decode step.
+    /// Tokens only; call it when `greedy_shortcut_applies`.
+    pub fn sample_batch_greedy_now(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
+        let vocab = logits.dim(1)?;
+        let logits = self.penalise(logits, histories, vocab)?;
+        let best = logits.argmax(-1, true)?;
+        let max = logits.take_along_axis(&best, -1)?;
+        // `x - c` with `m <= c <= m + ln(vocab)`: two entries round together only if they
+        // differ by at most 2^-22 * |x - c| < 5e-6 (vocab < 2^24). `tol` is ten times
+        // that, plus enough for `max - tol` itself to round.
+        let tol = max.abs()?.mul_scalar(2f64.powi(-20))?.add_scalar(2f64.powi(-14))?;
+        let first_near = logits.greater_equal(&max.sub(&tol)?)?.argmax(-1, false)?;
+        let unsure = first_near.not_equal(&best.squeeze(&[-1])?)?.logical_or(&max.sub(&max)?.isnan()?.squeeze(&[-1])?)?;
+        let token = best.squeeze(&[-1])?.astype(Dtype::U32)?;
+        transforms::eval(&[&token, &unsure])?;
+        let unsure: Vec<u32> = unsure.to_vec::<bool>()?.iter().enumerate().filter(|(_, &u)| u).map(|(r, _)| r as u32).collect();
+        if unsure.is_empty() {
+            return Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None });
+        }
+        // Only the unsure rows take the full path (each row's log-softmax is its own).
+        let rows = Array::from_slice(&unsure, &[unsure.len() as i32])?;
+        let exact = self.draw(&logits.take(&rows, 0)?, &[])?.token.to_vec::<u32>()?;
+        let mut tokens = token.to_vec::<u32>()?;
+        for (&r, &t) in unsure.iter().zip(&exact) {
+            tokens[r as usize] = t;
+        }
+        let token = Array::from_slice(&tokens, &[tokens.len() as i32])?;
+        Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None })
+    }
+
     /// The chain over `[batch, vocab]` logits; tokens of shape `[batch]`.
     fn draw(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
         let dtype = logits.dtype();

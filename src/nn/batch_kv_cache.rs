@@ -149,7 +149,13 @@ impl BatchKvCache {
         let fetched = (k.slice_axis(2, 0, self.len)?, v.slice_axis(2, 0, self.len)?);
         self.keys = Some(k);
         self.values = Some(v);
-        self.sync_rows()?;
+        // Every row moved on by `n` positions (dropping columns moves `len` and `starts`
+        // alike): one add on the device rather than a new array from the host per layer
+        // and step. `starts` changes only when columns were dropped.
+        self.offsets = self.offsets.add_scalar(n as f64)?;
+        if drop > 0 {
+            self.starts_dev = Array::from_slice(&self.starts, &[self.starts.len() as i32])?;
+        }
         Ok(fetched)
     }
 

@@ -17,7 +17,7 @@ use crate::engine::metrics::Metrics;
 use crate::engine::model::{Generation, Model, TextStream, TokenEvent};
 use crate::engine::sampler::{SampleOut, Sampler};
 use crate::error::{Error, Result};
-use crate::mlx::{async_eval, memory, Array};
+use crate::mlx::{async_eval, memory, Array, Device};
 use crate::models::LanguageModel;
 use crate::nn::KvCache;
 
@@ -293,6 +293,11 @@ fn start_rows(
 }
 
 /// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens.
+///
+/// On the CPU a greedy step that reports no log-probabilities is evaluated here, through
+/// the sampler's shortcut that skips the log-softmax over the vocabulary (same tokens).
+/// The pipelining it gives up gains nothing there: MLX's CPU `async_eval` waits for the
+/// queued work anyway. On a GPU the step stays lazy.
 fn decode_step(
     lm: &dyn LanguageModel,
     tokens: &Array,
@@ -303,5 +308,8 @@ fn decode_step(
     let rows = tokens.size() as i32;
     let input = tokens.reshape(&[rows, 1])?;
     let logits = lm.forward_last(&input, caches)?;
+    if sampler.greedy_shortcut_applies(&logits) && Device::default_device()? == Device::cpu() {
+        return sampler.sample_batch_greedy_now(&logits, histories);
+    }
     sampler.sample_batch_lazy(&logits, histories)
 }
