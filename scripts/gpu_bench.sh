@@ -2,7 +2,7 @@
 # Runs the benchmarks on a Linux NVIDIA machine from a bundle made by scripts/gpu_bundle.sh
 # (no network or cargo needed there): installs MLX's CUDA wheel and mlx-lm into the bundle,
 # makes the random benchmark models of Qwen3-0.6B's and Gemma 3 1B's shapes, and runs
-# bench generate (single-sequence prefill/decode) and bench batch (Classify and
+# bench generate (single-sequence prefill/decode, also 4-bit) and bench batch (Classify and
 # BatchGenerate at batch 64, 256 and 1024), ours beside mlx-lm in each run, in bf16.
 # The CUDA libraries MLX needs are looked up in the nvidia/*/lib folders of PYTHON's
 # site-packages (a PyTorch install has them). Run from the repository root.
@@ -23,7 +23,12 @@ M="$B/models"
 for m in qwen3-0.6b gemma3-1b; do
     [ -f "$M/$m-shape/model.safetensors" ] || TOKENIZERS_DIR="$B/tokenizers" "$PY" scripts/make_fixtures.py --bench-model $m "$M"
 done
-"$B/bin/bench-generate" "$M/qwen3-0.6b-shape" "$M/gemma3-1b-shape" --prompt 257 --gen 128 2>&1 | tee "$RES/generate.txt"
+# The same Qwen3 weights 4-bit (group 64) by mlx-lm's converter: packed weights stay packed
+# on a GPU, and both sides run quantized matmuls.
+[ -f "$M/qwen3-0.6b-shape-q4/config.json" ] || "$PY" -m mlx_lm convert --hf-path "$M/qwen3-0.6b-shape" \
+    --mlx-path "$M/qwen3-0.6b-shape-q4" -q --q-bits 4 --q-group-size 64 >/dev/null
+"$B/bin/bench-generate" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" "$M/gemma3-1b-shape" --prompt 257 --gen 128 2>&1 \
+    | tee "$RES/generate.txt"
 for batch in 64 256 1024; do
     MLXRUN_BENCH_MODEL="$M/gemma3-1b-shape" MLXRUN_BENCH_PROMPTS=2048 MLXRUN_BENCH_GEN_PROMPTS=64 \
     MLXRUN_BENCH_PROMPT_LEN=16 MLXRUN_BENCH_BATCH=$batch MLXRUN_BENCH_MAX_TOKENS=64 MLXRUN_BENCH_REPEAT=2 \
