@@ -119,22 +119,54 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
         Some(template) => json!({"type": "Sequence", "processors": [byte_level_post, template]}),
     };
 
-    let json = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": post_processor,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
-            "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges,
-        },
-    });
-    finish(f, &json)
+    let parts = TokenizerJson {
+        added: added.into(),
+        normalizer,
+        pre_tokenizer,
+        post_processor,
+        decoder: json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+        bpe: json!({
+            "unk_token": null, "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges,
+        }),
+    };
+    finish(f, &parts.build())
+}
+
+/// The pieces of an HF tokenizer.json that a GGUF vocabulary decides; `build` fills in
+/// the rest of the document, which both vocabulary kinds (byte-level and SentencePiece)
+/// share.
+pub(super) struct TokenizerJson {
+    pub added: Json,
+    pub normalizer: Json,
+    pub pre_tokenizer: Json,
+    pub post_processor: Json,
+    pub decoder: Json,
+    /// The BPE model's own fields (`unk_token`, `fuse_unk`, `byte_fallback`, `vocab`,
+    /// `merges`); the others take the HF defaults.
+    pub bpe: Json,
+}
+
+impl TokenizerJson {
+    pub fn build(self) -> Json {
+        let mut model = json!({
+            "type": "BPE", "dropout": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "ignore_merges": false,
+        });
+        if let (Json::Object(m), Json::Object(b)) = (&mut model, self.bpe) {
+            m.extend(b);
+        }
+        json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": self.added,
+            "normalizer": self.normalizer,
+            "pre_tokenizer": self.pre_tokenizer,
+            "post_processor": self.post_processor,
+            "decoder": self.decoder,
+            "model": model,
+        })
+    }
 }
 
 /// Loads a tokenizer.json built from `f`'s metadata, with the file's special tokens.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value as Json};
 
-use super::gguf::{added_token, bool_flag, finish, string_array, token_by_id, token_types, SpecialFlags};
+use super::gguf::{added_token, bool_flag, finish, string_array, token_by_id, token_types, SpecialFlags, TokenizerJson};
 use super::Tokenizer;
 use crate::error::{Error, Result};
 use crate::models::gguf::{GgufFile, Value};
@@ -74,22 +74,15 @@ pub(super) fn from_gguf(f: &GgufFile) -> Result<Tokenizer> {
             json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}),
         )
     };
-    let json = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": specials.template_processing(),
-        "decoder": {"type": "Sequence", "decoders": decoders},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": unk,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
-            "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": merges,
-        },
-    });
-    finish(f, &json)
+    let parts = TokenizerJson {
+        added: added.into(),
+        normalizer,
+        pre_tokenizer,
+        post_processor: specials.template_processing().into(),
+        decoder: json!({"type": "Sequence", "decoders": decoders}),
+        bpe: json!({"unk_token": unk, "fuse_unk": true, "byte_fallback": true, "vocab": vocab, "merges": merges}),
+    };
+    finish(f, &parts.build())
 }
 
 /// `tokenizer.ggml.scores`, one per token.
