@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 done
 cd "$ROOT"
 if [ "$BUILD" = 1 ]; then
-    bash scripts/setup.sh
+    bash scripts/setup_run.sh
     if [ "$PROFILE" = release ]; then cargo build --release --locked --lib; else cargo build --locked --lib; fi
 fi
 mkdir -p "$PREFIX"

