@@ -2,13 +2,8 @@
 use std::io::Write;
 
 fn main() {
-    let code = match mlxrun::cli::run(std::env::args().skip(1).collect()) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("mlxrun: {e}");
-            1
-        }
-    };
+    // Usage and runtime errors are printed there, as `mlxrun: ...`, with status 1.
+    let code = mlxrun::cli::main(std::env::args_os());
     // Flush what was written, then leave without the C exit handlers (see exit_now).
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

@@ -23,6 +23,15 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Runs a command that must succeed printing to stdout only; returns its stdout.
+fn prints(args: &[&str]) -> String {
+    let out = mlxrun(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    assert!(out.stderr.is_empty(), "{args:?} wrote to stderr: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Runs a command that must fail; returns its stderr.
 fn fails(args: &[&str]) -> String {
     let out = mlxrun(args);
@@ -119,8 +128,9 @@ fn bad_input_exits_non_zero_naming_the_problem() {
     let m = missing.to_str().unwrap();
     assert!(fails(&["generate", "--model", m, "--prompt", "x"]).contains("no-such-model"));
     assert!(fails(&["bench", "--model", m]).contains("no-such-model"));
-    assert!(fails(&["frobnicate"]).contains("unknown command \"frobnicate\""));
-    assert!(fails(&[]).contains("no command"));
+    assert!(fails(&["frobnicate"]).contains("unrecognized subcommand 'frobnicate'"));
+    let e = fails(&[]);
+    assert!(e.contains("no command") && e.contains("Usage: mlxrun"), "{e}");
     assert!(fails(&["bench"]).contains("--model"));
     let tiny = tiny_gguf();
     let t = tiny.to_str().unwrap();
@@ -190,4 +200,111 @@ fn quantization_flags_reach_the_engine() {
         let e = fails(&a);
         assert!(e.contains(needle), "{a:?}: {e}");
     }
+}
+
+/// The long options of every subcommand (a representative list: all of each one's own, and
+/// the shared model and generation groups).
+const MODEL_OPTIONS: &[&str] =
+    &["--model", "--dtype", "--quantize", "--q-group-size", "--q-mode", "--keep-quantized", "--dequantize"];
+const GENERATION_OPTIONS: &[&str] = &[
+    "--max-tokens", "--temp", "--top-k", "--top-p", "--min-p", "--repetition-penalty", "--repetition-context", "--seed",
+    "--stop", "--ignore-eos", "--prefill-step", "--kv-bits", "--kv-group-size", "--quantized-kv-start",
+];
+
+#[test]
+fn help_lists_every_option_with_its_default() {
+    let top = prints(&["--help"]);
+    for cmd in ["generate", "chat", "info", "convert", "bench", "smoke", "completions"] {
+        assert!(top.contains(cmd), "--help does not list {cmd}: {top}");
+    }
+    assert!(top.contains("--device") && top.contains("--version"), "{top}");
+    assert!(top.contains("MODEL is an HF folder") && top.contains("GGUF file"), "{top}");
+    assert_eq!(prints(&["-h"]), top);
+
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "generate",
+            &["--prompt", "--prompt-file", "--json", "--device"],
+            &[
+                "[default: 256]", "[default: 0]", "[default: 1]", "[default: 20]", "[default: 2048]", "[default: 64]",
+                "[default: 5000]", "[default: float32 on the CPU", "[default: affine]",
+            ],
+        ),
+        (
+            "chat",
+            &["--message", "--system", "--template", "--quiet", "--json", "--device"],
+            &["[default: 256]", "[default: affine]"],
+        ),
+        ("info", &["--json", "--device"], &["[default: float32 on the CPU"]),
+        ("convert", &["--gguf", "--out", "--dtype", "--keep-quantized", "--json", "--device"], &["[default: float32]"]),
+        (
+            "bench",
+            &["--prompt-tokens", "--gen-tokens", "--runs", "--warmup", "--json", "--device"],
+            &["[default: 128]", "[default: 64]", "[default: 3]", "[default: 1]"],
+        ),
+        ("smoke", &["--json", "--device"], &["possible values: cpu, gpu"]),
+        ("completions", &["--device"], &["bash", "zsh", "fish"]),
+    ];
+    for &(cmd, own, defaults) in cases {
+        let help = prints(&[cmd, "--help"]);
+        let mut options: Vec<&str> = own.to_vec();
+        if ["generate", "chat", "info", "bench"].contains(&cmd) {
+            options.extend(MODEL_OPTIONS);
+        }
+        if ["generate", "chat"].contains(&cmd) {
+            options.extend(GENERATION_OPTIONS);
+        }
+        for o in options {
+            assert!(help.contains(&format!("{o} ")) || help.contains(&format!("{o}\n")), "{cmd} --help lacks {o}: {help}");
+        }
+        for d in defaults {
+            assert!(help.contains(d), "{cmd} --help lacks {d:?}: {help}");
+        }
+        assert!(help.contains(&format!("Usage: mlxrun {cmd}")), "{help}");
+        // `help CMD` says the same.
+        assert_eq!(prints(&["help", cmd]), help, "help {cmd}");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let v = prints(&["--version"]);
+    assert_eq!(v.trim(), format!("mlxrun {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = prints(&["completions", shell]);
+        for word in ["generate", "chat", "convert", "max-tokens"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let e = fails(&["completions", "powershell-nope"]);
+    assert!(e.contains("powershell-nope"), "{e}");
+    assert!(fails(&["completions"]).contains("<SHELL>"));
+}
+
+#[test]
+fn bad_options_are_named() {
+    for (args, needle) in [
+        (&["generate", "--model", "X", "--prompt", "y", "--frobnicate"][..], "--frobnicate"),
+        (&["generate", "--model"][..], "--model"),
+        (&["--device", "tpu", "smoke"][..], "--device"),
+        (&["smoke", "--device", "tpu"][..], "--device"),
+        (&["info", "--model", "X", "--dtype", "float8"][..], "--dtype"),
+        (&["convert", "--gguf", "X", "--out", "Y", "--dtype", "float8"][..], "--dtype"),
+        (&["generate", "--model", "X", "--prompt", "y", "--temp", "hot"][..], "--temp"),
+        (&["generate", "--model", "X", "--prompt", "y", "--seed", "-1"][..], "--seed"),
+        (&["generate", "--model", "X", "--prompt", "y", "--prompt-file", "z"][..], "--prompt-file"),
+        (&["chat", "--model", "X", "--q-mode", "int3"][..], "--q-mode"),
+        (&["convert", "--gguf", "X"][..], "--out"),
+        (&["bench", "--model", "X", "--warmup", "-1"][..], "--warmup"),
+    ] {
+        let e = fails(args);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    // The value named too.
+    assert!(fails(&["--device", "tpu", "smoke"]).contains("tpu"));
+    assert!(fails(&["info", "--model", "X", "--dtype", "float8"]).contains("float8"));
 }

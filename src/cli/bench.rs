@@ -7,8 +7,10 @@
 //! come first, as MLX compiles and allocates on first use.
 use std::time::Instant;
 
-use super::args::Args;
+use clap::Args;
+
 use super::generate::metrics_json;
+use super::ModelArgs;
 use crate::engine::{GenerateParams, Metrics, SamplerParams};
 use crate::error::{Error, Result};
 use crate::mlx::memory;
@@ -19,21 +21,42 @@ billions of them, switching on and off in patterns that nobody designs by hand a
 are logic gates, then arithmetic units, caches, and cores. Each layer hides the details of the one \
 below, which is why a programmer can write a loop without knowing how an adder works. ";
 
-pub fn run(mut args: Args) -> Result<()> {
-    let path = args.value("--model")?.ok_or_else(|| Error::invalid("bench needs --model PATH"))?;
-    let prompt_tokens: usize = args.parsed("--prompt-tokens")?.unwrap_or(128);
-    let gen_tokens: usize = args.parsed("--gen-tokens")?.unwrap_or(64);
-    let runs: usize = args.parsed("--runs")?.unwrap_or(3);
-    let warmup: usize = args.parsed("--warmup")?.unwrap_or(1);
-    let load = super::load_options(&mut args)?;
-    let json = args.switch("--json");
-    args.finish()?;
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Tokens in each run's prompt
+    #[arg(long, value_name = "N", default_value_t = 128, allow_negative_numbers = true)]
+    pub prompt_tokens: usize,
+
+    /// Tokens each run generates (greedily, through end-of-sequence tokens)
+    #[arg(long, value_name = "N", default_value_t = 64, allow_negative_numbers = true)]
+    pub gen_tokens: usize,
+
+    /// Timed runs
+    #[arg(long, value_name = "N", default_value_t = 3, allow_negative_numbers = true)]
+    pub runs: usize,
+
+    /// Untimed runs first (MLX compiles and allocates on first use)
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true)]
+    pub warmup: usize,
+
+    /// Print one JSON object (with every run's metrics) instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let BenchArgs { prompt_tokens, gen_tokens, runs, warmup, json, .. } = args;
+    let path = args.model.model.clone();
+    let load = args.model.options()?;
     if prompt_tokens == 0 || gen_tokens == 0 || runs == 0 {
         return Err(Error::invalid("bench: --prompt-tokens, --gen-tokens and --runs must be at least 1"));
     }
 
     let t0 = Instant::now();
-    let mut model = super::progress::load_model(&path, &load)?;
+    let mut model = args.model.load(&load)?;
     let load_seconds = t0.elapsed().as_secs_f64();
     let prompt = bench_prompt(model.tokenizer(), prompt_tokens)?;
     let params = GenerateParams {

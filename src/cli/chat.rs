@@ -7,28 +7,55 @@
 //! for scripts; `--json` then prints one JSON object per reply.
 use std::io::{BufRead, IsTerminal, Write};
 
-use super::args::Args;
-use super::generate::{generate_params, metrics_json, metrics_line};
+use clap::Args;
+
+use super::generate::{metrics_json, metrics_line, GenerationArgs};
+use super::ModelArgs;
 use crate::chat::{ChatOptions, ChatSession, Message};
 use crate::engine::{GenerateParams, Model};
 use crate::error::{Error, Result};
 
-pub fn run(mut args: Args) -> Result<()> {
-    let model_path = args.value("--model")?.ok_or_else(|| Error::invalid("chat needs --model PATH"))?;
-    let messages = args.values("--message")?;
-    let system = args.value("--system")?;
-    let template = args.value("--template")?;
-    let params = generate_params(&mut args)?;
-    let load = super::load_options(&mut args)?;
-    let json = args.switch("--json");
-    let quiet = args.switch("--quiet");
-    args.finish()?;
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    /// Send this user message instead of reading stdin (repeatable: sent in turn), print the
+    /// replies and exit
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub message: Vec<String>,
+
+    /// A system message to start the conversation with
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub system: Option<String>,
+
+    /// Which of the model's chat templates to use (such as tool_use) [default: the model's default]
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+
+    /// Print no metrics after the replies
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Print one JSON object per reply (needs --message)
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+pub fn run(args: ChatArgs) -> Result<()> {
+    let model_path = args.model.model.clone();
+    let ChatArgs { message: messages, system, template, quiet, json, .. } = args;
+    let params = args.generation.params()?;
+    let load = args.model.options()?;
     params.validate()?;
     if json && messages.is_empty() {
         return Err(Error::invalid("--json needs --message (interactive chat prints text)"));
     }
 
-    let mut model = super::progress::load_model(&model_path, &load)?;
+    let mut model = args.model.load(&load)?;
     let options = ChatOptions { template, ..ChatOptions::default() };
     let mut session = ChatSession::new(&mut model, options)?;
     if let Some(s) = &system {

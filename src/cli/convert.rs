@@ -3,22 +3,42 @@
 //! keeps Q4_0/Q4_1/Q8_0 matrices packed as mlx-lm's quantized checkpoints are.
 use std::path::Path;
 
-use super::args::Args;
-use super::parse_dtype;
+use clap::Args;
+
+use super::dtype_arg;
 use super::progress::Bar;
 use crate::engine::convert::convert_gguf_with;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mlx::Dtype;
 
-pub fn run(mut args: Args) -> Result<()> {
-    let file = args.value("--gguf")?.ok_or_else(|| Error::invalid("convert needs --gguf FILE"))?;
-    let out = args.value("--out")?.ok_or_else(|| Error::invalid("convert needs --out DIR"))?;
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?.unwrap_or(Dtype::F32);
-    // Q4_0/Q4_1/Q8_0 matrices written packed (MLX affine, group size 32) instead of dequantized.
-    let keep_quantized = args.switch("--keep-quantized");
-    let json = args.switch("--json");
-    args.finish()?;
-    let mut bar = Bar::new("converting");
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The GGUF file to convert
+    #[arg(long, value_name = "FILE")]
+    pub gguf: String,
+
+    /// The folder to write (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: String,
+
+    /// The dtype of the written floating-point tensors: float32, bfloat16 or float16 (or f32,
+    /// fp16, bf16, ...)
+    #[arg(long, value_name = "DTYPE", value_parser = dtype_arg, default_value = "float32")]
+    pub dtype: Dtype,
+
+    /// Write Q4_0/Q4_1/Q8_0 matrices packed (MLX affine, group size 32), as mlx-lm's quantized
+    /// checkpoints are, instead of dequantized
+    #[arg(long)]
+    pub keep_quantized: bool,
+
+    /// Print one JSON object instead of a summary on stderr
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    let ConvertArgs { gguf: file, out, dtype, keep_quantized, json } = args;
+    let bar = Bar::new("converting");
     let done =
         convert_gguf_with(Path::new(&file), Path::new(&out), dtype, keep_quantized, |i, n| bar.update(i, n, "tensors"))?;
     bar.clear();

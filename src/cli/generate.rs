@@ -1,48 +1,174 @@
 //! `mlxrun generate`: streams a continuation of a prompt, then prints the metrics.
 use std::io::{Read, Write};
 
-use super::args::Args;
+use clap::{ArgGroup, Args};
+
+use super::ModelArgs;
 use crate::engine::{FinishReason, GenerateParams, SamplerParams};
 use crate::error::{Error, Result};
 use crate::nn::quantized_kv_cache::KvQuantization;
 
-/// The generation options `generate` and `chat` share: sampling, limits, stops.
-pub(super) fn generate_params(args: &mut Args) -> Result<GenerateParams> {
-    let defaults = SamplerParams::default();
-    let sampler = SamplerParams {
-        temperature: args.parsed("--temp")?.unwrap_or(defaults.temperature),
-        top_k: args.parsed("--top-k")?.unwrap_or(defaults.top_k),
-        top_p: args.parsed("--top-p")?.unwrap_or(defaults.top_p),
-        min_p: args.parsed("--min-p")?.unwrap_or(defaults.min_p),
-        repetition_penalty: args.parsed("--repetition-penalty")?.unwrap_or(defaults.repetition_penalty),
-        repetition_context_size: args.parsed("--repetition-context")?.unwrap_or(defaults.repetition_context_size),
-        seed: args.parsed("--seed")?,
-        ..defaults
-    };
-    let base = GenerateParams::default();
-    // mlx-lm's --kv-bits, --kv-group-size and --quantized-kv-start.
-    let kv_bits: Option<i32> = args.parsed("--kv-bits")?;
-    let kv_group: Option<i32> = args.parsed("--kv-group-size")?;
-    let kv_start: Option<i32> = args.parsed("--quantized-kv-start")?;
-    if kv_bits.is_none() && (kv_group.is_some() || kv_start.is_some()) {
-        return Err(Error::invalid("--kv-group-size and --quantized-kv-start go with --kv-bits BITS"));
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("input").required(true).args(["prompt", "prompt_file"])))]
+pub struct GenerateArgs {
+    /// The prompt
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub prompt: Option<String>,
+
+    /// Read the prompt from a file instead (- for stdin)
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub prompt_file: Option<String>,
+
+    /// Print one JSON object (text, tokens, finish reason, metrics) instead of streaming the text
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+}
+
+/// The generation options `generate` and `chat` share: sampling, limits, stops, KV cache.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Generation")]
+pub struct GenerationArgs {
+    /// The most tokens to generate
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = GenerateParams::default().max_tokens,
+        allow_negative_numbers = true
+    )]
+    pub max_tokens: usize,
+
+    /// Sampling temperature (0 = greedy)
+    #[arg(
+        long,
+        value_name = "T",
+        default_value_t = SamplerParams::default().temperature,
+        allow_negative_numbers = true
+    )]
+    pub temp: f32,
+
+    /// Sample from the K most likely tokens only (0 = all)
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = SamplerParams::default().top_k,
+        allow_negative_numbers = true
+    )]
+    pub top_k: i32,
+
+    /// Nucleus sampling: the most likely tokens whose probabilities add up to P (1 = all)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = SamplerParams::default().top_p,
+        allow_negative_numbers = true
+    )]
+    pub top_p: f32,
+
+    /// Only tokens at least P times as likely as the most likely one (0 = all)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = SamplerParams::default().min_p,
+        allow_negative_numbers = true
+    )]
+    pub min_p: f32,
+
+    /// Penalty for tokens among the recent ones; above 1 discourages repeats (1 = off)
+    #[arg(
+        long,
+        value_name = "R",
+        default_value_t = SamplerParams::default().repetition_penalty,
+        allow_negative_numbers = true
+    )]
+    pub repetition_penalty: f32,
+
+    /// How many recent tokens the repetition penalty looks at
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = SamplerParams::default().repetition_context_size,
+        allow_negative_numbers = true
+    )]
+    pub repetition_context: usize,
+
+    /// Seed of a private random generator for sampling [default: MLX's global generator]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub seed: Option<u64>,
+
+    /// Stop when the text contains STRING (repeatable)
+    #[arg(long, value_name = "STRING", allow_hyphen_values = true)]
+    pub stop: Vec<String>,
+
+    /// Do not stop at end-of-sequence tokens
+    #[arg(long)]
+    pub ignore_eos: bool,
+
+    /// Prompt tokens processed per step
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = GenerateParams::default().prefill_step_size,
+        allow_negative_numbers = true
+    )]
+    pub prefill_step: usize,
+
+    /// Quantize the KV cache to BITS bits (2, 3, 4, 5, 6 or 8), as mlx-lm's --kv-bits [default: off]
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true)]
+    pub kv_bits: Option<i32>,
+
+    /// Group size of the quantized KV cache (32, 64 or 128) [default: 64]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub kv_group_size: Option<i32>,
+
+    /// Keep the KV cache dense for the first N tokens [default: 5000]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub quantized_kv_start: Option<i32>,
+}
+
+impl GenerationArgs {
+    /// The engine's generation parameters (not yet validated: see `GenerateParams::validate`).
+    pub fn params(&self) -> Result<GenerateParams> {
+        let sampler = SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            repetition_context_size: self.repetition_context,
+            seed: self.seed,
+            ..SamplerParams::default()
+        };
+        // mlx-lm's --kv-bits, --kv-group-size and --quantized-kv-start.
+        if self.kv_bits.is_none() && (self.kv_group_size.is_some() || self.quantized_kv_start.is_some()) {
+            return Err(Error::invalid("--kv-group-size and --quantized-kv-start go with --kv-bits BITS"));
+        }
+        let kv_quantization = self.kv_bits.map(|b| {
+            let d = KvQuantization::new(b);
+            KvQuantization {
+                group_size: self.kv_group_size.unwrap_or(d.group_size),
+                start: self.quantized_kv_start.unwrap_or(d.start),
+                ..d
+            }
+        });
+        if let Some(q) = &kv_quantization {
+            q.validate()?;
+        }
+        Ok(GenerateParams {
+            max_tokens: self.max_tokens,
+            sampler,
+            stop_strings: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+            prefill_step_size: self.prefill_step,
+            kv_quantization,
+            ..GenerateParams::default()
+        })
     }
-    let kv_quantization = kv_bits.map(|b| {
-        let d = KvQuantization::new(b);
-        KvQuantization { group_size: kv_group.unwrap_or(d.group_size), start: kv_start.unwrap_or(d.start), ..d }
-    });
-    if let Some(q) = &kv_quantization {
-        q.validate()?;
-    }
-    Ok(GenerateParams {
-        max_tokens: args.parsed("--max-tokens")?.unwrap_or(base.max_tokens),
-        sampler,
-        stop_strings: args.values("--stop")?,
-        ignore_eos: args.switch("--ignore-eos"),
-        prefill_step_size: args.parsed("--prefill-step")?.unwrap_or(base.prefill_step_size),
-        kv_quantization,
-        ..base
-    })
 }
 
 /// The metrics of a generation as `--json` prints them.
@@ -78,9 +204,8 @@ pub(super) fn metrics_line(m: &crate::engine::Metrics, finish: FinishReason) -> 
     )
 }
 
-pub fn run(mut args: Args) -> Result<()> {
-    let model_dir = args.value("--model")?.ok_or_else(|| Error::invalid("generate needs --model PATH"))?;
-    let prompt = match (args.value("--prompt")?, args.value("--prompt-file")?) {
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let prompt = match (args.prompt, args.prompt_file) {
         (Some(p), None) => p,
         (None, Some(f)) if f == "-" => {
             let mut s = String::new();
@@ -88,16 +213,16 @@ pub fn run(mut args: Args) -> Result<()> {
             s
         }
         (None, Some(f)) => std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{f}: {e}")))?,
+        // clap's group makes them exclusive and one of them required.
         (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
         (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
     };
-    let params = generate_params(&mut args)?;
-    let load = super::load_options(&mut args)?;
-    let json = args.switch("--json");
-    args.finish()?;
+    let params = args.generation.params()?;
+    let load = args.model.options()?;
+    let json = args.json;
     params.validate()?;
 
-    let mut model = super::progress::load_model(&model_dir, &load)?;
+    let mut model = args.model.load(&load)?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json {

@@ -2,18 +2,29 @@
 //! and for a GGUF file its version and tensor types. `--json` for scripts.
 use std::collections::BTreeMap;
 
-use super::args::Args;
+use clap::Args;
+
+use super::ModelArgs;
 use crate::chat::DEFAULT_TEMPLATE;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::gguf::{self, GgufFile};
 
-pub fn run(mut args: Args) -> Result<()> {
-    let path = args.value("--model")?.ok_or_else(|| Error::invalid("info needs --model PATH"))?;
-    let load = super::load_options(&mut args)?;
-    let json = args.switch("--json");
-    args.finish()?;
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 
-    let mut model = super::progress::load_model(&path, &load)?;
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let path = args.model.model.clone();
+    let load = args.model.options()?;
+    let json = args.json;
+
+    let mut model = args.model.load(&load)?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());

@@ -1,113 +1,145 @@
-//! The `mlxrun` command-line program's subcommands.
-pub mod args;
+//! The `mlxrun` command-line program: its options (clap's derive API) and subcommands.
 pub mod bench;
 pub mod chat;
+pub mod completions;
 pub mod convert;
 pub mod generate;
 pub mod info;
 pub mod progress;
 pub mod smoke;
 
+use std::ffi::OsString;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::engine::Model;
 use crate::error::{Error, Result};
 use crate::mlx::{Device, Dtype};
-use args::Args;
 
-pub const USAGE: &str = "\
-usage: mlxrun <command> [options]
+/// LLM inference on Apple's MLX: generate, chat, inspect, convert and benchmark models.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mlxrun",
+    bin_name = "mlxrun",
+    version,
+    // A repeated option takes its last value.
+    args_override_self = true,
+    after_help = "MODEL is an HF folder (config.json + safetensors), a GGUF file, or a folder holding one.\n\n\
+                  Loading and converting show a progress bar when stderr is a terminal. Errors go to stderr \
+                  and exit with status 1."
+)]
+pub struct Cli {
+    /// The device to compute on [default: the GPU where this MLX build has one, else the CPU]
+    #[arg(long, global = true, value_enum, value_name = "DEVICE", display_order = 900)]
+    pub device: Option<DeviceArg>,
 
-MODEL is an HF folder (config.json + safetensors), a GGUF file, or a folder holding one.
+    #[command(subcommand)]
+    pub command: Command,
+}
 
-commands:
-  generate --model MODEL --prompt TEXT stream a continuation and print metrics
-      --prompt-file FILE (- for stdin)  read the prompt from a file instead
-      --max-tokens N (256)  --temp T (0 = greedy)  --top-k K  --top-p P  --min-p P
-      --repetition-penalty R  --repetition-context N (20)  --seed S
-      --stop STRING (repeatable)  --ignore-eos  --prefill-step N (2048)
-      --kv-bits N  --kv-group-size N (64)  --quantized-kv-start N (5000)   quantized KV cache
-      --dtype float32|bfloat16|float16  --device cpu|gpu  --json
-  chat --model MODEL                   interactive chat: one user message per stdin line,
-                                       replies streamed; /reset starts over, /exit quits
-      --message TEXT (repeatable)      send these messages instead, print replies, exit
-      --system TEXT  --template NAME  --quiet (no metrics)  --json (with --message)
-      and the sampling options of generate (greedy by default)
-  info --model MODEL [--json]          architecture, sizes, tokenizer, chat template
-  convert --gguf FILE --out DIR        write a GGUF model as an HF folder (safetensors)
-      --dtype float32|bfloat16|float16 (float32)  --json
-      --keep-quantized                 Q4_0/Q4_1/Q8_0 matrices packed, as mlx-lm's format
-  bench --model MODEL                  prompt-processing and generation tok/s, peak memory
-      --prompt-tokens N (128)  --gen-tokens N (64)  --runs N (3)  --warmup N (1)
-      --dtype float32|bfloat16|float16  --json
-  smoke [--device cpu|gpu] [--json]   exercise MLX through the engine and print timings
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Stream a continuation of a prompt and print metrics
+    Generate(generate::GenerateArgs),
+    /// Chat with a model through its chat template
+    #[command(after_help = "Interactive by default: one user message per stdin line, replies streamed; /reset \
+                            starts over, /exit (or end of input) quits. With --message, sends those messages \
+                            instead, prints the replies and exits.")]
+    Chat(chat::ChatArgs),
+    /// Architecture, sizes, tokenizer and chat template of a model
+    Info(info::InfoArgs),
+    /// Write a GGUF model as an HF folder (safetensors, config, tokenizer)
+    Convert(convert::ConvertArgs),
+    /// Prompt-processing and generation tok/s and peak memory of a model
+    Bench(bench::BenchArgs),
+    /// Exercise MLX through the engine and print timings
+    Smoke(smoke::SmokeArgs),
+    /// Print a shell completion script to stdout
+    #[command(after_help = "For example: mlxrun completions bash > ~/.local/share/bash-completion/completions/mlxrun")]
+    Completions(completions::CompletionsArgs),
+}
 
-generate, chat, info and bench load the model with:
-      --dtype float32|bfloat16|float16  compute dtype (float32 on the CPU, the checkpoint's on a GPU)
-      --quantize BITS  --q-group-size N (64)  --q-mode affine|mxfp4|mxfp8|nvfp4
-                                       quantize a dense checkpoint at load, as mlx-lm's convert -q
-      --keep-quantized / --dequantize  keep packed weights packed (GPU default) or unpack them
-                                       at load (CPU default)
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Gpu,
+}
 
-Loading and converting show a progress bar when stderr is a terminal. Errors go to stderr
-and exit with status 1.";
-
-/// Runs the program with its arguments (without the program name).
-pub fn run(argv: Vec<String>) -> Result<()> {
-    let mut it = argv.into_iter();
-    let cmd = it.next().unwrap_or_default();
-    let mut args = Args::new(it.collect());
-    if let Some(d) = args.value("--device")? {
-        parse_device(&d)?.set_default()?;
-    }
-    match cmd.as_str() {
-        "generate" => generate::run(args),
-        "chat" => chat::run(args),
-        "info" => info::run(args),
-        "convert" => convert::run(args),
-        "bench" => bench::run(args),
-        "smoke" => {
-            let json = args.switch("--json");
-            args.finish()?;
-            smoke::run(json)
+impl DeviceArg {
+    pub fn device(self) -> Device {
+        match self {
+            DeviceArg::Cpu => Device::cpu(),
+            DeviceArg::Gpu => Device::gpu(),
         }
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
+    }
+}
+
+/// The model and how to load it: what generate, chat, info and bench share.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// The model: an HF folder (config.json + safetensors), a GGUF file, or a folder holding one
+    #[arg(long, value_name = "MODEL")]
+    pub model: String,
+
+    /// Compute dtype: float32, bfloat16 or float16 (or f32, fp16, bf16, ...) [default: float32 on
+    /// the CPU, the checkpoint's on a GPU]
+    #[arg(long, value_name = "DTYPE", value_parser = dtype_arg)]
+    pub dtype: Option<Dtype>,
+
+    /// Quantize a dense checkpoint at load to BITS bits, as mlx-lm's convert -q [default: off]
+    #[arg(long, value_name = "BITS", allow_negative_numbers = true)]
+    pub quantize: Option<i32>,
+
+    /// Group size of --quantize [default: the mode's: 64 for affine, 32 for mxfp4 and mxfp8, 16
+    /// for nvfp4]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub q_group_size: Option<i32>,
+
+    /// Mode of --quantize [default: affine]
+    #[arg(long, value_name = "MODE", value_parser = ["affine", "mxfp4", "mxfp8", "nvfp4"])]
+    pub q_mode: Option<String>,
+
+    /// Keep packed (quantized) weights packed and use quantized matmuls [default on a GPU]
+    #[arg(long)]
+    pub keep_quantized: bool,
+
+    /// Unpack packed weights into the compute dtype at load [default on the CPU]
+    #[arg(long)]
+    pub dequantize: bool,
+}
+
+impl ModelArgs {
+    /// The engine's load options, checked.
+    pub fn options(&self) -> Result<crate::models::LoadOptions> {
+        if self.quantize.is_none() && (self.q_group_size.is_some() || self.q_mode.is_some()) {
+            return Err(Error::invalid("--q-group-size and --q-mode go with --quantize BITS"));
         }
-        "" => Err(Error::invalid(format!("no command given\n\n{USAGE}"))),
-        other => Err(Error::invalid(format!("unknown command {other:?}\n\n{USAGE}"))),
+        let quantize = match self.quantize {
+            Some(b) => Some(crate::mlx::quant::QuantParams::parse(
+                self.q_mode.as_deref().unwrap_or("affine"),
+                self.q_group_size,
+                Some(b),
+            )?),
+            None => None,
+        };
+        let keep_quantized = match (self.keep_quantized, self.dequantize) {
+            (true, true) => return Err(Error::invalid("--keep-quantized and --dequantize exclude each other")),
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized })
+    }
+
+    /// Loads the model with a progress bar (see [`progress::load_model`]).
+    pub fn load(&self, opts: &crate::models::LoadOptions) -> Result<Model> {
+        progress::load_model(&self.model, opts)
     }
 }
 
-fn parse_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::cpu()),
-        "gpu" => Ok(Device::gpu()),
-        other => Err(Error::invalid(format!("--device: expected cpu or gpu, got {other:?}"))),
-    }
-}
-
-/// The options every model-loading command takes: `--dtype`, `--quantize` (with
-/// `--q-group-size`, `--q-mode`) and `--keep-quantized` / `--dequantize`.
-pub fn load_options(args: &mut Args) -> Result<crate::models::LoadOptions> {
-    let dtype = args.value("--dtype")?.map(|d| parse_dtype(&d)).transpose()?;
-    let bits: Option<i32> = args.parsed("--quantize")?;
-    let group: Option<i32> = args.parsed("--q-group-size")?;
-    let mode = args.value("--q-mode")?;
-    if bits.is_none() && (group.is_some() || mode.is_some()) {
-        return Err(Error::invalid("--q-group-size and --q-mode go with --quantize BITS"));
-    }
-    let quantize = match bits {
-        Some(b) => Some(crate::mlx::quant::QuantParams::parse(mode.as_deref().unwrap_or("affine"), group, Some(b))?),
-        None => None,
-    };
-    let keep_quantized = match (args.switch("--keep-quantized"), args.switch("--dequantize")) {
-        (true, true) => return Err(Error::invalid("--keep-quantized and --dequantize exclude each other")),
-        (true, false) => Some(true),
-        (false, true) => Some(false),
-        (false, false) => None,
-    };
-    Ok(crate::models::LoadOptions { dtype, quantize, keep_quantized, ..Default::default() })
-}
-
+/// A dtype by name: MLX's names (float32, bfloat16, float16, ...) and f32, fp32, f16, fp16, bf16.
 pub fn parse_dtype(name: &str) -> Result<Dtype> {
     let d = match name {
         "f32" | "fp32" => Dtype::F32,
@@ -116,4 +148,75 @@ pub fn parse_dtype(name: &str) -> Result<Dtype> {
         other => Dtype::from_name(other).ok_or_else(|| Error::invalid(format!("--dtype: unknown dtype {other:?}")))?,
     };
     Ok(d)
+}
+
+/// [`parse_dtype`] as clap's value parser (clap names the option in its message).
+fn dtype_arg(name: &str) -> std::result::Result<Dtype, String> {
+    parse_dtype(name).map_err(|_| format!("unknown dtype {name:?} (float32, bfloat16, float16, ...)"))
+}
+
+/// Runs the program with its arguments (the program name first) and returns the exit
+/// status: 0, or 1 after printing `mlxrun: ` and the problem to stderr. `--help` and
+/// `--version` print to stdout.
+pub fn main<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("mlxrun: {e}");
+            1
+        }
+    }
+}
+
+/// What a parse error prints, and the exit status.
+fn usage_error(e: clap::Error) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // To stdout; a closed stdout is nobody's problem.
+            let _ = e.print();
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            eprintln!("mlxrun: no command given\n\n{}", Cli::command().render_help());
+            1
+        }
+        _ => {
+            let text = e.to_string();
+            eprint!("mlxrun: {}", text.strip_prefix("error: ").unwrap_or(&text));
+            1
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(d) = cli.device {
+        d.device().set_default()?;
+    }
+    match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Chat(a) => chat::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Smoke(a) => smoke::run(a.json),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,9 +1,18 @@
 //! `mlxrun smoke`: exercises MLX through the engine on random data and prints timings.
 use std::time::Instant;
 
+use clap::Args;
+
 use crate::mlx::fast::{self, AttentionMask, RopeFreqs, RopeOffset};
 use crate::mlx::{memory, random, Array, Device, Dtype};
 use crate::Result;
+
+#[derive(Args, Debug)]
+pub struct SmokeArgs {
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs the pieces every later feature stands on and prints what they did (one JSON object
 /// with `json`).
