@@ -61,9 +61,16 @@ read -r rust_passed rust_failed c_passed c_failed < <(awk '
 secs=$((SECONDS - t0))
 record Rust "$rust_passed" "$rust_failed" "$status" "$secs s (build and both suites)"
 # The C suite's own status: its failures, or no result at all when cargo test stopped early.
+# Its passes are the checks tests/c/capi_test.c counted ("PASSED <n>", kept by
+# tests/c_api.rs), beside the test functions of tests/c_api.rs.
 c_status=0
 grep -q '^ *Running tests/c_api.rs' "$LOGS/cargo-test.log" || c_status=$status
-record C "$c_passed" "$c_failed" "$c_status" "(in Rust's time)"
+C_OUT="$ROOT/target/c-api-test/capi_test.out"
+if [ "$c_failed" = 0 ] && [ -f "$C_OUT" ] && [ "$C_OUT" -nt "$LOGS/build.log" ]; then
+    c_checks="$(sed -n 's/^PASSED \([0-9][0-9]*\).*/\1/p' "$C_OUT" | tail -n 1)"
+    [ -z "$c_checks" ] || c_passed=$((c_passed + c_checks))
+fi
+record C "$c_passed" "$c_failed" "$c_status" "(in Rust's time; C checks counted)"
 
 # --- Go ------------------------------------------------------------------------------------------
 t0=$SECONDS
