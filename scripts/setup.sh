@@ -94,6 +94,9 @@ make_ggufquantrefs() {
     run_logged "$LOGS/ggufquantrefs.log" "$PY" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$1"
 }
 make_kvquantrefs() { run_logged "$LOGS/kvquantrefs.log" "$PY" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$1/qwen3.json"; }
+make_lorarefs() {
+    run_logged "$LOGS/lorarefs.log" "$PY" "$ROOT/scripts/lora_refs.py" "$DEPS/fixtures" "$ROOT/tests/data/lora" "$1"
+}
 # The converter's folders and mlx-lm's outputs on them: one product, two links.
 make_quantrefs() {
     run_logged "$LOGS/quantrefs.log" "$PY" "$ROOT/scripts/quant_refs.py" "$DEPS/fixtures" "$1/fixtures-quant" "$1/refs"
@@ -113,12 +116,17 @@ lane_small() {
     cached chatrefs "$(key chatrefs "$(S chat_template_refs)" "$VENV_KEY" "$TOK_KEY")" make_chatrefs
     link_entries refs "$REPLY"
 }
-# Then two lanes of about equal length: the quantized references alone, and the rest in
-# the order they read each other (gguf-quant reads what gguf writes).
+# Then two lanes of about equal length: the quantized and LoRA-training references, and
+# the rest in the order they read each other (gguf-quant reads what gguf writes).
 lane_quant() {
     cached quantrefs "$(key quantrefs "$(S quant_refs reference_outputs)" "$REF_BASE")" make_quantrefs
     link fixtures-quant "$REPLY/fixtures-quant"
     link refs/quant "$REPLY/refs"
+    # mlx-lm's LoRA training runs, on the datasets under tests/data/lora.
+    local data_key
+    data_key="$(cd "$ROOT" && sha256sum tests/data/lora/*/*.jsonl)"
+    cached lorarefs "$(key lorarefs "$(S lora_refs)" "$data_key" "$REF_BASE")" make_lorarefs
+    link refs/lora "$REPLY"
 }
 lane_rest() {
     cached genrefs "$(key genrefs "$(S reference_outputs)" "$REF_BASE")" make_genrefs

@@ -9,6 +9,8 @@
 //! - `engine`: sampling, the generate loop, metrics, `Model` (text in, text out).
 //! - `chat`: the model's chat template, `Model::chat`, and chat sessions that keep their
 //!   KV cache between turns.
+//! - `train`: LoRA fine-tuning: adapters, mlx-lm's datasets, the loss, optimizers, the
+//!   training loop, adapter folders in mlx-lm's layout.
 //! - `cli`: the `mlxrun` command-line program.
 //! - `capi`: the C API (include/mlxrun.h), the contract with every other language.
 pub mod capi;
@@ -20,6 +22,7 @@ pub mod mlx;
 pub mod models;
 pub mod nn;
 pub mod tokenizer;
+pub mod train;
 
 pub use chat::{ChatOptions, ChatSession, ChatTemplate, Message};
 pub use engine::{GenerateParams, Generation, Model, SamplerParams};

@@ -196,7 +196,7 @@ pub unsafe extern "C" fn mlxrun_model_load(
                 )))
             }
         };
-        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized })?;
+        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path: None })?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod info;
 pub mod progress;
 pub mod smoke;
+pub mod train;
 
 use std::ffi::OsString;
 
@@ -53,6 +54,11 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Prompt-processing and generation tok/s and peak memory of a model
     Bench(bench::BenchArgs),
+    /// Fine-tune a LoRA adapter on a JSONL dataset, as mlx_lm.lora --train does
+    #[command(after_help = "DATA is a folder with train.jsonl (and optionally valid.jsonl and test.jsonl), each line \
+                            {\"text\": ...}, {\"prompt\": ..., \"completion\": ...} or {\"messages\": [...]}. \
+                            The adapter folder loads with --adapter-path here and in mlx_lm.")]
+    Train(train::TrainArgs),
     /// Exercise MLX through the engine and print timings
     Smoke(smoke::SmokeArgs),
     /// Print a shell completion script to stdout
@@ -108,6 +114,12 @@ pub struct ModelArgs {
     /// Unpack packed weights into the compute dtype at load [default on the CPU]
     #[arg(long)]
     pub dequantize: bool,
+
+    /// A LoRA adapter folder (adapters.safetensors + adapter_config.json, as mlx-lm writes
+    /// them) to put on the model; for train, where to write the adapter [default: none; for
+    /// train, adapters]
+    #[arg(long, value_name = "DIR")]
+    pub adapter_path: Option<std::path::PathBuf>,
 }
 
 impl ModelArgs {
@@ -130,7 +142,7 @@ impl ModelArgs {
             (false, true) => Some(false),
             (false, false) => None,
         };
-        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized })
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone() })
     }
 
     /// Loads the model with a progress bar (see [`progress::load_model`]).
@@ -207,6 +219,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Train(a) => train::run(a),
         Command::Smoke(a) => smoke::run(a.json),
         Command::Completions(a) => completions::run(a),
     }

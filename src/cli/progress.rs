@@ -49,6 +49,11 @@ impl Bar {
         }
     }
 
+    /// Runs `f` (which prints) with the bar off the screen, then redraws it.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+
     /// Takes the bar off the line, so that what follows starts on a clean one.
     pub fn clear(&self) {
         self.bar.finish_and_clear();

@@ -236,9 +236,18 @@ pub fn generate_tokens_after(
             }
         };
     };
+    // The step queued for a token that will not be read is still running on MLX's stream:
+    // wait for it, so that no work outlives the call (a process that exits with a matmul
+    // in flight crashes in OpenBLAS's teardown, which frees the buffers under it).
+    settle()?;
     metrics.decode = start.elapsed().saturating_sub(metrics.prefill);
     metrics.finish_memory();
     Ok((metrics, end))
+}
+
+/// Waits for everything queued on the default device's stream.
+pub(crate) fn settle() -> Result<()> {
+    crate::mlx::Device::default_device()?.synchronize()
 }
 
 /// Token ids as the `[1, n]` int32 array the models take.

@@ -69,6 +69,8 @@ pub struct Model {
     /// The chat templates a GGUF file carries in its metadata; `None` for a model folder,
     /// whose templates are read from its files.
     pub(crate) embedded_templates: Option<EmbeddedTemplates>,
+    /// The LoRA adapter on the model's projections, if any.
+    adapter: Option<crate::train::Adapter>,
 }
 
 /// Chat templates stored in a model file rather than beside it (GGUF metadata
@@ -120,7 +122,7 @@ impl Model {
         models::config::ConfigFile::read(dir, "config.json")?;
         let tokenizer = Tokenizer::load(dir)?;
         let lm = models::load(dir, opts)?;
-        Ok(Model {
+        Model {
             lm,
             tokenizer,
             dir: dir.to_path_buf(),
@@ -129,7 +131,9 @@ impl Model {
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             chat_templates: TemplateCache::default(),
             embedded_templates: None,
-        })
+            adapter: None,
+        }
+        .with_adapter_from(opts)
     }
 
     /// Loads a GGUF model file. The tokenizer is the one its metadata describes, or a
@@ -143,7 +147,7 @@ impl Model {
         let tokenizer = if beside { Tokenizer::beside_gguf(&g)? } else { Tokenizer::from_gguf(&g)? };
         let lm = models::load_gguf(&g, opts)?;
         let templates = EmbeddedTemplates::from_gguf(&g);
-        Ok(Model {
+        Model {
             lm,
             tokenizer,
             dir: file.to_path_buf(),
@@ -152,7 +156,9 @@ impl Model {
             id: NEXT_MODEL_ID.fetch_add(1, Ordering::Relaxed),
             chat_templates: TemplateCache::default(),
             embedded_templates: (!templates.templates.is_empty()).then_some(templates),
-        })
+            adapter: None,
+        }
+        .with_adapter_from(opts)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -170,6 +176,27 @@ impl Model {
 
     pub fn language_model(&self) -> &dyn LanguageModel {
         self.lm.as_ref()
+    }
+
+    pub fn language_model_mut(&mut self) -> &mut dyn LanguageModel {
+        self.lm.as_mut()
+    }
+
+    /// The LoRA adapter on the model, with the configuration it was made with.
+    pub fn adapter(&self) -> Option<&crate::train::Adapter> {
+        self.adapter.as_ref()
+    }
+
+    pub(crate) fn set_adapter(&mut self, adapter: Option<crate::train::Adapter>) {
+        self.adapter = adapter;
+    }
+
+    /// Loads `opts.adapter_path` onto a freshly loaded model.
+    fn with_adapter_from(mut self, opts: &LoadOptions) -> Result<Model> {
+        if let Some(dir) = &opts.adapter_path {
+            self.load_adapter(dir)?;
+        }
+        Ok(self)
     }
 
     /// A handle that cancels the generation in progress (from any thread); the call

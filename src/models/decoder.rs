@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::weights::Weights;
-use super::ModelInfo;
+use super::{LayerLinears, ModelInfo};
 use crate::mlx::Array;
 use crate::nn::attention::Mask;
 use crate::nn::mlp::Activation;
@@ -118,6 +118,11 @@ impl Decoder {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    pub fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
+        let layers = self.layers.iter_mut().enumerate();
+        layers.map(|(i, l)| LayerLinears::of(format!("model.layers.{i}"), &mut l.attn, &mut l.mlp)).collect()
     }
 
     pub fn new_caches(&self) -> Vec<KvCache> {

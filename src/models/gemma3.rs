@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::config::ConfigFile;
 use super::weights::Weights;
-use super::{LanguageModel, ModelInfo};
+use super::{LanguageModel, LayerLinears, ModelInfo};
 use crate::error::{Error, Result};
 use crate::mlx::{Array, Dtype};
 use crate::nn::{Activation, Attention, AttentionConfig, Embedding, KvCache, Linear, Mask, RmsNorm, Rope, SwiGlu};
@@ -203,6 +203,8 @@ pub struct Gemma3 {
     sliding_window: i32,
     final_logit_softcapping: Option<f64>,
     info: ModelInfo,
+    /// `language_model.` in the multimodal checkpoints' key names, else empty.
+    root: &'static str,
 }
 
 /// Gemma's `(1 + weight)` norm over `name.weight: [dim]`.
@@ -287,6 +289,7 @@ impl Gemma3 {
             sliding_window: s.sliding_window,
             final_logit_softcapping: s.final_logit_softcapping,
             info,
+            root,
         })
     }
 
@@ -354,5 +357,11 @@ impl LanguageModel for Gemma3 {
 
     fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
+        let root = self.root;
+        let layers = self.layers.iter_mut().enumerate();
+        layers.map(|(i, l)| LayerLinears::of(format!("{root}model.layers.{i}"), &mut l.attn, &mut l.mlp)).collect()
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::mlx::quant::QuantParams;
 use crate::mlx::{eval, Array, Device, Dtype};
-use crate::nn::KvCache;
+use crate::nn::{Attention, KvCache, Linear, SwiGlu};
 use config::ConfigFile;
 use decoder::Decoder;
 use quantization::{QuantConfig, QuantInfo, QuantLoad};
@@ -55,6 +55,9 @@ pub struct LoadOptions {
     /// them on a GPU, unpack them into the compute dtype on the CPU, where MLX's quantized
     /// matmul is several times slower than a dense f32 one.
     pub keep_quantized: Option<bool>,
+    /// An adapter folder in mlx-lm's layout (`adapters.safetensors` +
+    /// `adapter_config.json`) to put on the model once it is loaded.
+    pub adapter_path: Option<std::path::PathBuf>,
 }
 
 impl LoadOptions {
@@ -65,6 +68,23 @@ impl LoadOptions {
 }
 
 /// A causal language model: token ids in, next-token logits out.
+/// One decoder layer's linear projections, where adapters go: the layer's key prefix in the
+/// checkpoint and in adapter files (`model.layers.3`, `language_model.model.layers.3`) and
+/// each projection by its key inside the layer (`self_attn.q_proj`, `mlp.down_proj`, …).
+pub struct LayerLinears<'a> {
+    pub prefix: String,
+    pub linears: Vec<(&'static str, &'a mut Linear)>,
+}
+
+impl<'a> LayerLinears<'a> {
+    /// The projections of a layer of attention and a gated MLP, in mlx-lm's names.
+    pub fn of(prefix: String, attn: &'a mut Attention, mlp: &'a mut SwiGlu) -> LayerLinears<'a> {
+        let mut linears: Vec<(&'static str, &'a mut Linear)> = attn.linears_mut().into_iter().collect();
+        linears.extend(mlp.linears_mut());
+        LayerLinears { prefix, linears }
+    }
+}
+
 pub trait LanguageModel: Send {
     /// `tokens: [batch, seq]` integer ids → the final-normed hidden states
     /// `[batch, seq, hidden]`, extending `caches` (one per layer) with the new positions.
@@ -74,6 +94,8 @@ pub trait LanguageModel: Send {
     /// Empty caches, one per layer.
     fn new_caches(&self) -> Vec<KvCache>;
     fn info(&self) -> &ModelInfo;
+    /// Every decoder layer's projections, first layer first (adapters are put on them).
+    fn layer_linears(&mut self) -> Vec<LayerLinears<'_>>;
 
     /// `tokens: [batch, seq]` integer ids → logits `[batch, seq, vocab]`, extending
     /// `caches` (one per layer) with the new positions.
@@ -108,6 +130,9 @@ impl LanguageModel for Decoder {
     }
     fn info(&self) -> &ModelInfo {
         Decoder::info(self)
+    }
+    fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
+        Decoder::layer_linears(self)
     }
 }
 

@@ -44,3 +44,10 @@ impl SwiGlu {
         self.down.forward(&g.mul(&self.up.forward(x)?)?)
     }
 }
+
+impl SwiGlu {
+    /// The projections by the names mlx-lm gives them inside a decoder layer.
+    pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 3] {
+        [("mlp.gate_proj", &mut self.gate), ("mlp.up_proj", &mut self.up), ("mlp.down_proj", &mut self.down)]
+    }
+}

@@ -227,6 +227,8 @@ impl Model {
             run.pending = next;
         }
 
+        // No queued step may outlive the call (see generate::settle).
+        crate::engine::generate::settle()?;
         let elapsed = start.elapsed();
         let prefill = first_token_at.unwrap_or(elapsed);
         let mut metrics = Metrics {

@@ -1,0 +1,335 @@
+//! LoRA training against mlx-lm's `lora` (scripts/lora_refs.py): the same fixture, data,
+//! initial adapter and settings give the same tokenized batch, the same gradients, and
+//! the same loss at every one of 20 steps; adapters cross between the two both ways; bad
+//! input is refused with errors that name it.
+//!
+//! Tolerances (float32 on the CPU): gradients within 1e-5 + 1e-3·|g| of MLX Python's
+//! `value_and_grad`, and within 1e-3 + 2e-2·|g| of central finite differences (step
+//! 1e-2); per-step training and validation losses within 1e-4 relative of mlx-lm's.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_close, deps_file, Scratch};
+use mlxrun::mlx::io::load_safetensors;
+use mlxrun::mlx::Array;
+use mlxrun::train::{adapter, batch, trainer, Dataset, DatasetOptions, LoraConfig, OptimizerKind, Progress, Schedule, TrainConfig};
+use mlxrun::{GenerateParams, LoadOptions, Model};
+use serde_json::Value;
+
+const CASES: [&str; 4] = ["text", "completions", "completions-masked", "chat-masked"];
+
+fn reference(case: &str) -> (PathBuf, Value) {
+    let dir = deps_file(&format!("refs/lora/{case}"));
+    let v = serde_json::from_str(&std::fs::read_to_string(dir.join("ref.json")).unwrap()).unwrap();
+    (dir, v)
+}
+
+fn data_dir(format: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora").join(format)
+}
+
+fn lora_config(r: &Value) -> LoraConfig {
+    let p = &r["lora"];
+    LoraConfig {
+        rank: p["rank"].as_i64().unwrap() as i32,
+        scale: p["scale"].as_f64().unwrap() as f32,
+        dropout: 0.0,
+        num_layers: Some(r["num_layers"].as_i64().unwrap() as i32),
+        keys: p["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect(),
+        ..LoraConfig::default()
+    }
+}
+
+/// The fixture with the reference's initial adapter on it, and the case's datasets.
+fn setup(case: &str) -> (Model, Dataset, Dataset, Value) {
+    let (dir, r) = reference(case);
+    let mut model = Model::load(deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+    model.apply_lora(&lora_config(&r)).unwrap();
+    model.load_adapter_weights(dir.join("init.safetensors")).unwrap();
+    let opts = DatasetOptions { mask_prompt: r["mask_prompt"].as_bool().unwrap() };
+    let fmt = r["format"].as_str().unwrap();
+    let train = Dataset::load(data_dir(fmt).join("train.jsonl"), &mut model, &opts).unwrap();
+    let valid = Dataset::load(data_dir(fmt).join("valid.jsonl"), &mut model, &opts).unwrap();
+    (model, train, valid, r)
+}
+
+fn train_config(r: &Value, adapter_path: Option<PathBuf>) -> TrainConfig {
+    TrainConfig {
+        batch_size: 4,
+        iters: r["steps"].as_u64().unwrap() as usize,
+        val_batches: None,
+        steps_per_report: 1,
+        steps_per_eval: 10,
+        save_every: 0,
+        optimizer: OptimizerKind::adam(),
+        schedule: Schedule::constant(r["learning_rate"].as_f64().unwrap() as f32),
+        adapter_path,
+        ..TrainConfig::default()
+    }
+}
+
+fn greedy(model: &mut Model, prompt: &str, n: usize) -> Vec<u32> {
+    let params = GenerateParams { max_tokens: n, ..Default::default() };
+    model.generate(prompt, &params, |_| true).unwrap().tokens
+}
+
+fn within(what: &str, got: f64, want: f64, rtol: f64) {
+    assert!((got - want).abs() <= rtol * want.abs(), "{what}: got {got}, mlx-lm {want} (rtol {rtol})");
+}
+
+#[test]
+fn examples_tokenize_and_mask_as_mlx_lm_does() {
+    for case in CASES {
+        let (_, train, _, r) = setup(case);
+        let rows = r["first_batch"]["tokens"].as_array().unwrap();
+        let lengths = r["first_batch"]["lengths"].as_array().unwrap();
+        assert_eq!(train.len(), rows.len(), "{case}");
+        for (i, ex) in train.examples.iter().enumerate() {
+            let (offset, len) = (lengths[i][0].as_u64().unwrap() as usize, lengths[i][1].as_u64().unwrap() as usize);
+            let want: Vec<u32> = rows[i].as_array().unwrap()[..len].iter().map(|t| t.as_u64().unwrap() as u32).collect();
+            assert_eq!(ex.tokens, want, "{case}: example {i}'s tokens");
+            assert_eq!(ex.offset, offset, "{case}: example {i}'s prompt length");
+        }
+        // The padded batch: one more than a multiple of 32 wide.
+        let width = rows[0].as_array().unwrap().len();
+        let b = batch::make_batch(&train.examples, &[0, 1, 2, 3], 2048).unwrap();
+        assert_eq!(b.tokens.shape(), vec![4, width as i32], "{case}: batch shape");
+    }
+}
+
+#[test]
+fn gradients_match_mlx_lm_and_finite_differences() {
+    for case in ["completions-masked", "text"] {
+        let (dir, r) = reference(case);
+        let (mut model, train, _, _) = setup(case);
+        let rows: Vec<usize> = (0..train.len()).collect();
+        let b = batch::make_batch(&train.examples, &rows, 2048).unwrap();
+        let names: Vec<String> = adapter::parameters(model.language_model_mut()).into_iter().map(|(n, _)| n).collect();
+        let params: Vec<Array> = adapter::parameters(model.language_model_mut()).into_iter().map(|(_, a)| a).collect();
+        let (loss, ntoks, grads) = trainer::loss_and_grad(model.language_model_mut(), &params, &b).unwrap();
+        within(&format!("{case}: loss"), loss.item::<f32>().unwrap() as f64, r["first_batch"]["loss"].as_f64().unwrap(), 1e-5);
+        assert_eq!(ntoks.item::<i32>().unwrap() as i64, r["first_batch"]["ntoks"].as_i64().unwrap(), "{case}: tokens");
+        let want = load_safetensors(dir.join("grads.safetensors")).unwrap().tensors;
+        assert_eq!(want.len(), grads.len(), "{case}: one gradient per adapter parameter");
+        for (name, g) in names.iter().zip(&grads) {
+            assert_close(&format!("{case}: d loss / d {name}"), g, &want[name], 1e-5, 1e-3);
+        }
+
+        // Central differences on a few elements of the last layer's A and B.
+        let loss_at = |model: &mut Model, values: &[Array]| -> f64 {
+            adapter::set_parameters(model.language_model_mut(), values).unwrap();
+            let (l, _) = mlxrun::train::loss::loss(model.language_model(), &b.tokens, &b.lengths).unwrap();
+            l.item::<f32>().unwrap() as f64
+        };
+        let h = 1e-2f32;
+        for which in [params.len() - 2, params.len() - 1] {
+            let base: Vec<f32> = params[which].to_vec().unwrap();
+            let g: Vec<f32> = grads[which].to_vec().unwrap();
+            // The element with the largest gradient, and two others.
+            let top = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
+            for i in [top, 0, g.len() / 2] {
+                let mut at = |delta: f32| {
+                    let mut v = base.clone();
+                    v[i] += delta;
+                    let mut values = params.clone();
+                    values[which] = Array::from_slice(&v, &params[which].shape()).unwrap();
+                    loss_at(&mut model, &values)
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+                let tol = 1e-3 + 2e-2 * fd.abs();
+                assert!((g[i] as f64 - fd).abs() <= tol, "{case}: {}[{i}]: gradient {} vs finite difference {fd}", names[which], g[i]);
+            }
+        }
+        adapter::set_parameters(model.language_model_mut(), &params).unwrap();
+    }
+}
+
+#[test]
+fn twenty_steps_give_mlx_lm_s_losses_and_the_adapter_crosses_both_ways() {
+    for case in CASES {
+        let scratch = Scratch::new(&format!("train-{case}"));
+        let (mut model, train, valid, r) = setup(case);
+        let cfg = train_config(&r, Some(scratch.join("adapter")));
+        let mut seen = Vec::new();
+        let summary = model
+            .train(&train, Some(&valid), &cfg, |p| {
+                if let Progress::Train(t) = p {
+                    seen.push(t.train_loss);
+                }
+                true
+            })
+            .unwrap();
+        let want = r["train"].as_array().unwrap();
+        assert_eq!(summary.reports.len(), want.len(), "{case}: one report per step");
+        for (got, w) in summary.reports.iter().zip(want) {
+            assert_eq!(got.iteration as u64, w["iteration"].as_u64().unwrap());
+            within(&format!("{case}: step {} loss", got.iteration), got.train_loss as f64, w["loss"].as_f64().unwrap(), 1e-4);
+        }
+        assert_eq!(seen.len(), want.len(), "{case}: the callback saw every report");
+        let want_val = r["val"].as_array().unwrap();
+        assert_eq!(summary.validations.len(), want_val.len(), "{case}: validations");
+        for (got, w) in summary.validations.iter().zip(want_val) {
+            assert_eq!(got.iteration as u64, w["iteration"].as_u64().unwrap(), "{case}: validation step");
+            within(&format!("{case}: validation loss after {}", got.iteration), got.val_loss as f64, w["loss"].as_f64().unwrap(), 1e-4);
+        }
+        let first = summary.reports.first().unwrap().train_loss;
+        let last = summary.reports.last().unwrap().train_loss;
+        assert!(last < first, "{case}: training lowers the loss ({first} → {last})");
+
+        // Ours in mlx-lm: mlx_lm's own loader and greedy decoding on our adapter folder.
+        let prompt = r["prompt"].as_str().unwrap();
+        let ours = greedy(&mut model, prompt, 16);
+        let theirs = mlx_lm_greedy(&deps_file("fixtures/qwen3"), &scratch.join("adapter"), prompt, 16);
+        assert_eq!(ours, theirs, "{case}: greedy tokens with our adapter, ours vs mlx_lm");
+
+        // mlx-lm's in ours: its trained adapter folder, loaded with the model.
+        let (dir, _) = reference(case);
+        let opts = LoadOptions { adapter_path: Some(dir.join("adapter")), ..LoadOptions::default() };
+        let mut theirs_here = Model::load(deps_file("fixtures/qwen3"), &opts).unwrap();
+        let want: Vec<u32> = r["greedy_with_adapter"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+        assert_eq!(greedy(&mut theirs_here, prompt, want.len()), want, "{case}: greedy tokens with mlx-lm's adapter");
+    }
+}
+
+/// mlx-lm's greedy tokens for `prompt` on `model` with the adapter folder `adapter`, run
+/// by the reference's own Python package.
+fn mlx_lm_greedy(model: &Path, adapter: &Path, prompt: &str, n: usize) -> Vec<u32> {
+    let script = r#"
+import json, sys
+import mlx.core as mx
+from mlx_lm import load
+from mlx_lm.generate import generate_step
+model, tok = load(sys.argv[1], adapter_path=sys.argv[2])
+ids = [int(t) for t, _ in generate_step(mx.array(tok.encode(sys.argv[3])), model, max_tokens=int(sys.argv[4]), sampler=lambda x: mx.argmax(x, axis=-1))]
+print(json.dumps(ids))
+"#;
+    let out = Command::new(deps_file("venv/bin/python"))
+        .args(["-c", script])
+        .arg(model)
+        .arg(adapter)
+        .arg(prompt)
+        .arg(n.to_string())
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mlx_lm failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+fn train_err(model: &mut Model, data: &Dataset, cfg: &TrainConfig) -> String {
+    match model.train(data, None, cfg, |_| true) {
+        Ok(_) => panic!("training ran, expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn bad_datasets_name_the_file_and_line() {
+    let scratch = Scratch::new("train-bad-data");
+    let mut model = Model::load(deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+    let opts = DatasetOptions::default();
+    let err = |model: &mut Model, text: &str, opts: &DatasetOptions| -> String {
+        let p = write(&scratch, "d.jsonl", text);
+        Dataset::load(&p, model, opts).map(|_| ()).unwrap_err().to_string()
+    };
+    let e = err(&mut model, "{\"text\": \"a\"}\n{\"text\": \"b\"\n", &opts);
+    assert!(e.contains("d.jsonl:2:") && e.contains("not valid JSON"), "{e}");
+    let e = err(&mut model, "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": \"b\", \"id\": 3}\n", &opts);
+    assert!(e.contains("d.jsonl:2:") && e.contains("unknown key \"id\""), "{e}");
+    let e = err(&mut model, "{\"prompt\": \"a\", \"completion\": \"b\"}\n\n{\"prompt\": \"a\"}\n", &opts);
+    assert!(e.contains("d.jsonl:3:") && e.contains("missing field \"completion\""), "{e}");
+    let e = err(&mut model, "\n\n", &opts);
+    assert!(e.contains("d.jsonl") && e.contains("no examples"), "{e}");
+    let e = err(&mut model, "{\"txt\": \"a\"}\n", &opts);
+    assert!(e.contains("d.jsonl:1:") && e.contains("none of the fields"), "{e}");
+    let e = err(&mut model, "{\"messages\": [{\"role\": \"user\"}]}\n", &opts);
+    assert!(e.contains("d.jsonl:1:") && e.contains("messages[0]") && e.contains("\"content\""), "{e}");
+    let e = err(&mut model, "{\"text\": \"a\"}\n", &DatasetOptions { mask_prompt: true });
+    assert!(e.contains("prompt masking"), "{e}");
+    let e = Dataset::load(scratch.join("absent.jsonl"), &mut model, &opts).unwrap_err().to_string();
+    assert!(e.contains("absent.jsonl"), "{e}");
+
+    // Fewer examples than a batch; an untrainable model.
+    let p = write(&scratch, "small.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
+    let small = Dataset::load(&p, &mut model, &opts).unwrap();
+    let e = train_err(&mut model, &small, &TrainConfig::default());
+    assert!(e.contains("no adapter"), "{e}");
+    model.apply_lora(&LoraConfig::default()).unwrap();
+    let e = train_err(&mut model, &small, &TrainConfig::default());
+    assert!(e.contains("small.jsonl") && e.contains("at least batch_size=4"), "{e}");
+    let e = train_err(&mut model, &small, &TrainConfig { batch_size: 2, iters: 0, ..TrainConfig::default() });
+    assert!(e.contains("iters must be at least 1"), "{e}");
+}
+
+#[test]
+fn bad_adapters_are_refused_and_leave_the_model_as_it_was() {
+    let scratch = Scratch::new("train-bad-adapter");
+    let mut model = Model::load(deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+    let before = greedy(&mut model, "Hello", 8);
+    let apply = |model: &mut Model, cfg: LoraConfig| model.apply_lora(&cfg).map(|_| ()).unwrap_err().to_string();
+    let e = apply(&mut model, LoraConfig { rank: 0, ..LoraConfig::default() });
+    assert!(e.contains("rank must be at least 1"), "{e}");
+    let e = apply(&mut model, LoraConfig { keys: vec!["x_proj".into()], ..LoraConfig::default() });
+    assert!(e.contains("\"x_proj\" matches no projection") && e.contains("self_attn.q_proj"), "{e}");
+    let e = apply(&mut model, LoraConfig { num_layers: Some(9), ..LoraConfig::default() });
+    assert!(e.contains("num_layers 9") && e.contains("3 layers"), "{e}");
+    assert!(model.adapter().is_none());
+
+    // A fresh adapter (B = 0) leaves the output as it was; short names resolve.
+    let info = model.apply_lora(&LoraConfig { keys: vec!["q_proj".into(), "down_proj".into()], rank: 2, ..LoraConfig::default() }).unwrap();
+    assert_eq!(info.keys, ["self_attn.q_proj", "mlp.down_proj"]);
+    assert_eq!(info.modules.len(), 6);
+    assert_eq!(greedy(&mut model, "Hello", 8), before);
+    model.save_adapter(scratch.join("good")).unwrap();
+    model.remove_adapter();
+
+    // A rank-2 file against a rank-4 config: the tensor, with both shapes.
+    let (dir, _) = reference("text");
+    std::fs::create_dir_all(scratch.join("wrong-rank")).unwrap();
+    std::fs::copy(dir.join("adapter/adapter_config.json"), scratch.join("wrong-rank/adapter_config.json")).unwrap();
+    let cfg_text = std::fs::read_to_string(scratch.join("wrong-rank/adapter_config.json")).unwrap();
+    let mut cfg: Value = serde_json::from_str(&cfg_text).unwrap();
+    cfg["lora_parameters"]["keys"] = serde_json::json!(["self_attn.q_proj", "mlp.down_proj"]);
+    std::fs::write(scratch.join("wrong-rank/adapter_config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(scratch.join("good/adapters.safetensors"), scratch.join("wrong-rank/adapters.safetensors")).unwrap();
+    let e = model.load_adapter(scratch.join("wrong-rank")).unwrap_err().to_string();
+    assert!(e.contains("lora_a") && e.contains("[64, 2]") && e.contains("[64, 4]"), "{e}");
+    assert!(model.adapter().is_none() && adapter::parameters(model.language_model_mut()).is_empty(), "a refused adapter is taken off again");
+    assert_eq!(greedy(&mut model, "Hello", 8), before);
+
+    // Another model's adapter: llama3 has 2 layers.
+    let e = match Model::load(deps_file("fixtures/llama3"), &LoadOptions { adapter_path: Some(dir.join("adapter")), ..LoadOptions::default() }) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("num_layers 3") && e.contains("2 layers"), "{e}");
+    let e = model.load_adapter(scratch.join("absent")).unwrap_err().to_string();
+    assert!(e.contains("absent") && e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn cancelling_keeps_the_last_checkpoint() {
+    let scratch = Scratch::new("train-cancel");
+    let (mut model, train, _, r) = setup("text");
+    let cfg = TrainConfig { save_every: 2, ..train_config(&r, Some(scratch.to_path_buf())) };
+    let err = model
+        .train(&train, None, &cfg, |p| !matches!(p, Progress::Train(t) if t.iteration == 5))
+        .unwrap_err();
+    assert!(matches!(err, mlxrun::Error::Cancelled), "{err}");
+    let saved = std::fs::read(scratch.join("adapters.safetensors")).unwrap();
+    assert_eq!(saved, std::fs::read(scratch.join("0000004_adapters.safetensors")).unwrap(), "the adapter is step 4's");
+    assert!(!scratch.join("0000006_adapters.safetensors").exists());
+    // The folder loads as an adapter (its config was written first).
+    let mut again = Model::load(deps_file("fixtures/qwen3"), &LoadOptions { adapter_path: Some(scratch.to_path_buf()), ..LoadOptions::default() }).unwrap();
+    assert!(again.adapter().is_some());
+    greedy(&mut again, "Hello", 4);
+}
