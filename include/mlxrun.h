@@ -65,6 +65,10 @@ typedef enum mlxrun_status {
    * `raise_exception` message is in `mlxrun_last_error()`).
    */
   MLXRUN_ERR_TEMPLATE = 9,
+  /**
+   * Training was cancelled (the progress callback returned false, or `mlxrun_cancel`).
+   */
+  MLXRUN_ERR_CANCELLED = 10,
 } mlxrun_status;
 
 /**
@@ -115,6 +119,70 @@ typedef enum mlxrun_dtype {
   MLXRUN_DTYPE_FLOAT16 = 2,
   MLXRUN_DTYPE_BFLOAT16 = 3,
 } mlxrun_dtype;
+
+/**
+ * Values of `mlxrun_load_params.quantize_mode` and `mlxrun_model_info.quant_mode`: MLX's
+ * quantization modes (`affine` is what mlx-lm's 2–8 bit checkpoints use).
+ */
+typedef enum mlxrun_quant_mode {
+  MLXRUN_QUANT_MODE_AFFINE = 0,
+  MLXRUN_QUANT_MODE_MXFP4 = 1,
+  MLXRUN_QUANT_MODE_MXFP8 = 2,
+  MLXRUN_QUANT_MODE_NVFP4 = 3,
+} mlxrun_quant_mode;
+
+/**
+ * Values of `mlxrun_load_params.keep_quantized`.
+ */
+typedef enum mlxrun_keep_quantized {
+  /**
+   * Keep quantized weights packed on a GPU; unpack them at load on the CPU, where MLX's
+   * quantized matmul is several times slower than a dense float32 one.
+   */
+  MLXRUN_KEEP_QUANTIZED_DEFAULT = 0,
+  MLXRUN_KEEP_QUANTIZED_YES = 1,
+  MLXRUN_KEEP_QUANTIZED_NO = 2,
+} mlxrun_keep_quantized;
+
+/**
+ * Values of `mlxrun_train_params.optimizer`.
+ */
+typedef enum mlxrun_optimizer {
+  /**
+   * MLX's Adam (betas 0.9, 0.999, eps 1e-8, no bias correction): mlx-lm's default.
+   */
+  MLXRUN_OPTIMIZER_ADAM = 0,
+  /**
+   * AdamW with weight decay 0.01.
+   */
+  MLXRUN_OPTIMIZER_ADAMW = 1,
+  /**
+   * Plain SGD.
+   */
+  MLXRUN_OPTIMIZER_SGD = 2,
+} mlxrun_optimizer;
+
+/**
+ * Values of `mlxrun_train_progress.kind`.
+ */
+typedef enum mlxrun_progress_kind {
+  /**
+   * A training-loss report (`train_loss`, `learning_rate`, the speeds, memory).
+   */
+  MLXRUN_PROGRESS_TRAIN = 0,
+  /**
+   * A validation loss (`val_loss`) after `iteration` steps.
+   */
+  MLXRUN_PROGRESS_VAL = 1,
+  /**
+   * The adapter was written to `message`.
+   */
+  MLXRUN_PROGRESS_SAVED = 2,
+  /**
+   * A warning in `message` (examples truncated to `max_seq_length`).
+   */
+  MLXRUN_PROGRESS_WARNING = 3,
+} mlxrun_progress_kind;
 
 /**
  * A loaded model and its tokenizer. Thread-safe: calls on one model from several threads
@@ -386,6 +454,11 @@ typedef struct mlxrun_load_params {
    * checkpoint, GGUF Q4_0/Q4_1/Q8_0 tensors, `quantize_bits`) stay packed.
    */
   int32_t keep_quantized;
+  /**
+   * NUL-terminated LoRA adapter folder (adapters.safetensors + adapter_config.json, as
+   * mlx_lm.lora and `mlxrun_model_train` write them) to put on the model; NULL = none.
+   */
+  const char *adapter_path;
 } mlxrun_load_params;
 
 /**
@@ -462,6 +535,121 @@ typedef struct mlxrun_metrics {
    */
   uint64_t active_memory;
 } mlxrun_metrics;
+
+/**
+ * Where adapters go and their shape. Get one from `mlxrun_lora_default_params()`.
+ */
+typedef struct mlxrun_lora_params {
+  /**
+   * `sizeof(mlxrun_lora_params)`.
+   */
+  uint32_t struct_size;
+  /**
+   * Rank of the adapters (default 8).
+   */
+  int32_t rank;
+  /**
+   * Scale of the adapters' output, mlx-lm's `scale` (default 20); `alpha / rank` in
+   * the PEFT convention.
+   */
+  float scale;
+  /**
+   * Dropout on the adapters' input while training (default 0).
+   */
+  float dropout;
+  /**
+   * Adapt the last `num_layers` layers; 0 = all (default).
+   */
+  int32_t num_layers;
+  /**
+   * NUL-terminated, comma-separated projections to adapt: any of q_proj, k_proj,
+   * v_proj, o_proj, gate_proj, up_proj, down_proj (or with their `self_attn.` /
+   * `mlp.` prefix). NULL = "q_proj,v_proj" (default).
+   */
+  const char *keys;
+} mlxrun_lora_params;
+
+/**
+ * How to train. Get one from `mlxrun_train_default_params()` (mlx-lm's lora defaults).
+ */
+typedef struct mlxrun_train_params {
+  /**
+   * `sizeof(mlxrun_train_params)`.
+   */
+  uint32_t struct_size;
+  uint32_t batch_size;
+  uint32_t iters;
+  /**
+   * `MLXRUN_OPTIMIZER_*`.
+   */
+  int32_t optimizer;
+  /**
+   * The learning rate (the peak, with warmup or decay).
+   */
+  float learning_rate;
+  /**
+   * Linear warmup steps from 0 to `learning_rate`; 0 = none.
+   */
+  uint32_t warmup;
+  /**
+   * Cosine decay to `lr_end` over this many steps after the warmup; 0 = constant.
+   */
+  uint32_t cosine_decay_steps;
+  float lr_end;
+  uint32_t grad_accumulation_steps;
+  uint32_t steps_per_report;
+  uint32_t steps_per_eval;
+  /**
+   * Validation batches per validation; -1 = the whole validation set.
+   */
+  int32_t val_batches;
+  /**
+   * Write the adapter every this many steps (into `adapter_path`); 0 = only at the end.
+   */
+  uint32_t save_every;
+  uint32_t max_seq_length;
+  uint64_t seed;
+  /**
+   * Leave the prompt out of the loss (prompt/completion and chat data).
+   */
+  bool mask_prompt;
+  /**
+   * NUL-terminated folder the adapter is written to (adapter_config.json first,
+   * adapters.safetensors at checkpoints and at the end); NULL = don't write.
+   */
+  const char *adapter_path;
+} mlxrun_train_params;
+
+/**
+ * One report, valid for the duration of the callback.
+ */
+typedef struct mlxrun_train_progress {
+  /**
+   * `MLXRUN_PROGRESS_*`.
+   */
+  int32_t kind;
+  uint32_t iteration;
+  float train_loss;
+  float val_loss;
+  float learning_rate;
+  double iterations_per_second;
+  double tokens_per_second;
+  uint64_t trained_tokens;
+  /**
+   * MLX's peak memory so far, in bytes.
+   */
+  uint64_t peak_memory;
+  /**
+   * NUL-terminated path (SAVED) or warning text (WARNING); NULL otherwise.
+   */
+  const char *message;
+} mlxrun_train_progress;
+
+/**
+ * Receives each report; returning false cancels training (the call then returns
+ * `MLXRUN_ERR_CANCELLED`, and the last adapter written stays as it was).
+ */
+typedef bool (*mlxrun_train_callback)(const struct mlxrun_train_progress *progress, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -744,6 +932,61 @@ enum mlxrun_status mlxrun_detokenize(const struct mlxrun_model *model,
                                      char *buf,
                                      size_t capacity,
                                      size_t *needed);
+
+/**
+ * Default LoRA parameters: rank 8, scale 20, no dropout, all layers, q_proj and v_proj.
+ */
+struct mlxrun_lora_params mlxrun_lora_default_params(void);
+
+/**
+ * Puts fresh LoRA adapters on `model` (its output is unchanged until they are trained).
+ * `params` may be NULL for the defaults. `*trainable_params`, when not NULL, receives
+ * the number of trainable values. Fails, leaving the model as it was, when the model
+ * already has an adapter or a key matches no projection. Not to be called while the
+ * model generates or trains on another thread (the call waits for it).
+ */
+enum mlxrun_status mlxrun_model_apply_lora(struct mlxrun_model *model,
+                                           const struct mlxrun_lora_params *params,
+                                           uint64_t *trainable_params);
+
+/**
+ * Default training parameters: mlx-lm's (batch 4, 1000 iterations, Adam at 1e-5,
+ * reports every 10 steps, validation every 200, checkpoints every 100, sequences of up
+ * to 2048 tokens, seed 0).
+ */
+struct mlxrun_train_params mlxrun_train_default_params(void);
+
+/**
+ * Trains the adapter on `model` (see `mlxrun_model_apply_lora`, `mlxrun_model_load_adapter`)
+ * on the data folder `data_dir`: `train.jsonl`, and `valid.jsonl` if present, in
+ * mlx-lm's formats. `callback` (may be NULL) sees every report; returning false cancels.
+ * `mlxrun_cancel(model)` from another thread cancels too. A malformed line fails with
+ * `MLXRUN_ERR_INVALID_ARGUMENT` naming the file and line. The model is locked for the
+ * whole run.
+ */
+enum mlxrun_status mlxrun_model_train(struct mlxrun_model *model,
+                                      const char *data_dir,
+                                      const struct mlxrun_train_params *params,
+                                      mlxrun_train_callback callback,
+                                      void *user_data);
+
+/**
+ * Writes the model's adapter to the folder `dir` (NUL-terminated; created if needed) in
+ * mlx-lm's layout: adapters.safetensors + adapter_config.json.
+ */
+enum mlxrun_status mlxrun_model_save_adapter(struct mlxrun_model *model, const char *dir);
+
+/**
+ * Puts the adapter in the folder `dir` (mlx-lm's layout, from mlx_lm.lora or
+ * `mlxrun_model_train`) on the model. Fails, leaving the model as it was, when its
+ * shapes or layers do not fit the model; the error names the tensor or field.
+ */
+enum mlxrun_status mlxrun_model_load_adapter(struct mlxrun_model *model, const char *dir);
+
+/**
+ * Takes the adapter off the model (no-op without one).
+ */
+enum mlxrun_status mlxrun_model_remove_adapter(struct mlxrun_model *model);
 
 #ifdef __cplusplus
 }  // extern "C"

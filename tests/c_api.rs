@@ -50,6 +50,7 @@ fn build_c_test(root: &Path, work: &Path) -> PathBuf {
     // The examples must keep compiling cleanly too.
     compile("examples/c/generate.c", &work.join("generate_example"));
     compile("examples/c/chat.c", &work.join("chat_example"));
+    compile("examples/c/train.c", &work.join("train_example"));
     let exe = work.join("capi_test");
     compile("tests/c/capi_test.c", &exe);
     exe
@@ -90,7 +91,21 @@ fn c_programs_use_the_installed_library() {
     );
     assert!(answer.contains("Paris"), "{answer}");
 
-    let out = run(Command::new(&exe).arg(&fixture).arg(&corrupt), "capi_test");
+    // A LoRA run from C on the masked prompt/completion data: each report printed, the
+    // adapter written, then loaded with the model and used.
+    let data = root.join("tests/data/lora/completions");
+    let adapter_dir = work.join("train-example-adapter");
+    let _ = std::fs::remove_dir_all(&adapter_dir);
+    let trained = run(
+        Command::new(work.join("train_example")).arg(&fixture).arg(&data).arg(&adapter_dir).arg("6").arg("What colour is the sky on Zorbia?"),
+        "the C training example",
+    );
+    assert!(trained.contains("step 6: train loss") && trained.contains("6 reports"), "{trained}");
+    assert!(adapter_dir.join("adapters.safetensors").is_file() && adapter_dir.join("adapter_config.json").is_file());
+
+    let capi_adapter = work.join("capi-test-adapter");
+    let _ = std::fs::remove_dir_all(&capi_adapter);
+    let out = run(Command::new(&exe).arg(&fixture).arg(&corrupt).arg(&data).arg(&capi_adapter), "capi_test");
     // scripts/test.sh counts the C checks from this copy ("PASSED <n>").
     std::fs::write(work.join("capi_test.out"), &out).unwrap();
     assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
@@ -106,7 +121,7 @@ fn c_programs_use_the_installed_library() {
     let rust = model.generate(PROMPT, &mlxrun::GenerateParams { max_tokens: 24, ..Default::default() }, |_| true).unwrap();
     assert_eq!(c_ids, rust.tokens, "greedy tokens through the C API equal the Rust API's");
 
-    // Memcheck: invalid reads/writes are errors; leaks "definitely lost" in frames of the
+    // Memcheck (without the training checks, minutes under it): invalid reads/writes are errors; leaks "definitely lost" in frames of the
     // library are errors. MLX's own process-lifetime allocations (thread pools, the
     // allocator) are "still reachable" and not counted.
     if Command::new("valgrind").arg("--version").output().is_ok() && std::env::var("MLXRUN_SKIP_VALGRIND").is_err() {

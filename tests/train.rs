@@ -18,7 +18,7 @@ use mlxrun::train::{adapter, batch, trainer, Dataset, DatasetOptions, LoraConfig
 use mlxrun::{GenerateParams, LoadOptions, Model};
 use serde_json::Value;
 
-const CASES: [&str; 4] = ["text", "completions", "completions-masked", "chat-masked"];
+const CASES: [&str; 3] = ["text", "completions-masked", "chat-masked"];
 
 fn reference(case: &str) -> (PathBuf, Value) {
     let dir = deps_file(&format!("refs/lora/{case}"));
@@ -61,7 +61,7 @@ fn train_config(r: &Value, adapter_path: Option<PathBuf>) -> TrainConfig {
         iters: r["steps"].as_u64().unwrap() as usize,
         val_batches: None,
         steps_per_report: 1,
-        steps_per_eval: 10,
+        steps_per_eval: r["steps"].as_u64().unwrap() as usize,
         save_every: 0,
         optimizer: OptimizerKind::adam(),
         schedule: Schedule::constant(r["learning_rate"].as_f64().unwrap() as f32),

@@ -19,6 +19,7 @@ mod generate;
 mod memory;
 mod model;
 mod tokenizer;
+mod train;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -32,6 +33,7 @@ pub use generate::*;
 pub use memory::*;
 pub use model::*;
 pub use tokenizer::*;
+pub use train::*;
 
 /// The result of every fallible call.
 #[repr(C)]
@@ -57,6 +59,8 @@ pub enum mlxrun_status {
     /// The chat template is missing, malformed, or refused the conversation (its
     /// `raise_exception` message is in `mlxrun_last_error()`).
     MLXRUN_ERR_TEMPLATE = 9,
+    /// Training was cancelled (the progress callback returned false, or `mlxrun_cancel`).
+    MLXRUN_ERR_CANCELLED = 10,
 }
 
 thread_local! {
@@ -85,6 +89,7 @@ pub(crate) fn status_of(e: &Error) -> mlxrun_status {
         Error::Mlx(_) => mlxrun_status::MLXRUN_ERR_MLX,
         Error::BufferTooSmall(_) => mlxrun_status::MLXRUN_ERR_BUFFER_TOO_SMALL,
         Error::Template(_) => mlxrun_status::MLXRUN_ERR_TEMPLATE,
+        Error::Cancelled => mlxrun_status::MLXRUN_ERR_CANCELLED,
         #[allow(unreachable_patterns)]
         _ => mlxrun_status::MLXRUN_ERR_INTERNAL,
     }

@@ -114,6 +114,9 @@ pub struct mlxrun_load_params {
     /// `MLXRUN_KEEP_QUANTIZED_*`: whether quantized weights (an mlx-lm quantized
     /// checkpoint, GGUF Q4_0/Q4_1/Q8_0 tensors, `quantize_bits`) stay packed.
     pub keep_quantized: i32,
+    /// NUL-terminated LoRA adapter folder (adapters.safetensors + adapter_config.json, as
+    /// mlx_lm.lora and `mlxrun_model_train` write them) to put on the model; NULL = none.
+    pub adapter_path: *const c_char,
 }
 
 /// The size of the first version of the struct, before the quantization fields.
@@ -131,6 +134,7 @@ pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
         quantize_group_size: 0,
         quantize_mode: mlxrun_quant_mode::MLXRUN_QUANT_MODE_AFFINE as i32,
         keep_quantized: mlxrun_keep_quantized::MLXRUN_KEEP_QUANTIZED_DEFAULT as i32,
+        adapter_path: std::ptr::null(),
     }
 }
 
@@ -196,7 +200,12 @@ pub unsafe extern "C" fn mlxrun_model_load(
                 )))
             }
         };
-        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path: None })?;
+        let adapter_path = if p.adapter_path.is_null() {
+            None
+        } else {
+            Some(std::path::PathBuf::from(c_str(p.adapter_path, "mlxrun_load_params.adapter_path")?))
+        };
+        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path })?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),
