@@ -357,10 +357,11 @@ class FinalLogitSoftcap(nn.Module):
         return self.inner.make_cache()
 
 
-def run_fixture(fixture_dir, out_dir, native=None):
+def run_fixture(fixture_dir, out_dir, native=None, float32_tokens=None):
     """Records every case of one fixture. `native`, when given, narrows the half-precision
     cases to {"prompts": names, "max_tokens": n} (no prompts: none at all), for models
-    whose half-precision forward pass is slow on the CPU (MLX's quantized matmul)."""
+    whose half-precision forward pass is slow on the CPU (MLX's quantized matmul);
+    `float32_tokens` shortens the float32 cases' generations."""
     fixture = fixture_dir.name
     t0 = time.perf_counter()
     model, tokenizer = load(str(fixture_dir))
@@ -381,6 +382,8 @@ def run_fixture(fixture_dir, out_dir, native=None):
             model.set_dtype(mx.float32)
         memo = {}
         max_tokens = MAX_TOKENS
+        if mode == "float32" and float32_tokens:
+            max_tokens = float32_tokens
         if mode == "native" and native is not None:
             max_tokens = native.get("max_tokens", MAX_TOKENS)
         for name, text in prompts(tokenizer):

@@ -205,7 +205,7 @@ fn quantization_flags_reach_the_engine() {
 /// The long options of every subcommand (a representative list: all of each one's own, and
 /// the shared model and generation groups).
 const MODEL_OPTIONS: &[&str] =
-    &["--model", "--dtype", "--quantize", "--q-group-size", "--q-mode", "--keep-quantized", "--dequantize"];
+    &["--model", "--dtype", "--quantize", "--q-group-size", "--q-mode", "--keep-quantized", "--dequantize", "--adapter-path"];
 const GENERATION_OPTIONS: &[&str] = &[
     "--max-tokens", "--temp", "--top-k", "--top-p", "--min-p", "--repetition-penalty", "--repetition-context", "--seed",
     "--stop", "--ignore-eos", "--prefill-step", "--kv-bits", "--kv-group-size", "--quantized-kv-start",
@@ -214,7 +214,7 @@ const GENERATION_OPTIONS: &[&str] = &[
 #[test]
 fn help_lists_every_option_with_its_default() {
     let top = prints(&["--help"]);
-    for cmd in ["generate", "chat", "info", "convert", "bench", "smoke", "completions"] {
+    for cmd in ["generate", "chat", "info", "convert", "bench", "train", "smoke", "completions"] {
         assert!(top.contains(cmd), "--help does not list {cmd}: {top}");
     }
     assert!(top.contains("--device") && top.contains("--version"), "{top}");
@@ -242,13 +242,22 @@ fn help_lists_every_option_with_its_default() {
             &["--prompt-tokens", "--gen-tokens", "--runs", "--warmup", "--json", "--device"],
             &["[default: 128]", "[default: 64]", "[default: 3]", "[default: 1]"],
         ),
+        (
+            "train",
+            &[
+                "--data", "--mask-prompt", "--rank", "--scale", "--alpha", "--lora-keys", "--num-layers", "--batch-size",
+                "--iters", "--optimizer", "--learning-rate", "--warmup", "--cosine-decay-steps", "--val-batches",
+                "--save-every", "--resume-adapter-file", "--test", "--json", "--device",
+            ],
+            &["[default: 8]", "[default: 20]", "[default: q_proj,v_proj]", "[default: 1000]", "[default: adam]", "[default: 0.00001]", "[default: 2048]"],
+        ),
         ("smoke", &["--json", "--device"], &["possible values: cpu, gpu"]),
         ("completions", &["--device"], &["bash", "zsh", "fish"]),
     ];
     for &(cmd, own, defaults) in cases {
         let help = prints(&[cmd, "--help"]);
         let mut options: Vec<&str> = own.to_vec();
-        if ["generate", "chat", "info", "bench"].contains(&cmd) {
+        if ["generate", "chat", "info", "bench", "train"].contains(&cmd) {
             options.extend(MODEL_OPTIONS);
         }
         if ["generate", "chat"].contains(&cmd) {
@@ -307,4 +316,41 @@ fn bad_options_are_named() {
     // The value named too.
     assert!(fails(&["--device", "tpu", "smoke"]).contains("tpu"));
     assert!(fails(&["info", "--model", "X", "--dtype", "float8"]).contains("float8"));
+}
+
+/// `mlxrun train` on the fixture: JSON lines for every report, an adapter folder that
+/// `--adapter-path` then loads for generation; bad values exit 1 naming them.
+#[test]
+fn train_writes_an_adapter_that_generate_loads() {
+    let model = common::deps_file("fixtures/qwen3");
+    let m = model.to_str().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora/completions");
+    let d = data.to_str().unwrap();
+    let dir = scratch_dir("cli-train");
+    let adapter = dir.join("adapter");
+    let a = adapter.to_str().unwrap();
+    let args = [
+        "train", "--model", m, "--data", d, "--mask-prompt", "--iters", "3", "--steps-per-report", "1", "--rank", "2",
+        "--learning-rate", "1e-3", "--adapter-path", a, "--json",
+    ];
+    let out = mlxrun(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kind = |k: &str| events.iter().filter(|e| e["event"] == k).count();
+    assert_eq!((kind("start"), kind("train"), kind("val"), kind("saved")), (1, 3, 2, 1), "{events:?}");
+    let losses: Vec<f64> = events.iter().filter(|e| e["event"] == "train").map(|e| e["train_loss"].as_f64().unwrap()).collect();
+    assert!(losses[2] < losses[0], "the loss falls: {losses:?}");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["lora_parameters"]["rank"], 2);
+    assert_eq!(cfg["lora_parameters"]["keys"], serde_json::json!(["self_attn.q_proj", "self_attn.v_proj"]));
+
+    let with = json(&["generate", "--model", m, "--adapter-path", a, "--prompt", "Hello", "--max-tokens", "4", "--ignore-eos", "--json"]);
+    assert_eq!(with["tokens"].as_array().map(Vec::len), Some(4), "{with}");
+
+    assert!(fails(&["train", "--model", m, "--data", d, "--rank", "0", "--adapter-path", a]).contains("rank must be at least 1"));
+    assert!(fails(&["train", "--model", m, "--data", d, "--lora-keys", "w_proj", "--adapter-path", a]).contains("\"w_proj\""));
+    assert!(fails(&["train", "--model", m, "--data", d, "--optimizer", "lion", "--adapter-path", a]).contains("unknown optimizer"));
+    let no_data = dir.join("nothing");
+    assert!(fails(&["train", "--model", m, "--data", no_data.to_str().unwrap()]).contains("nothing"));
+    assert!(fails(&["generate", "--model", m, "--adapter-path", no_data.to_str().unwrap(), "--prompt", "x"]).contains("nothing"));
 }

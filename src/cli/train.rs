@@ -72,7 +72,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-5, value_name = "LR", help_heading = "Training")]
     pub learning_rate: f32,
 
-    /// Linear warmup steps from 0 to the learning rate [default: none]
+    /// Linear warmup steps from 0 to the learning rate (0: none)
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Training")]
     pub warmup: usize,
 
