@@ -42,7 +42,8 @@ t0=$SECONDS
 cargo build --all-targets --locked 2>&1 | tee "$LOGS/build.log"
 build_status=${PIPESTATUS[0]}
 if [ "$build_status" = 0 ]; then
-    cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$LOGS/cargo-test.log"
+    # The C tests under valgrind (single-threaded, minutes) run later, beside Go and Swift.
+    cargo test --locked --no-fail-fast -- --test-threads=2 --skip c_tests_pass_memcheck 2>&1 | tee "$LOGS/cargo-test.log"
     status=${PIPESTATUS[0]}
 else
     status=$build_status
@@ -73,7 +74,11 @@ if [ "$c_failed" = 0 ] && [ -f "$C_OUT" ] && [ "$C_OUT" -nt "$LOGS/build.log" ];
     c_checks="$(sed -n 's/^PASSED \([0-9][0-9]*\).*/\1/p' "$C_OUT" | tail -n 1)"
     [ -z "$c_checks" ] || c_passed=$((c_passed + c_checks))
 fi
-record C "$c_passed" "$c_failed" "$c_status" "(in Rust's time; C checks counted)"
+
+# --- C under valgrind, in the background while Go and Swift run -------------------------------
+t_mem=$SECONDS
+cargo test --locked --test c_api -- --exact c_tests_pass_memcheck >"$LOGS/memcheck.log" 2>&1 &
+memcheck_pid=$!
 
 # --- Go ------------------------------------------------------------------------------------------
 t0=$SECONDS
@@ -95,6 +100,20 @@ status=${PIPESTATUS[0]}
 read -r sw_passed sw_failed < <(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$LOGS/swift-test.log" | tail -n 1 \
     | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/' | awk '{ print $1 - $2, $2 } END { if (NR == 0) print 0, 0 }')
 record Swift "$sw_passed" "$sw_failed" "$status" "$((SECONDS - t0)) s"
+
+wait "$memcheck_pid"
+mem_status=$?
+mem_secs=$((SECONDS - t_mem))
+echo "== C under valgrind ($LOGS/memcheck.log) =="
+grep -E 'ERROR SUMMARY|definitely lost|memcheck skipped|^test |panicked' "$LOGS/memcheck.log" || true
+if grep -q '^test c_tests_pass_memcheck \.\.\. ok' "$LOGS/memcheck.log"; then
+    c_passed=$((c_passed + 1))
+else
+    c_failed=$((c_failed + 1)); [ "$c_status" = 0 ] && c_status=$mem_status
+fi
+record C "$c_passed" "$c_failed" "$c_status" "(in Rust's time; C checks counted; memcheck $mem_secs s beside Go and Swift)"
+# Recorded last, listed second: Rust, C, Go, Swift.
+SUMMARY=("${SUMMARY[0]}" "${SUMMARY[3]}" "${SUMMARY[1]}" "${SUMMARY[2]}")
 
 echo
 echo "== test suites =="

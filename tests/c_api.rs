@@ -69,15 +69,34 @@ fn corrupt_copy(src: &Path, dst: &Path) {
     std::fs::write(&w, &bytes[..bytes.len() * 2 / 3]).unwrap();
 }
 
+/// The installed library, the compiled C programs, the fixture and its corrupt copy: made
+/// once for both tests of this file (which cargo runs side by side).
+struct Setup {
+    root: PathBuf,
+    work: PathBuf,
+    exe: PathBuf,
+    fixture: PathBuf,
+    corrupt: PathBuf,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: std::sync::OnceLock<Setup> = std::sync::OnceLock::new();
+    SETUP.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+        let work = root.join("target/c-api-test");
+        std::fs::create_dir_all(&work).unwrap();
+        let exe = build_c_test(&root, &work);
+        let fixture = common::deps_file("fixtures/qwen3");
+        let corrupt = work.join("corrupt-model");
+        corrupt_copy(&fixture, &corrupt);
+        Setup { root, work, exe, fixture, corrupt }
+    })
+}
+
 #[test]
 fn c_programs_use_the_installed_library() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let work = root.join("target/c-api-test");
-    std::fs::create_dir_all(&work).unwrap();
-    let exe = build_c_test(root, &work);
-    let fixture = common::deps_file("fixtures/qwen3");
-    let corrupt = work.join("corrupt-model");
-    corrupt_copy(&fixture, &corrupt);
+    let Setup { root, work, exe, fixture, corrupt } = setup();
+    let (root, work, exe, fixture, corrupt) = (root.as_path(), work.as_path(), exe.as_path(), fixture.as_path(), corrupt.as_path());
 
     let example = run(Command::new(work.join("generate_example")).arg(&fixture).arg(PROMPT).arg("8"), "the C example");
     assert!(!example.is_empty(), "the example streamed no text");
@@ -120,10 +139,16 @@ fn c_programs_use_the_installed_library() {
     let mut model = mlxrun::Model::load(&fixture, &mlxrun::LoadOptions::default()).unwrap();
     let rust = model.generate(PROMPT, &mlxrun::GenerateParams { max_tokens: 24, ..Default::default() }, |_| true).unwrap();
     assert_eq!(c_ids, rust.tokens, "greedy tokens through the C API equal the Rust API's");
+}
 
-    // Memcheck (without the training checks, minutes under it): invalid reads/writes are errors; leaks "definitely lost" in frames of the
-    // library are errors. MLX's own process-lifetime allocations (thread pools, the
-    // allocator) are "still reachable" and not counted.
+/// Memcheck on the C tests (without the training checks, minutes under it): invalid
+/// reads/writes are errors; leaks "definitely lost" in frames of the
+/// library are errors. MLX's own process-lifetime allocations (thread pools, the
+/// allocator) are "still reachable" and not counted. Its own test, so that scripts/test.sh
+/// can run it (single-threaded, minutes) beside the Go and Swift suites.
+#[test]
+fn c_tests_pass_memcheck() {
+    let Setup { work, exe, fixture, corrupt, .. } = setup();
     if Command::new("valgrind").arg("--version").output().is_ok() && std::env::var("MLXRUN_SKIP_VALGRIND").is_err() {
         let log = work.join("valgrind.log");
         let status = Command::new("valgrind")
@@ -137,5 +162,7 @@ fn c_programs_use_the_installed_library() {
         let report = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(status.status.success(), "valgrind found problems ({}):\n{}", status.status, report);
         println!("{}", report.lines().filter(|l| l.contains("ERROR SUMMARY") || l.contains("definitely lost")).collect::<Vec<_>>().join("\n"));
+    } else {
+        println!("memcheck skipped: valgrind is not installed, or MLXRUN_SKIP_VALGRIND is set");
     }
 }

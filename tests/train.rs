@@ -333,3 +333,21 @@ fn cancelling_keeps_the_last_checkpoint() {
     assert!(again.adapter().is_some());
     greedy(&mut again, "Hello", 4);
 }
+
+/// Mixed precision: a bfloat16 model with float32 adapters (and optimizer state) trains,
+/// and the adapter stays float32.
+#[test]
+fn a_bfloat16_model_trains_float32_adapters() {
+    let (_, r) = reference("completions-masked");
+    let opts = LoadOptions { dtype: Some(mlxrun::mlx::Dtype::Bf16), ..LoadOptions::default() };
+    let mut model = Model::load(deps_file("fixtures/qwen3"), &opts).unwrap();
+    model.apply_lora(&lora_config(&r)).unwrap();
+    let data = Dataset::load(data_dir("completions").join("train.jsonl"), &mut model, &DatasetOptions { mask_prompt: true }).unwrap();
+    let cfg = TrainConfig { iters: 4, ..train_config(&r, None) };
+    let summary = model.train(&data, None, &cfg, |_| true).unwrap();
+    let losses: Vec<f32> = summary.reports.iter().map(|t| t.train_loss).collect();
+    assert!(losses.iter().all(|l| l.is_finite()) && losses[3] < losses[0], "{losses:?}");
+    for (name, a) in adapter::parameters(model.language_model_mut()) {
+        assert_eq!(a.dtype(), mlxrun::mlx::Dtype::F32, "{name}");
+    }
+}
