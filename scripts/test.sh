@@ -77,7 +77,7 @@ fi
 
 # --- C under valgrind, in the background while Go and Swift run -------------------------------
 t_mem=$SECONDS
-cargo test --locked --test c_api -- --exact c_tests_pass_memcheck >"$LOGS/memcheck.log" 2>&1 &
+cargo test --locked --test c_api -- --exact c_tests_pass_memcheck --nocapture >"$LOGS/memcheck.log" 2>&1 &
 memcheck_pid=$!
 
 # --- Go ------------------------------------------------------------------------------------------

@@ -18,15 +18,16 @@ type Status int
 // The library's status codes.
 const (
 	StatusOK              Status = 0
-	StatusInvalidArgument Status = 1 // a bad argument or option
-	StatusIO              Status = 2 // a file or folder could not be read
-	StatusConfig          Status = 3 // config.json missing, malformed or unsupported
-	StatusWeights         Status = 4 // weights missing, truncated or mismatched
-	StatusTokenizer       Status = 5 // tokenizer files missing or malformed
-	StatusMLX             Status = 6 // MLX refused an operation (e.g. out of memory)
-	StatusBufferTooSmall  Status = 7 // internal to the binding; never returned
-	StatusInternal        Status = 8 // a bug in the library; the model stays usable
-	StatusTemplate        Status = 9 // the chat template is missing or refused the conversation
+	StatusInvalidArgument Status = 1  // a bad argument or option
+	StatusIO              Status = 2  // a file or folder could not be read
+	StatusConfig          Status = 3  // config.json missing, malformed or unsupported
+	StatusWeights         Status = 4  // weights missing, truncated or mismatched
+	StatusTokenizer       Status = 5  // tokenizer files missing or malformed
+	StatusMLX             Status = 6  // MLX refused an operation (e.g. out of memory)
+	StatusBufferTooSmall  Status = 7  // internal to the binding; never returned
+	StatusInternal        Status = 8  // a bug in the library; the model stays usable
+	StatusTemplate        Status = 9  // the chat template is missing or refused the conversation
+	StatusCancelled       Status = 10 // training was cancelled
 )
 
 // The values are the header's (mlxrun_status); this does not compile if they drift.
@@ -42,6 +43,7 @@ func _() {
 	_ = x[StatusBufferTooSmall-C.MLXRUN_ERR_BUFFER_TOO_SMALL]
 	_ = x[StatusInternal-C.MLXRUN_ERR_INTERNAL]
 	_ = x[StatusTemplate-C.MLXRUN_ERR_TEMPLATE]
+	_ = x[StatusCancelled-C.MLXRUN_ERR_CANCELLED]
 }
 
 var statusNames = map[Status]string{
@@ -55,6 +57,7 @@ var statusNames = map[Status]string{
 	StatusBufferTooSmall:  "buffer too small",
 	StatusInternal:        "internal error",
 	StatusTemplate:        "chat template error",
+	StatusCancelled:       "cancelled",
 }
 
 func (s Status) String() string {
@@ -101,6 +104,7 @@ var (
 	ErrMLX             error = &Error{Status: StatusMLX}
 	ErrInternal        error = &Error{Status: StatusInternal}
 	ErrTemplate        error = &Error{Status: StatusTemplate}
+	ErrCancelled       error = &Error{Status: StatusCancelled}
 )
 
 // ErrClosed is returned (and reported by Err) for a call on a closed Model or Session,

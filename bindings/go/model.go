@@ -57,6 +57,11 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.AdapterPath != "" {
+		if params.adapter_path, err = a.cString(cfg.AdapterPath, "adapter path"); err != nil {
+			return nil, err
+		}
+	}
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -58,6 +58,9 @@ type LoadConfig struct {
 	// Device is "cpu", "gpu", or "" for the GPU when MLX has one, else the CPU. The
 	// device becomes MLX's default device for the process.
 	Device string
+	// AdapterPath is a LoRA adapter folder (adapters.safetensors + adapter_config.json, as
+	// mlx_lm.lora and mlxrun train write them) to put on the model; "" for none.
+	AdapterPath string
 }
 
 // LoadOption configures LoadModel.
@@ -72,6 +75,11 @@ func WithContextLen(n int) LoadOption { return WithContextLength(n) }
 
 // WithDType sets the compute dtype; weights are converted at load.
 func WithDType(d DType) LoadOption { return func(c *LoadConfig) { c.DType = d } }
+
+// WithAdapterPath loads the LoRA adapter in folder dir (mlx-lm's layout) with the model.
+// An adapter that does not fit the model fails the load with ErrWeights or ErrConfig,
+// naming the tensor or field.
+func WithAdapterPath(dir string) LoadOption { return func(c *LoadConfig) { c.AdapterPath = dir } }
 
 // WithDevice selects "cpu" or "gpu" ("" = the GPU when available, else the CPU).
 func WithDevice(device string) LoadOption { return func(c *LoadConfig) { c.Device = device } }

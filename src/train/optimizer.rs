@@ -133,15 +133,15 @@ impl Optimizer {
                 OptimizerKind::Adam { betas, eps } => adam(p, g, &lr, betas, eps, m0, v0)?,
                 OptimizerKind::AdamW { betas, eps, weight_decay } => {
                     // MLX computes (1 - lr·wd) as an array and scales the parameter by it.
-                    let keep = lr.mul_scalar(weight_decay )?.neg()?.add_scalar(1.0)?;
+                    let keep = lr.mul_scalar(weight_decay)?.neg()?.add_scalar(1.0)?;
                     adam(&p.mul(&keep)?, g, &lr, betas, eps, m0, v0)?
                 }
                 OptimizerKind::Sgd { momentum, weight_decay } => {
-                    let g = if weight_decay != 0.0 { g.add(&p.mul_scalar(weight_decay )?)? } else { g.clone() };
+                    let g = if weight_decay != 0.0 { g.add(&p.mul_scalar(weight_decay)?)? } else { g.clone() };
                     if momentum <= 0.0 {
                         (p.sub(&lr.mul(&g)?)?, (m0, v0))
                     } else {
-                        let v = m0.mul_scalar(momentum )?.add(&g)?;
+                        let v = m0.mul_scalar(momentum)?.add(&g)?;
                         (p.sub(&lr.mul(&v)?)?, (v, v0))
                     }
                 }

@@ -22,12 +22,14 @@ public enum MLXRunError: Error, Equatable, Sendable {
     case `internal`(String)
     /// The chat template is missing, malformed, or refused the conversation.
     case template(String)
+    /// Training was cancelled.
+    case cancelled(String)
 
     /// The library's message.
     public var message: String {
         switch self {
         case .invalidArgument(let m), .io(let m), .config(let m), .weights(let m), .tokenizer(let m),
-             .mlx(let m), .bufferTooSmall(let m), .internal(let m), .template(let m):
+             .mlx(let m), .bufferTooSmall(let m), .internal(let m), .template(let m), .cancelled(let m):
             return m
         }
     }
@@ -44,6 +46,7 @@ public enum MLXRunError: Error, Equatable, Sendable {
         case .bufferTooSmall: return Int32(MLXRUN_ERR_BUFFER_TOO_SMALL.rawValue)
         case .internal: return Int32(MLXRUN_ERR_INTERNAL.rawValue)
         case .template: return Int32(MLXRUN_ERR_TEMPLATE.rawValue)
+        case .cancelled: return Int32(MLXRUN_ERR_CANCELLED.rawValue)
         }
     }
 
@@ -61,6 +64,7 @@ public enum MLXRunError: Error, Equatable, Sendable {
         case MLXRUN_ERR_BUFFER_TOO_SMALL.rawValue: self = .bufferTooSmall(message)
         case MLXRUN_ERR_INTERNAL.rawValue: self = .internal(message)
         case MLXRUN_ERR_TEMPLATE.rawValue: self = .template(message)
+        case MLXRUN_ERR_CANCELLED.rawValue: self = .cancelled(message)
         default: self = .internal("unknown mlxrun status \(status): \(message)")
         }
     }
@@ -79,6 +83,7 @@ extension MLXRunError: CustomStringConvertible {
         case .bufferTooSmall: name = "buffer too small"
         case .internal: name = "internal error"
         case .template: name = "chat template error"
+        case .cancelled: name = "cancelled"
         }
         return "mlxrun: \(name): \(message)"
     }

@@ -47,6 +47,9 @@ public final class Model: @unchecked Sendable {
         let arena = CArena()
         let cPath = try arena.string(path, "model path")
         var params = try options.cParams()
+        if let adapter = options.adapterPath {
+            params.adapter_path = UnsafePointer(try arena.string(adapter, "adapter path"))
+        }
         var out: OpaquePointer?
         try check(mlxrun_model_load(cPath, &params, &out))
         guard let handle = out else {

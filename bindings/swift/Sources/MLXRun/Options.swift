@@ -50,11 +50,15 @@ public struct LoadOptions: Sendable, Equatable {
     public var dtype: DType = .automatic
     /// Longest prompt + generation accepted, in tokens; 0 = the model's own maximum.
     public var contextLength: Int = 0
+    /// A LoRA adapter folder (adapters.safetensors + adapter_config.json, as mlx_lm.lora
+    /// and `mlxrun train` write them) to put on the model; nil for none.
+    public var adapterPath: String? = nil
 
-    public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0) {
+    public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0, adapterPath: String? = nil) {
         self.device = device
         self.dtype = dtype
         self.contextLength = contextLength
+        self.adapterPath = adapterPath
     }
 
     func cParams() throws -> mlxrun_load_params {

@@ -10,6 +10,14 @@ final class ErrorTests: XCTestCase {
         }
     }
 
+    /// A LoRA adapter folder that is not there fails the load, naming it.
+    func testMissingAdapter() async throws {
+        let path = try fixture("qwen3")
+        await assertMLXRunError(MLXRunError.io, ["/nonexistent/adapter"]) {
+            _ = try Model(path: path, options: LoadOptions(adapterPath: "/nonexistent/adapter"))
+        }
+    }
+
     func testNulInPath() async {
         await assertMLXRunError(MLXRunError.invalidArgument, ["model path", "NUL"]) {
             _ = try Model(path: "/tmp/a\u{0}b")
