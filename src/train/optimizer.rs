@@ -154,8 +154,8 @@ impl Optimizer {
 }
 
 fn adam(p: &Array, g: &Array, lr: &Array, (b1, b2): (f64, f64), eps: f64, m: Array, v: Array) -> Result<(Array, (Array, Array))> {
-    let m = m.mul_scalar(b1 )?.add(&g.mul_scalar(1.0 - b1 )?)?;
-    let v = v.mul_scalar(b2 )?.add(&g.square()?.mul_scalar(1.0 - b2 )?)?;
-    let step = lr.mul(&m)?.div(&v.sqrt()?.add_scalar(eps )?)?;
+    let m = m.mul_scalar(b1)?.add(&g.mul_scalar(1.0 - b1)?)?;
+    let v = v.mul_scalar(b2)?.add(&g.square()?.mul_scalar(1.0 - b2)?)?;
+    let step = lr.mul(&m)?.div(&v.sqrt()?.add_scalar(eps)?)?;
     Ok((p.sub(&step)?, (m, v)))
 }
