@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::{c_str, guard, mlxrun_model, mlxrun_status, non_null, read_params};
 use crate::error::Error;
-use crate::train::{DatasetOptions, LoraConfig, OptimizerKind, Progress, Schedule, Splits, TrainConfig};
+use crate::train::{trainer, DatasetOptions, LoraConfig, OptimizerKind, Progress, Schedule, Splits, TrainConfig};
 
 /// Where adapters go and their shape. Get one from `mlxrun_lora_default_params()`.
 #[repr(C)]
@@ -193,11 +193,7 @@ fn train_config(p: &mlxrun_train_params) -> Result<(TrainConfig, bool), Error> {
     let optimizer = OPTIMIZERS.iter().find(|(c, _)| *c == p.optimizer).map(|(_, f)| f()).ok_or_else(|| {
         Error::invalid(format!("mlxrun_train_params.optimizer = {} is not an MLXRUN_OPTIMIZER_* value", p.optimizer))
     })?;
-    let val_batches = match p.val_batches {
-        -1 => None,
-        n if n >= 1 => Some(n as usize),
-        n => return Err(Error::invalid(format!("mlxrun_train_params.val_batches = {n}: give -1 (all) or at least 1"))),
-    };
+    let val_batches = trainer::batch_limit(p.val_batches as i64, "mlxrun_train_params.val_batches")?;
     let adapter_path = if p.adapter_path.is_null() {
         None
     } else {

@@ -121,14 +121,6 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-fn batches(n: i64, flag: &str) -> Result<Option<usize>> {
-    match n {
-        -1 => Ok(None),
-        n if n >= 1 => Ok(Some(n as usize)),
-        n => Err(Error::invalid(format!("{flag} must be -1 (all) or at least 1, not {n}"))),
-    }
-}
-
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut load = args.model.options()?;
     let adapter_path = load.adapter_path.take().unwrap_or_else(|| PathBuf::from("adapters"));
@@ -147,7 +139,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = TrainConfig {
         batch_size: args.batch_size,
         iters: args.iters,
-        val_batches: batches(args.val_batches, "--val-batches")?,
+        val_batches: trainer::batch_limit(args.val_batches, "--val-batches")?,
         steps_per_report: args.steps_per_report,
         steps_per_eval: args.steps_per_eval,
         save_every: args.save_every,
@@ -163,7 +155,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         adapter_path: Some(adapter_path.clone()),
     };
-    let test_batches = batches(args.test_batches, "--test-batches")?;
+    let test_batches = trainer::batch_limit(args.test_batches, "--test-batches")?;
     cfg.validate()?;
 
     let mut model = args.model.load(&load)?;

@@ -32,10 +32,6 @@ impl Lora {
         })
     }
 
-    pub fn rank(&self) -> i32 {
-        self.a.shape()[1]
-    }
-
     /// What the adapter adds to the base layer's output `y` for input `x`.
     pub fn add_to(&self, y: &Array, x: &Array) -> Result<Array> {
         let x_in = if self.training && self.dropout > 0.0 { dropout(x, self.dropout)? } else { x.clone() };
@@ -43,10 +39,6 @@ impl Lora {
         y.add(&z.mul_scalar(self.scale as f64)?.astype(x.dtype())?)
     }
 
-    /// `scale · Bᵀ Aᵀ`: the `[out, in]` change the adapter makes to the weight matrix.
-    pub fn delta(&self) -> Result<Array> {
-        self.b.transpose(&[])?.mul_scalar(self.scale as f64)?.matmul(&self.a.transpose(&[])?)
-    }
 }
 
 /// Inverted dropout: keeps each element with probability `1 - p`, scaled by `1 / (1 - p)`.

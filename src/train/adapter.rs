@@ -4,7 +4,6 @@
 //! `adapter_config.json` (`fine_tune_type`, `num_layers`, `lora_parameters` with `rank`,
 //! `scale`, `dropout` and `keys`). mlx-lm's `load_adapters` reads such a folder, and this
 //! module reads mlx-lm's.
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
@@ -176,16 +175,13 @@ pub fn set_training(model: &mut dyn LanguageModel, training: bool) {
 }
 
 /// Writes `adapter_config.json` for `cfg` into `dir` (created if needed).
-pub fn save_config(dir: &Path, cfg: &LoraConfig, info: &AdapterInfo, extra: &BTreeMap<String, Json>) -> Result<()> {
+pub fn save_config(dir: &Path, cfg: &LoraConfig, info: &AdapterInfo) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-    let mut config = json!({
+    let config = json!({
         "fine_tune_type": "lora",
         "num_layers": info.num_layers,
         "lora_parameters": {"rank": cfg.rank, "scale": cfg.scale, "dropout": cfg.dropout, "keys": info.keys},
     });
-    for (k, v) in extra {
-        config[k] = v.clone();
-    }
     let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Io(e.to_string()))?;
     write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
 }
@@ -245,8 +241,9 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
 /// Puts the adapter in folder `dir` on the model: its config decides where adapters go
 /// (without `keys`, mlx-lm adapts every projection of a layer, and so does this), its
 /// weights replace theirs. Every tensor must be an adapter parameter of the right shape,
-/// and every adapter must be in the file.
-pub fn load(model: &mut dyn LanguageModel, dir: &Path) -> Result<AdapterInfo> {
+/// and every adapter must be in the file. Returns the configuration read (its keys
+/// resolved to full in-layer keys) and what was applied.
+pub fn load(model: &mut dyn LanguageModel, dir: &Path) -> Result<(LoraConfig, AdapterInfo)> {
     if !dir.is_dir() {
         return Err(Error::Io(format!("{}: the adapter folder does not exist", dir.display())));
     }
@@ -259,7 +256,8 @@ pub fn load(model: &mut dyn LanguageModel, dir: &Path) -> Result<AdapterInfo> {
         remove(model);
         return Err(e);
     }
-    Ok(info)
+    cfg.keys = info.keys.clone();
+    Ok((cfg, info))
 }
 
 /// Takes every adapter off the model, leaving the base model as it was loaded.

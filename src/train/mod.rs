@@ -43,9 +43,7 @@ impl Model {
             return Err(Error::invalid("the model already has an adapter"));
         }
         let dir = dir.as_ref();
-        let info = adapter::load(self.language_model_mut(), dir)?;
-        let mut cfg = adapter::read_config(dir)?;
-        cfg.keys = info.keys.clone();
+        let (cfg, info) = adapter::load(self.language_model_mut(), dir)?;
         self.set_adapter(Some((cfg, info.clone())));
         Ok(info)
     }
@@ -62,7 +60,7 @@ impl Model {
     pub fn save_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
         let (cfg, info) = self.adapter().cloned().ok_or_else(|| Error::invalid("the model has no adapter to save"))?;
         let dir = dir.as_ref();
-        adapter::save_config(dir, &cfg, &info, &Default::default())?;
+        adapter::save_config(dir, &cfg, &info)?;
         adapter::save_weights(self.language_model_mut(), &dir.join(adapter::ADAPTER_FILE))
     }
 

@@ -79,6 +79,16 @@ impl TrainConfig {
     }
 }
 
+/// A batch count where -1 means all of them (mlx-lm's `--val-batches`, `--test-batches`):
+/// `None` for -1; `what` names the setting in the error.
+pub fn batch_limit(n: i64, what: &str) -> Result<Option<usize>> {
+    match n {
+        -1 => Ok(None),
+        n if n >= 1 => Ok(Some(n as usize)),
+        n => Err(Error::invalid(format!("{what} must be -1 (all) or at least 1, not {n}"))),
+    }
+}
+
 /// Training-loss report, every `steps_per_report` iterations (and after the last).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainReport {
@@ -135,8 +145,9 @@ pub fn evaluate(model: &dyn LanguageModel, data: &[Example], batch_size: usize, 
         let (l, n) = loss(model, &b.tokens, &b.lengths)?;
         let n = n.astype(crate::mlx::Dtype::F32)?;
         eval(&[&l, &n])?;
-        total += l.item::<f32>()? as f64 * n.item::<f32>()? as f64;
-        ntoks += n.item::<f32>()? as f64;
+        let n = n.item::<f32>()? as f64;
+        total += l.item::<f32>()? as f64 * n;
+        ntoks += n;
     }
     Ok((total / ntoks.max(1.0)) as f32)
 }
@@ -182,7 +193,7 @@ impl Model {
             batch_indices(&v.examples, cfg.batch_size).map_err(|e| with_file(e, &v.path))?;
         }
         if let Some(dir) = &cfg.adapter_path {
-            adapter::save_config(dir, &lora_cfg, &info, &Default::default())?;
+            adapter::save_config(dir, &lora_cfg, &info)?;
         }
         crate::mlx::random::seed(cfg.seed)?;
         let mut order = Shuffler::new(cfg.seed);
