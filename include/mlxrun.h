@@ -988,6 +988,20 @@ enum mlxrun_status mlxrun_model_load_adapter(struct mlxrun_model *model, const c
  */
 enum mlxrun_status mlxrun_model_remove_adapter(struct mlxrun_model *model);
 
+/**
+ * Fuses the adapter folder `adapter_dir` into the base model at `model_path` (an HF-layout
+ * folder, or a GGUF file whose float tensors are written as float32) and writes the
+ * result to the folder `save_dir` (created if needed), as mlx_lm.fuse does: a quantized
+ * base stays quantized unless `dequantize`. The folder loads in this library and in
+ * mlx-lm without the adapter. Works on files alone: no model handle is needed, and none
+ * is touched. `fused_projections`, when not NULL, receives the number of projections fused.
+ */
+enum mlxrun_status mlxrun_fuse_adapter(const char *model_path,
+                                       const char *adapter_dir,
+                                       const char *save_dir,
+                                       bool dequantize,
+                                       uint64_t *fused_projections);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

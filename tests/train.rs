@@ -193,15 +193,15 @@ fn twenty_steps_give_mlx_lm_s_losses_and_the_adapter_crosses_both_ways() {
     }
 }
 
-/// mlx-lm's greedy tokens for `prompt` on `model` with the adapter folder `adapter`, run
-/// by the reference's own Python package.
+/// mlx-lm's greedy tokens for `prompt` on `model` with the adapter folder `adapter`
+/// (empty for none), run by the reference's own Python package.
 fn mlx_lm_greedy(model: &Path, adapter: &Path, prompt: &str, n: usize) -> Vec<u32> {
     let script = r#"
 import json, sys
 import mlx.core as mx
 from mlx_lm import load
 from mlx_lm.generate import generate_step
-model, tok = load(sys.argv[1], adapter_path=sys.argv[2])
+model, tok = load(sys.argv[1], adapter_path=sys.argv[2] or None)
 ids = [int(t) for t, _ in generate_step(mx.array(tok.encode(sys.argv[3])), model, max_tokens=int(sys.argv[4]), sampler=lambda x: mx.argmax(x, axis=-1))]
 print(json.dumps(ids))
 "#;
@@ -350,4 +350,97 @@ fn a_bfloat16_model_trains_float32_adapters() {
     for (name, a) in adapter::parameters(model.language_model_mut()) {
         assert_eq!(a.dtype(), mlxrun::mlx::Dtype::F32, "{name}");
     }
+}
+
+/// Runs `python -m mlx_lm ARGS…` (the reference's own command line).
+fn mlx_lm(args: &[&str]) {
+    let out = Command::new(deps_file("venv/bin/python"))
+        .args(["-m", "mlx_lm"])
+        .args(args)
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mlx_lm {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `ours` holds the tensors of mlx-lm's folder `theirs`, no more, with their shapes and
+/// dtypes, packed integers identical and floats within `atol`.
+fn same_tensors(what: &str, ours: &Path, theirs: &Path, atol: f64) {
+    let read = |d: &Path| {
+        let mut m = std::collections::BTreeMap::new();
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "safetensors") {
+                m.extend(load_safetensors(e.path()).unwrap().tensors);
+            }
+        }
+        m
+    };
+    let (o, t) = (read(ours), read(theirs));
+    assert_eq!(o.keys().collect::<Vec<_>>(), t.keys().collect::<Vec<_>>(), "{what}: tensor names");
+    for (name, want) in &t {
+        assert_close(&format!("{what}: {name}"), &o[name], want, atol, 0.0);
+    }
+}
+
+#[test]
+fn fused_folders_equal_mlx_lm_fuse_and_generate_as_the_adapter_does() {
+    let scratch = Scratch::new("fuse");
+    let (dir, r) = reference("text");
+    let adapter = dir.join("adapter");
+    let prompt = r["prompt"].as_str().unwrap();
+    let with_adapter: Vec<u32> = r["greedy_with_adapter"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let base = deps_file("fixtures/qwen3");
+
+    // A float32 base: the same folder as mlx_lm fuse, and the adapter's greedy tokens.
+    let ours = scratch.join("ours");
+    let done = mlxrun::train::fuse::fuse(&base, &adapter, &ours, false, mlxrun::mlx::Dtype::F32).unwrap();
+    assert_eq!(done.fused, 2 * r["num_layers"].as_u64().unwrap() as usize, "q and v of every layer");
+    let theirs = scratch.join("theirs");
+    mlx_lm(&["fuse", "--model", base.to_str().unwrap(), "--adapter-path", adapter.to_str().unwrap(), "--save-path", theirs.to_str().unwrap()]);
+    same_tensors("float32 fuse", &ours, &theirs, 1e-6);
+    let mut fused = Model::load(&ours, &LoadOptions::default()).unwrap();
+    assert_eq!(greedy(&mut fused, prompt, with_adapter.len()), with_adapter, "our fused folder generates as the adapter does");
+
+    // A 4-bit base (mlx_lm convert): adapted projections are quantized again, as mlx_lm
+    // fuse quantizes them; with --dequantize every matrix is dense and the config plain.
+    let q4 = scratch.join("q4");
+    mlx_lm(&["convert", "--hf-path", base.to_str().unwrap(), "--mlx-path", q4.to_str().unwrap(), "-q", "--q-bits", "4", "--q-group-size", "32"]);
+    for dequantize in [false, true] {
+        let tag = if dequantize { "dequantized" } else { "quantized" };
+        let ours = scratch.join(format!("ours-q4-{tag}"));
+        let theirs = scratch.join(format!("theirs-q4-{tag}"));
+        let done = mlxrun::train::fuse::fuse(&q4, &adapter, &ours, dequantize, mlxrun::mlx::Dtype::F32).unwrap();
+        assert_eq!(done.quantized, !dequantize, "{tag}");
+        let mut args = vec!["fuse", "--model", q4.to_str().unwrap(), "--adapter-path", adapter.to_str().unwrap(), "--save-path", theirs.to_str().unwrap()];
+        if dequantize {
+            args.push("--dequantize");
+        }
+        mlx_lm(&args);
+        same_tensors(&format!("4-bit fuse, {tag}"), &ours, &theirs, 1e-6);
+        let cfg: Value = serde_json::from_str(&std::fs::read_to_string(ours.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg.get("quantization").is_some(), !dequantize, "{tag}: the config's quantization entry");
+        let mut fused = Model::load(&ours, &LoadOptions::default()).unwrap();
+        let n = with_adapter.len();
+        assert_eq!(greedy(&mut fused, prompt, n), mlx_lm_greedy(&theirs, Path::new(""), prompt, n), "{tag}: greedy tokens, ours vs mlx-lm's fused folder");
+    }
+}
+
+#[test]
+fn fusing_a_mismatched_adapter_names_the_problem_and_writes_nothing() {
+    let scratch = Scratch::new("fuse-bad");
+    let (dir, _) = reference("text");
+    let out = scratch.join("out");
+    // The qwen3 adapter on the llama3 fixture: other projection sizes.
+    let err = mlxrun::train::fuse::fuse(&deps_file("fixtures/llama3"), &dir.join("adapter"), &out, false, mlxrun::mlx::Dtype::F32).unwrap_err().to_string();
+    assert!(err.contains("lora_a") && err.contains("do not fit"), "{err}");
+    assert!(!out.join("model.safetensors").exists(), "nothing written: {err}");
+    // An adapter folder without its weights, and the base's own folder as the output.
+    let empty = scratch.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(dir.join("adapter/adapter_config.json"), empty.join("adapter_config.json")).unwrap();
+    let err = mlxrun::train::fuse::fuse(&deps_file("fixtures/qwen3"), &empty, &out, false, mlxrun::mlx::Dtype::F32).unwrap_err().to_string();
+    assert!(err.contains("adapters.safetensors"), "{err}");
+    let base = deps_file("fixtures/qwen3");
+    let err = mlxrun::train::fuse::fuse(&base, &dir.join("adapter"), &base, false, mlxrun::mlx::Dtype::F32).unwrap_err().to_string();
+    assert!(err.contains("base model's own folder"), "{err}");
 }

@@ -327,3 +327,29 @@ pub unsafe extern "C" fn mlxrun_model_remove_adapter(model: *mut mlxrun_model) -
         Ok(())
     })
 }
+
+/// Fuses the adapter folder `adapter_dir` into the base model at `model_path` (an HF-layout
+/// folder, or a GGUF file whose float tensors are written as float32) and writes the
+/// result to the folder `save_dir` (created if needed), as mlx_lm.fuse does: a quantized
+/// base stays quantized unless `dequantize`. The folder loads in this library and in
+/// mlx-lm without the adapter. Works on files alone: no model handle is needed, and none
+/// is touched. `fused_projections`, when not NULL, receives the number of projections fused.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_fuse_adapter(
+    model_path: *const c_char,
+    adapter_dir: *const c_char,
+    save_dir: *const c_char,
+    dequantize: bool,
+    fused_projections: *mut u64,
+) -> mlxrun_status {
+    guard(|| {
+        let model = c_str(model_path, "model_path")?;
+        let adapter = c_str(adapter_dir, "adapter_dir")?;
+        let out = c_str(save_dir, "save_dir")?;
+        let done = crate::train::fuse::fuse(model.as_ref(), adapter.as_ref(), out.as_ref(), dequantize, crate::mlx::Dtype::F32)?;
+        if !fused_projections.is_null() {
+            *fused_projections = done.fused as u64;
+        }
+        Ok(())
+    })
+}

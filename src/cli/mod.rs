@@ -3,6 +3,7 @@ pub mod bench;
 pub mod chat;
 pub mod completions;
 pub mod convert;
+pub mod fuse;
 pub mod generate;
 pub mod info;
 pub mod progress;
@@ -59,6 +60,8 @@ pub enum Command {
                             {\"text\": ...}, {\"prompt\": ..., \"completion\": ...} or {\"messages\": [...]}. \
                             The adapter folder loads with --adapter-path here and in mlx_lm.")]
     Train(train::TrainArgs),
+    /// Fuse a LoRA adapter into its base model's weights, as mlx_lm.fuse does
+    Fuse(fuse::FuseArgs),
     /// Exercise MLX through the engine and print timings
     Smoke(smoke::SmokeArgs),
     /// Print a shell completion script to stdout
@@ -220,6 +223,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
+        Command::Fuse(a) => fuse::run(a),
         Command::Smoke(a) => smoke::run(a.json),
         Command::Completions(a) => completions::run(a),
     }

@@ -198,7 +198,8 @@ pub fn save_weights(model: &mut dyn LanguageModel, file: &Path) -> Result<()> {
     std::fs::rename(&tmp, file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` through a `.partial` file renamed over it, so a reader never sees half of it.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, path))

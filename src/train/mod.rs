@@ -8,6 +8,7 @@
 pub mod adapter;
 pub mod batch;
 pub mod dataset;
+pub mod fuse;
 pub mod loss;
 pub mod optimizer;
 pub mod trainer;
