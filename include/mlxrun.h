@@ -618,6 +618,11 @@ typedef struct mlxrun_train_params {
    * adapters.safetensors at checkpoints and at the end); NULL = don't write.
    */
   const char *adapter_path;
+  /**
+   * Gradient checkpointing: recompute each layer in the backward pass (less memory,
+   * about a third more compute). Default false.
+   */
+  bool grad_checkpoint;
 } mlxrun_train_params;
 
 /**
@@ -969,6 +974,20 @@ enum mlxrun_status mlxrun_model_train(struct mlxrun_model *model,
                                       const struct mlxrun_train_params *params,
                                       mlxrun_train_callback callback,
                                       void *user_data);
+
+/**
+ * The mean loss of `model` (with its adapter, if any) on the JSONL file `file` (any of
+ * the training formats), in batches of `params->batch_size` examples of at most
+ * `params->max_seq_length` tokens, the prompt left out with `params->mask_prompt`, over
+ * the first `num_batches` batches in length order (-1: all) — mlx_lm.lora's `--test`;
+ * the perplexity is `exp(loss)`. `params` may be NULL for the defaults. Fails naming the
+ * file and line on malformed data, or when the file has fewer examples than a batch.
+ */
+enum mlxrun_status mlxrun_model_evaluate(struct mlxrun_model *model,
+                                         const char *file,
+                                         const struct mlxrun_train_params *params,
+                                         int32_t num_batches,
+                                         float *loss);
 
 /**
  * Writes the model's adapter to the folder `dir` (NUL-terminated; created if needed) in

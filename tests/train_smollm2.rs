@@ -31,8 +31,25 @@ fn smollm2_learns_made_up_facts() {
     assert!(last < 0.05, "the loss falls near zero: {last}");
 
     // Every question answered with its made-up fact (the completion's distinctive words).
+    let wrong = wrong_answers(&mut model, &file);
+    assert!(wrong.is_empty(), "answers that are not the trained ones:\n{}", wrong.join("\n"));
+
+    // Fused into the GGUF base (unpacked to float32), the folder answers the same without
+    // the adapter.
+    let scratch = common::Scratch::new("smollm2-fuse");
+    model.save_adapter(scratch.join("adapter")).unwrap();
+    let gguf = common::deps_file("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let done = mlxrun::train::fuse::fuse(&gguf, &scratch.join("adapter"), &scratch.join("fused"), true, mlxrun::mlx::Dtype::F32).unwrap();
+    assert_eq!(done.fused, 3 * 30, "q, v and o of all 30 layers");
+    let mut fused = Model::load(scratch.join("fused"), &LoadOptions::default()).unwrap();
+    let wrong = wrong_answers(&mut fused, &file);
+    assert!(wrong.is_empty(), "the fused folder's answers that are not the trained ones:\n{}", wrong.join("\n"));
+}
+
+/// The questions of `file` not answered with their made-up fact (the completion, exactly).
+fn wrong_answers(model: &mut Model, file: &Path) -> Vec<String> {
     let mut wrong = Vec::new();
-    for line in std::fs::read_to_string(&file).unwrap().lines() {
+    for line in std::fs::read_to_string(file).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         let (q, a) = (v["prompt"].as_str().unwrap(), v["completion"].as_str().unwrap());
         let params = GenerateParams { max_tokens: 40, ..Default::default() };
@@ -42,5 +59,5 @@ fn smollm2_learns_made_up_facts() {
             wrong.push(format!("{q}: {reply:?}, trained on {a:?}"));
         }
     }
-    assert!(wrong.is_empty(), "answers that are not the trained ones:\n{}", wrong.join("\n"));
+    wrong
 }

@@ -88,6 +88,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Training")]
     pub grad_accumulation_steps: usize,
 
+    /// Recompute each layer's activations in the backward pass: less memory, more compute
+    #[arg(long, help_heading = "Training")]
+    pub grad_checkpoint: bool,
+
     /// Seed of the batch order and of dropout
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = "Training")]
     pub seed: u64,
@@ -154,6 +158,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
         seed: args.seed,
         adapter_path: Some(adapter_path.clone()),
+        grad_checkpoint: args.grad_checkpoint,
     };
     let test_batches = trainer::batch_limit(args.test_batches, "--test-batches")?;
     cfg.validate()?;

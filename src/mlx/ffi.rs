@@ -482,4 +482,10 @@ extern "C" {
         outputs: *mut shim_vec,
     ) -> c_int;
     pub fn shim_compiled_free(f: *mut shim_compiled);
+    pub fn shim_checkpoint(
+        f: shim_fn,
+        ctx: *mut c_void,
+        free_ctx: unsafe extern "C" fn(*mut c_void),
+        out: *mut *mut shim_compiled,
+    ) -> c_int;
 }

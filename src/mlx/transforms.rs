@@ -117,27 +117,40 @@ pub fn value_and_grad(
     Ok((vals.into_arrays()?, grads.into_arrays()?))
 }
 
-/// A function traced once per input signature and replayed as one fused graph.
+/// A function traced once per input signature and replayed as one fused graph, or a
+/// function under gradient checkpointing ([`Compiled::checkpoint`]).
 pub struct Compiled {
     raw: *mut ffi::shim_compiled,
     // The closure the shim calls while tracing; boxed twice so the thin pointer handed to
-    // C++ stays valid for the life of `raw`. Dropped after `raw` (see Drop).
-    ctx: *mut &'static mut ArrayFn<'static>,
+    // C++ stays valid for the life of `raw`. Dropped after `raw` (see Drop). `None` when
+    // C++ owns it (checkpoint).
+    ctx: Option<*mut &'static mut ArrayFn<'static>>,
 }
 
 impl Compiled {
     /// Compiles `f`. With `shapeless`, one trace serves inputs of any shape (only for
     /// functions whose graph does not depend on shapes).
     pub fn new(f: impl FnMut(&[Array]) -> Result<Vec<Array>> + 'static, shapeless: bool) -> Result<Compiled> {
-        let boxed: &'static mut ArrayFn<'static> = Box::leak(Box::new(f));
-        let ctx = Box::into_raw(Box::new(boxed));
+        let ctx = into_ctx(f);
         let mut raw = std::ptr::null_mut();
-        let status = unsafe { ffi::shim_compile(trampoline, ctx as *mut c_void, shapeless as c_int, &mut raw) };
-        if let Err(e) = check(status) {
+        if let Err(e) = check(unsafe { ffi::shim_compile(trampoline, ctx as *mut c_void, shapeless as c_int, &mut raw) }) {
             unsafe { free_ctx(ctx) };
             return Err(e);
         }
-        Ok(Compiled { raw, ctx })
+        Ok(Compiled { raw, ctx: Some(ctx) })
+    }
+
+    /// `f` under gradient checkpointing: called, it runs `f`; a gradient taken through the
+    /// call recomputes `f` from the call's inputs in the backward pass instead of keeping
+    /// what `f` computed in between (less memory for a second forward pass). Gradients
+    /// reach only the call's inputs, not arrays `f` captures. The graphs a call builds keep
+    /// `f` alive as long as they need it, so the `Compiled` itself may be dropped at once.
+    pub fn checkpoint(f: impl FnMut(&[Array]) -> Result<Vec<Array>> + Send + 'static) -> Result<Compiled> {
+        let ctx = into_ctx(f);
+        let mut raw = std::ptr::null_mut();
+        // The shim owns ctx from here, failure included.
+        check(unsafe { ffi::shim_checkpoint(trampoline, ctx as *mut c_void, free_owned_ctx, &mut raw) })?;
+        Ok(Compiled { raw, ctx: None })
     }
 
     pub fn call(&self, inputs: &[&Array]) -> Result<Vec<Array>> {
@@ -148,17 +161,29 @@ impl Compiled {
     }
 }
 
+fn into_ctx(f: impl FnMut(&[Array]) -> Result<Vec<Array>> + 'static) -> *mut &'static mut ArrayFn<'static> {
+    let boxed: &'static mut ArrayFn<'static> = Box::leak(Box::new(f));
+    Box::into_raw(Box::new(boxed))
+}
+
 unsafe fn free_ctx(ctx: *mut &'static mut ArrayFn<'static>) {
     let inner: &'static mut ArrayFn<'static> = *Box::from_raw(ctx);
     drop(Box::from_raw(inner as *mut ArrayFn<'static>));
+}
+
+/// The destructor the shim calls for a context it owns; a panic in the closure's drop
+/// stays on this side.
+unsafe extern "C" fn free_owned_ctx(ctx: *mut c_void) {
+    let _ = catch_unwind(AssertUnwindSafe(|| free_ctx(ctx as *mut &'static mut ArrayFn<'static>)));
 }
 
 impl Drop for Compiled {
     fn drop(&mut self) {
         unsafe {
             ffi::shim_compiled_free(self.raw);
-            free_ctx(self.ctx);
+            if let Some(ctx) = self.ctx {
+                free_ctx(ctx);
+            }
         }
     }
 }
-

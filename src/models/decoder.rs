@@ -4,6 +4,7 @@
 //! variant with a `DecoderSpec`; the differences are data, not code.
 use serde_json::Value;
 
+use super::block::{self, Block};
 use super::weights::Weights;
 use super::{LayerLinears, ModelInfo};
 use crate::mlx::Array;
@@ -38,11 +39,24 @@ pub struct DecoderSpec {
     pub max_position_embeddings: Option<i32>,
 }
 
+#[derive(Clone)]
 struct Layer {
     input_norm: RmsNorm,
     attn: Attention,
     post_attn_norm: RmsNorm,
     mlp: SwiGlu,
+}
+
+impl Block for Layer {
+    fn forward(&self, h: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
+        let r = self.attn.forward(&self.input_norm.forward(h)?, mask, cache)?;
+        let h2 = h.add(&r)?;
+        let r = self.mlp.forward(&self.post_attn_norm.forward(&h2)?)?;
+        h2.add(&r)
+    }
+    fn parts_mut(&mut self) -> (&mut Attention, &mut SwiGlu) {
+        (&mut self.attn, &mut self.mlp)
+    }
 }
 
 pub struct Decoder {
@@ -51,6 +65,7 @@ pub struct Decoder {
     norm: RmsNorm,
     lm_head: Option<Linear>,
     info: ModelInfo,
+    grad_checkpoint: bool,
 }
 
 impl Decoder {
@@ -113,7 +128,7 @@ impl Decoder {
             dtype: embed.dtype(),
             quantization: w.quant_info(),
         };
-        Ok(Decoder { embed, layers, norm: norm_out, lm_head, info })
+        Ok(Decoder { embed, layers, norm: norm_out, lm_head, info, grad_checkpoint: false })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -122,7 +137,11 @@ impl Decoder {
 
     pub fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
         let layers = self.layers.iter_mut().enumerate();
-        layers.map(|(i, l)| LayerLinears::of(format!("model.layers.{i}"), &mut l.attn, &mut l.mlp)).collect()
+        layers.map(|(i, l)| l.linears(format!("model.layers.{i}"))).collect()
+    }
+
+    pub fn set_grad_checkpoint(&mut self, on: bool) {
+        self.grad_checkpoint = on;
     }
 
     pub fn new_caches(&self) -> Vec<KvCache> {
@@ -140,10 +159,7 @@ impl Decoder {
             None => Mask::None,
         };
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            let r = layer.attn.forward(&layer.input_norm.forward(&h)?, &mask, cache)?;
-            let h2 = h.add(&r)?;
-            let r = layer.mlp.forward(&layer.post_attn_norm.forward(&h2)?)?;
-            h = h2.add(&r)?;
+            h = block::run(layer, &h, &mask, cache, self.grad_checkpoint)?;
         }
         self.norm.forward(&h)
     }

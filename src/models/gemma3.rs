@@ -19,6 +19,7 @@
 //! multimodal configs list only what differs from those.
 use serde_json::Value;
 
+use super::block::{self, Block};
 use super::config::ConfigFile;
 use super::weights::Weights;
 use super::{LanguageModel, LayerLinears, ModelInfo};
@@ -183,6 +184,7 @@ fn layer_kinds(text: &ConfigFile, layers: i32) -> Result<Vec<bool>> {
     Ok(kinds)
 }
 
+#[derive(Clone)]
 struct Layer {
     input_norm: RmsNorm,
     attn: Attention,
@@ -191,6 +193,18 @@ struct Layer {
     mlp: SwiGlu,
     post_ff_norm: RmsNorm,
     sliding: bool,
+}
+
+impl Block for Layer {
+    fn forward(&self, h: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
+        let r = self.attn.forward(&self.input_norm.forward(h)?, mask, cache)?;
+        let h2 = residual(h, &self.post_attn_norm.forward(&r)?)?;
+        let r = self.mlp.forward(&self.pre_ff_norm.forward(&h2)?)?;
+        residual(&h2, &self.post_ff_norm.forward(&r)?)
+    }
+    fn parts_mut(&mut self) -> (&mut Attention, &mut SwiGlu) {
+        (&mut self.attn, &mut self.mlp)
+    }
 }
 
 pub struct Gemma3 {
@@ -205,6 +219,7 @@ pub struct Gemma3 {
     info: ModelInfo,
     /// `language_model.` in the multimodal checkpoints' key names, else empty.
     root: &'static str,
+    grad_checkpoint: bool,
 }
 
 /// Gemma's `(1 + weight)` norm over `name.weight: [dim]`.
@@ -290,6 +305,7 @@ impl Gemma3 {
             final_logit_softcapping: s.final_logit_softcapping,
             info,
             root,
+            grad_checkpoint: false,
         })
     }
 
@@ -326,10 +342,7 @@ impl LanguageModel for Gemma3 {
         let sliding_mask = self.mask(caches, true, n)?;
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             let mask = if layer.sliding { &sliding_mask } else { &global_mask };
-            let r = layer.attn.forward(&layer.input_norm.forward(&h)?, mask, cache)?;
-            let h2 = residual(&h, &layer.post_attn_norm.forward(&r)?)?;
-            let r = layer.mlp.forward(&layer.pre_ff_norm.forward(&h2)?)?;
-            h = residual(&h2, &layer.post_ff_norm.forward(&r)?)?;
+            h = block::run(layer, &h, mask, cache, self.grad_checkpoint)?;
         }
         self.norm.forward(&h)
     }
@@ -362,6 +375,10 @@ impl LanguageModel for Gemma3 {
     fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
         let root = self.root;
         let layers = self.layers.iter_mut().enumerate();
-        layers.map(|(i, l)| LayerLinears::of(format!("{root}model.layers.{i}"), &mut l.attn, &mut l.mlp)).collect()
+        layers.map(|(i, l)| l.linears(format!("{root}model.layers.{i}"))).collect()
+    }
+
+    fn set_grad_checkpoint(&mut self, on: bool) {
+        self.grad_checkpoint = on;
     }
 }

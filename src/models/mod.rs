@@ -1,5 +1,6 @@
 //! Model families and loading. One file per family describes its architecture; shared
 //! pieces live in `decoder` (the Llama-style stack), `config` and `weights`.
+pub mod block;
 pub mod config;
 pub mod decoder;
 pub mod gemma3;
@@ -96,6 +97,9 @@ pub trait LanguageModel: Send {
     fn info(&self) -> &ModelInfo;
     /// Every decoder layer's projections, first layer first (adapters are put on them).
     fn layer_linears(&mut self) -> Vec<LayerLinears<'_>>;
+    /// Gradient checkpointing on or off (see [`block::run`]): training turns it on for its
+    /// forward passes, which then need empty caches.
+    fn set_grad_checkpoint(&mut self, on: bool);
 
     /// `tokens: [batch, seq]` integer ids → logits `[batch, seq, vocab]`, extending
     /// `caches` (one per layer) with the new positions.
@@ -133,6 +137,9 @@ impl LanguageModel for Decoder {
     }
     fn layer_linears(&mut self) -> Vec<LayerLinears<'_>> {
         Decoder::layer_linears(self)
+    }
+    fn set_grad_checkpoint(&mut self, on: bool) {
+        Decoder::set_grad_checkpoint(self, on)
     }
 }
 

@@ -16,6 +16,7 @@ pub struct AttentionConfig {
     pub scale: f32,
 }
 
+#[derive(Clone)]
 pub struct Attention {
     pub cfg: AttentionConfig,
     pub q_proj: Linear,
@@ -30,6 +31,7 @@ pub struct Attention {
 
 /// How a forward pass masks attention; `Causal` also covers a chunk that follows cached
 /// positions (the mask aligns to the end of the keys).
+#[derive(Clone)]
 pub enum Mask {
     None,
     Causal,

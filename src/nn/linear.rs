@@ -6,6 +6,7 @@ use crate::mlx::quant::Quantized;
 use crate::mlx::Array;
 use crate::Result;
 
+#[derive(Clone)]
 pub struct Linear {
     pub weight: Weight,
     pub bias: Option<Array>,

@@ -5,6 +5,7 @@
 use crate::mlx::{random, Array, Dtype};
 use crate::Result;
 
+#[derive(Clone)]
 pub struct Lora {
     /// `[in, rank]`.
     pub a: Array,
@@ -15,6 +16,9 @@ pub struct Lora {
     pub dropout: f32,
     /// Dropout applies only while training.
     pub training: bool,
+    /// Draw dropout's mask from this key instead of MLX's global generator (a
+    /// checkpointed layer's two passes must drop the same elements).
+    pub dropout_key: Option<Array>,
 }
 
 impl Lora {
@@ -29,12 +33,13 @@ impl Lora {
             scale,
             dropout,
             training: false,
+            dropout_key: None,
         })
     }
 
     /// What the adapter adds to the base layer's output `y` for input `x`.
     pub fn add_to(&self, y: &Array, x: &Array) -> Result<Array> {
-        let x_in = if self.training && self.dropout > 0.0 { dropout(x, self.dropout)? } else { x.clone() };
+        let x_in = if self.training && self.dropout > 0.0 { dropout(x, self.dropout, self.dropout_key.as_ref())? } else { x.clone() };
         let z = x_in.matmul(&self.a)?.matmul(&self.b)?;
         y.add(&z.mul_scalar(self.scale as f64)?.astype(x.dtype())?)
     }
@@ -42,7 +47,7 @@ impl Lora {
 }
 
 /// Inverted dropout: keeps each element with probability `1 - p`, scaled by `1 / (1 - p)`.
-fn dropout(x: &Array, p: f32) -> Result<Array> {
-    let keep = random::uniform(0.0, 1.0, &x.shape(), Dtype::F32, None)?.less(&Array::scalar(1.0 - p)?)?;
+fn dropout(x: &Array, p: f32, key: Option<&Array>) -> Result<Array> {
+    let keep = random::uniform(0.0, 1.0, &x.shape(), Dtype::F32, key)?.less(&Array::scalar(1.0 - p)?)?;
     x.mul(&keep.astype(x.dtype())?)?.mul_scalar(1.0 / (1.0 - p as f64))
 }

@@ -31,6 +31,7 @@ impl Activation {
     }
 }
 
+#[derive(Clone)]
 pub struct SwiGlu {
     pub gate: Linear,
     pub up: Linear,

@@ -2,6 +2,7 @@
 use crate::mlx::{fast, Array};
 use crate::Result;
 
+#[derive(Clone)]
 pub struct RmsNorm {
     pub weight: Array,
     pub eps: f32,

@@ -6,6 +6,7 @@ use crate::mlx::{Array, Dtype};
 use crate::Result;
 
 /// A `[rows, cols]` matrix in HF's `[out, in]` layout.
+#[derive(Clone)]
 pub enum Weight {
     Dense(Array),
     /// Packed weights with their scales (and biases), and the dtype the layer computes in:

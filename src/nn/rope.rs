@@ -7,12 +7,14 @@ use crate::mlx::{Array, Dtype};
 use crate::Result;
 
 /// A rotary embedding over the first `dims` features of each head.
+#[derive(Clone)]
 pub struct Rope {
     pub dims: i32,
     pub traditional: bool,
     kind: RopeKind,
 }
 
+#[derive(Clone)]
 enum RopeKind {
     /// `base^(-2i/dims)`, positions multiplied by `scale` (linear scaling: 1/factor).
     Base { base: f32, scale: f32 },

@@ -769,6 +769,20 @@ int shim_compile(shim_fn fn, void* ctx, int shapeless, shim_compiled** out) {
   })
 }
 
+int shim_checkpoint(shim_fn fn, void* ctx, void (*free_ctx)(void*), shim_compiled** out) {
+  // Owned from the first line: the graph a call builds keeps copies of the function (its
+  // backward pass calls it again), so ctx lives as long as the last of them. Should the
+  // control block's allocation fail, shared_ptr frees ctx itself.
+  SHIM_TRY({
+    std::shared_ptr<void> owner(ctx, free_ctx);
+    if (!fn) throw std::invalid_argument("null function");
+    auto c = std::make_unique<shim_compiled>();
+    auto call = wrap(fn, ctx);
+    c->fn = mx::checkpoint([owner, call](const std::vector<mx::array>& inputs) { return call(inputs); });
+    *out = c.release();
+  })
+}
+
 int shim_compiled_call(const shim_compiled* f, const shim_array* const* inputs, size_t n,
                        shim_vec* outputs) {
   SHIM_TRY({

@@ -232,6 +232,11 @@ int shim_compile(shim_fn fn, void* ctx, int shapeless, shim_compiled** out);
 int shim_compiled_call(const shim_compiled* f, const shim_array* const* inputs, size_t n,
                        shim_vec* outputs);
 void shim_compiled_free(shim_compiled* f);
+// checkpoint: the function, whose backward pass recomputes it from its inputs instead of
+// keeping its intermediates (called, and freed, as a compiled one). Takes ownership of ctx,
+// even on failure: free_ctx(ctx) runs once the function and every graph holding a copy of
+// it are gone.
+int shim_checkpoint(shim_fn fn, void* ctx, void (*free_ctx)(void*), shim_compiled** out);
 
 #ifdef __cplusplus
 }
