@@ -3,10 +3,12 @@
 # (no network or cargo needed there): installs MLX's CUDA wheel and mlx-lm into the bundle,
 # makes the random benchmark models of Qwen3-0.6B's and Gemma 3 1B's shapes, and runs
 # bench generate (single-sequence prefill/decode, also 4-bit) and bench batch (Classify and
-# BatchGenerate at batch 64, 256 and 1024), ours beside mlx-lm in each run, in bf16.
+# BatchGenerate at batch 64, 256 and 1024) and bench train (LoRA training: bf16, 4-bit
+# base, float32; with and without gradient checkpointing), ours beside mlx-lm in each run.
+# SUITES (default "generate batch train") picks which run.
 # The CUDA libraries MLX needs are looked up in the nvidia/*/lib folders of PYTHON's
 # site-packages (a PyTorch install has them). Run from the repository root.
-# Usage: scripts/gpu_bench.sh BUNDLE [RESULTS_DIR]     (PYTHON: default python3)
+# Usage: [SUITES="train"] scripts/gpu_bench.sh BUNDLE [RESULTS_DIR]     (PYTHON: default python3)
 set -euo pipefail
 B="$(cd "${1:?usage: gpu_bench.sh BUNDLE [RESULTS_DIR]}" && pwd)"
 RES="${2:-$B/results}"
@@ -27,10 +29,23 @@ done
 # on a GPU, and both sides run quantized matmuls.
 [ -f "$M/qwen3-0.6b-shape-q4/config.json" ] || "$PY" -m mlx_lm convert --hf-path "$M/qwen3-0.6b-shape" \
     --mlx-path "$M/qwen3-0.6b-shape-q4" -q --q-bits 4 --q-group-size 64 >/dev/null
+SUITES="${SUITES:-generate batch train}"
+if [[ " $SUITES " == *" generate "* ]]; then
 "$B/bin/bench-generate" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" "$M/gemma3-1b-shape" --prompt 257 --gen 128 2>&1 \
     | tee "$RES/generate.txt"
+fi
+if [[ " $SUITES " == *" batch "* ]]; then
 for batch in 64 256 1024; do
     MLXRUN_BENCH_MODEL="$M/gemma3-1b-shape" MLXRUN_BENCH_PROMPTS=2048 MLXRUN_BENCH_GEN_PROMPTS=64 \
     MLXRUN_BENCH_PROMPT_LEN=16 MLXRUN_BENCH_BATCH=$batch MLXRUN_BENCH_MAX_TOKENS=64 MLXRUN_BENCH_REPEAT=2 \
         "$B/bin/bench-batch" 2>&1 | tee -a "$RES/batch.txt"
 done
+fi
+if [[ " $SUITES " == *" train "* ]]; then
+# LoRA on mlx-lm's default 16 layers, 512-token texts, batch 4: the bf16 checkpoint and its
+# 4-bit conversion (QLoRA) as they are, then the bf16 weights computed in float32 (what
+# mixed precision saves).
+T="--seq 512 --batch 4 --iters 14 --report 2 --layers 16 --repeat 3"
+"$B/bin/bench-train" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" $T 2>&1 | tee "$RES/train.txt"
+"$B/bin/bench-train" "$M/qwen3-0.6b-shape" $T --dtype float32 --variants plain 2>&1 | tee -a "$RES/train.txt"
+fi

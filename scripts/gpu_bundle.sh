@@ -2,7 +2,7 @@
 # Packs what the benchmarks need on a Linux NVIDIA machine that has Python 3.12 and the
 # CUDA libraries (e.g. a PyTorch install) but no network and no Rust toolchain:
 #   OUT/wheels/     mlx, mlx-cuda-13 and mlx-lm, pinned to the versions the project uses
-#   OUT/bin/        mlxrun, bench-generate and bench-batch, release builds without
+#   OUT/bin/        mlxrun, bench-generate, bench-batch and bench-train, release builds without
 #                   OpenBLAS (the CUDA backend does not use it), debug info stripped
 #   OUT/tokenizers/ the qwen3 and gemma3 tokenizers, for the benchmark models
 # Then, on that machine, from a copy of this repository: scripts/gpu_bench.sh OUT
@@ -20,7 +20,7 @@ if ! ls "$OUT"/wheels/mlx_cuda_13-*.whl >/dev/null 2>&1; then
 fi
 # The executables cargo built, by name, from its JSON messages.
 MLXRUN_NO_OPENBLAS=1 CARGO_TARGET_DIR="$ROOT/target/gpu" cargo build --release --locked \
-    --bin mlxrun --bench generate --bench batch --message-format=json \
+    --bin mlxrun --bench generate --bench batch --bench train --message-format=json \
   | .deps/venv/bin/python -c '
 import json, sys
 for line in sys.stdin:
