@@ -22,14 +22,16 @@ export LD_LIBRARY_PATH="$B/site/mlx/lib:$NV${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PYTHONPATH="$B/site" PYTHONUNBUFFERED=1 MLXRUN_BENCH_PYTHON="$PY"
 "$PY" -c 'import mlx.core as mx; print("MLX device:", mx.default_device())'
 M="$B/models"
-for m in qwen3-0.6b gemma3-1b; do
+SUITES="${SUITES:-generate batch train}"
+# The Gemma 3 model serves generate and batch only.
+MODELS="qwen3-0.6b"; [[ " $SUITES " == *" generate "* || " $SUITES " == *" batch "* ]] && MODELS="$MODELS gemma3-1b"
+for m in $MODELS; do
     [ -f "$M/$m-shape/model.safetensors" ] || TOKENIZERS_DIR="$B/tokenizers" "$PY" scripts/make_fixtures.py --bench-model $m "$M"
 done
 # The same Qwen3 weights 4-bit (group 64) by mlx-lm's converter: packed weights stay packed
 # on a GPU, and both sides run quantized matmuls.
 [ -f "$M/qwen3-0.6b-shape-q4/config.json" ] || "$PY" -m mlx_lm convert --hf-path "$M/qwen3-0.6b-shape" \
     --mlx-path "$M/qwen3-0.6b-shape-q4" -q --q-bits 4 --q-group-size 64 >/dev/null
-SUITES="${SUITES:-generate batch train}"
 if [[ " $SUITES " == *" generate "* ]]; then
 "$B/bin/bench-generate" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" "$M/gemma3-1b-shape" --prompt 257 --gen 128 2>&1 \
     | tee "$RES/generate.txt"
@@ -45,7 +47,7 @@ if [[ " $SUITES " == *" train "* ]]; then
 # LoRA on mlx-lm's default 16 layers, 512-token texts, batch 4: the bf16 checkpoint and its
 # 4-bit conversion (QLoRA) as they are, then the bf16 weights computed in float32 (what
 # mixed precision saves).
-T="--seq 512 --batch 4 --iters 14 --report 2 --layers 16 --repeat 3"
+T="--seq 512 --batch 4 --iters 14 --report 2 --layers 16 --repeat 2"
 "$B/bin/bench-train" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" $T 2>&1 | tee "$RES/train.txt"
 "$B/bin/bench-train" "$M/qwen3-0.6b-shape" $T --dtype float32 --variants plain 2>&1 | tee -a "$RES/train.txt"
 fi

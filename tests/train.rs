@@ -511,16 +511,20 @@ fn gradient_checkpointing_gives_the_plain_pass_s_gradients() {
     }
 }
 
-/// Training with gradient checkpointing takes mlx-lm's steps: its losses equal the
-/// reference's, as those of the plain pass do.
+/// Training with gradient checkpointing, with a compiled step (what a GPU runs by
+/// default), and with both, takes mlx-lm's steps: every loss equals the reference's, as
+/// those of the plain pass do.
 #[test]
-fn twenty_checkpointed_steps_give_mlx_lm_s_losses() {
-    let (mut model, train, valid, r) = setup("completions-masked");
-    let cfg = TrainConfig { grad_checkpoint: true, ..train_config(&r, None) };
-    let summary = model.train(&train, Some(&valid), &cfg, |_| true).unwrap();
-    let want = r["train"].as_array().unwrap();
-    assert_eq!(summary.reports.len(), want.len());
-    for (got, w) in summary.reports.iter().zip(want) {
-        within(&format!("checkpointed step {} loss", got.iteration), got.train_loss as f64, w["loss"].as_f64().unwrap(), 1e-4);
+fn checkpointed_and_compiled_steps_give_mlx_lm_s_losses() {
+    for (grad_checkpoint, compile) in [(true, false), (false, true), (true, true)] {
+        let (mut model, train, valid, r) = setup("completions-masked");
+        let cfg = TrainConfig { grad_checkpoint, compile: Some(compile), ..train_config(&r, None) };
+        let summary = model.train(&train, Some(&valid), &cfg, |_| true).unwrap();
+        let want = r["train"].as_array().unwrap();
+        assert_eq!(summary.reports.len(), want.len());
+        for (got, w) in summary.reports.iter().zip(want) {
+            let what = format!("checkpoint {grad_checkpoint}, compiled {compile}: step {} loss", got.iteration);
+            within(&what, got.train_loss as f64, w["loss"].as_f64().unwrap(), 1e-4);
+        }
     }
 }

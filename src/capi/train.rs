@@ -222,6 +222,7 @@ fn train_config(p: &mlxrun_train_params) -> Result<(TrainConfig, bool), Error> {
         seed: p.seed,
         adapter_path,
         grad_checkpoint: p.grad_checkpoint,
+        compile: None,
     };
     cfg.validate()?;
     Ok((cfg, p.mask_prompt))

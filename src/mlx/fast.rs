@@ -12,6 +12,12 @@ pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
     new_array(|out| unsafe { ffi::shim_rms_norm(x.as_ptr(), opt_ptr(weight), eps, out) })
 }
 
+/// Cross entropy of `logits: [..., classes]` against class indices `targets: [...]`, one
+/// value per position, in one fused kernel (no softmax-sized intermediates on a GPU).
+pub fn cross_entropy(logits: &Array, targets: &Array) -> Result<Array> {
+    new_array(|out| unsafe { ffi::shim_cross_entropy(logits.as_ptr(), targets.as_ptr(), out) })
+}
+
 /// Layer normalisation over the last axis, with optional affine weight and bias.
 pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
     new_array(|out| unsafe { ffi::shim_layer_norm(x.as_ptr(), opt_ptr(weight), opt_ptr(bias), eps, out) })

@@ -293,6 +293,7 @@ extern "C" {
         eps: f32,
         out: *mut *mut shim_array,
     ) -> c_int;
+    pub fn shim_cross_entropy(logits: *const shim_array, targets: *const shim_array, out: *mut *mut shim_array) -> c_int;
     pub fn shim_layer_norm(
         x: *const shim_array,
         weight: *const shim_array,

@@ -17,7 +17,7 @@ pub use array::Array;
 pub use device::{Device, DeviceType, Stream};
 pub use dtype::{Dtype, Element};
 pub use ops::{concatenate, stack, where_};
-pub use transforms::{async_eval, eval, value_and_grad, Compiled};
+pub use transforms::{async_eval, eval, value_and_grad, with_compiled, Compiled};
 
 /// The version string of the MLX library linked in.
 pub fn version() -> String {

@@ -187,3 +187,21 @@ impl Drop for Compiled {
         }
     }
 }
+
+/// Compiles `f` for the length of `body`, which calls it through the [`Compiled`] it is
+/// lent. Unlike [`Compiled::new`], `f` may borrow from the caller: MLX calls `f` only while
+/// tracing inside [`Compiled::call`], and its compiled copy (with the cache of traces) is
+/// freed before this returns, so `f` is never called after its borrows end.
+pub fn with_compiled<'f, R>(
+    f: impl FnMut(&[Array]) -> Result<Vec<Array>> + 'f,
+    body: impl FnOnce(&Compiled) -> R,
+) -> Result<R> {
+    let boxed: Box<ArrayFn<'f>> = Box::new(f);
+    // SAFETY: the lifetime is extended only for the `Compiled` below, which is dropped
+    // (freeing MLX's function and the closure) before `'f` can end; `body` only borrows it.
+    let boxed: Box<ArrayFn<'static>> = unsafe { std::mem::transmute::<Box<ArrayFn<'f>>, Box<ArrayFn<'static>>>(boxed) };
+    let compiled = Compiled::new(boxed, false)?;
+    let out = body(&compiled);
+    drop(compiled);
+    Ok(out)
+}

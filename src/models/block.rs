@@ -25,7 +25,7 @@ pub trait Block: Clone + Send + 'static {
 /// Runs `block` on `h`; with `checkpoint`, as a checkpointed function of `h` and the
 /// block's adapter weights (the only arrays training differentiates), so that gradients
 /// still reach them. Checkpointing is for training's whole-sequence passes: `cache` must be
-/// empty, and stays empty (the layer attends over the call's own keys).
+/// empty, and stays empty (the layer attends over the call's own keys, uncached).
 pub fn run<B: Block>(block: &B, h: &Array, mask: &Mask, cache: &mut KvCache, checkpoint: bool) -> Result<Array> {
     if !checkpoint {
         return block.forward(h, mask, cache);
@@ -60,7 +60,7 @@ pub fn run<B: Block>(block: &B, h: &Array, mask: &Mask, cache: &mut KvCache, che
                 (lora.a, lora.b) = (pair[0].clone(), pair[1].clone());
             }
         }
-        Ok(vec![copy.forward(h, &mask, &mut KvCache::new())?])
+        Ok(vec![copy.forward(h, &mask, &mut KvCache::uncached())?])
     })?;
     let mut inputs = vec![h];
     inputs.extend(&params);

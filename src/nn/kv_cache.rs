@@ -25,6 +25,10 @@ use crate::Result;
 const STEP: i32 = 256;
 
 pub enum KvCache {
+    /// No cache: each call attends over its own keys only and keeps nothing (training's
+    /// whole-sequence passes, as mlx-lm's models run without a cache). Writing the keys
+    /// into a cache buffer would cost a copy, and its gradient another.
+    Uncached,
     Full(FullKvCache),
     Rotating(RotatingKvCache),
     Batch(BatchKvCache),
@@ -41,6 +45,11 @@ impl KvCache {
     /// An empty cache that keeps every position.
     pub fn new() -> KvCache {
         KvCache::Full(FullKvCache::default())
+    }
+
+    /// No cache (see [`KvCache::Uncached`]).
+    pub fn uncached() -> KvCache {
+        KvCache::Uncached
     }
 
     /// An empty sliding-window cache holding the last `max_size` positions, the first
@@ -61,6 +70,7 @@ impl KvCache {
     /// cache may hold fewer (see `len`).
     pub fn offset(&self) -> i32 {
         match self {
+            KvCache::Uncached => 0,
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset,
             KvCache::Batch(c) => c.max_offset(),
@@ -80,6 +90,7 @@ impl KvCache {
     /// Number of positions held (attended to by the next single-token step).
     pub fn len(&self) -> i32 {
         match self {
+            KvCache::Uncached => 0,
             KvCache::Full(c) => c.offset,
             KvCache::Rotating(c) => c.offset.min(c.max_size),
             KvCache::Batch(c) => c.columns(),
@@ -94,7 +105,7 @@ impl KvCache {
     /// The most positions kept: `None` for a full cache.
     pub fn max_size(&self) -> Option<i32> {
         match self {
-            KvCache::Full(_) | KvCache::Quantized(_) => None,
+            KvCache::Uncached | KvCache::Full(_) | KvCache::Quantized(_) => None,
             KvCache::Rotating(c) => Some(c.max_size),
             KvCache::Batch(c) => c.window(),
         }
@@ -104,6 +115,7 @@ impl KvCache {
     /// values attention must see (the new positions included).
     pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
         match self {
+            KvCache::Uncached => Ok((keys.clone(), values.clone())),
             KvCache::Full(c) => c.update_and_fetch(keys, values),
             KvCache::Rotating(c) => c.update_and_fetch(keys, values),
             KvCache::Batch(c) => c.update_and_fetch(keys, values),
@@ -120,6 +132,7 @@ impl KvCache {
     /// before they are added. `window`: the sliding window of the layer, if any.
     pub fn make_mask(&self, n: i32, window: Option<i32>) -> Result<Mask> {
         match self {
+            KvCache::Uncached => full_mask(n, 0, window),
             KvCache::Full(c) => c.make_mask(n, window),
             KvCache::Rotating(c) => c.make_mask(n, window),
             KvCache::Batch(c) => c.make_mask(n, window),
@@ -130,6 +143,7 @@ impl KvCache {
     /// The arrays to evaluate to materialise the cache (after a prefill chunk).
     pub fn state(&self) -> Vec<&Array> {
         let b = match self {
+            KvCache::Uncached => return Vec::new(),
             KvCache::Full(c) => &c.buf,
             KvCache::Rotating(c) => &c.buf,
             KvCache::Batch(c) => return c.state(),
@@ -145,6 +159,7 @@ impl KvCache {
     pub fn is_trimmable(&self) -> bool {
         match self {
             KvCache::Full(_) | KvCache::Quantized(_) => true,
+            KvCache::Uncached => false,
             KvCache::Rotating(c) => c.offset < c.max_size,
             // Rows end at different positions: there is no common prefix to keep.
             KvCache::Batch(_) => false,
@@ -169,7 +184,7 @@ impl KvCache {
                 c.offset -= n;
                 c.idx -= n;
             }
-            KvCache::Batch(_) => return 0,
+            KvCache::Uncached | KvCache::Batch(_) => return 0,
             KvCache::Quantized(c) => return c.trim(n),
         }
         n

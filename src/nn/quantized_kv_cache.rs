@@ -65,6 +65,7 @@ pub fn quantize_caches(caches: &mut [KvCache], q: KvQuantization) -> Result<()> 
             KvCache::Batch(_) => {
                 return Err(Error::invalid("KV cache quantization is not available for batched generation"))
             }
+            KvCache::Uncached => return Err(Error::invalid("KV cache quantization needs a cache, not an uncached pass")),
         }
     }
     Ok(())

@@ -495,6 +495,9 @@ int shim_topk(const shim_array* a, int k, int axis, shim_array** out) {
 int shim_rms_norm(const shim_array* x, const shim_array* weight, float eps, shim_array** out) {
   SHIM_TRY(put(out, mx::fast::rms_norm(A(x), OPT(weight), eps)))
 }
+int shim_cross_entropy(const shim_array* logits, const shim_array* targets, shim_array** out) {
+  SHIM_TRY(put(out, mx::fast::cross_entropy(A(logits), A(targets))))
+}
 int shim_layer_norm(const shim_array* x, const shim_array* weight, const shim_array* bias,
                     float eps, shim_array** out) {
   SHIM_TRY(put(out, mx::fast::layer_norm(A(x), OPT(weight), OPT(bias), eps)))

@@ -137,6 +137,8 @@ int shim_topk(const shim_array* a, int k, int axis, shim_array** out);
 // ---- fast kernels ---------------------------------------------------------------------------
 int shim_rms_norm(const shim_array* x, const shim_array* weight /*nullable*/, float eps,
                   shim_array** out);
+// Fused cross entropy over the last axis with class-index targets (per position).
+int shim_cross_entropy(const shim_array* logits, const shim_array* targets, shim_array** out);
 int shim_layer_norm(const shim_array* x, const shim_array* weight /*nullable*/,
                     const shim_array* bias /*nullable*/, float eps, shim_array** out);
 // base is used when has_base != 0; otherwise freqs must be given.

@@ -3,6 +3,7 @@
 //! over `grad_accumulation_steps` batches and averaged before each optimizer update,
 //! validation before the first step, every `steps_per_eval` steps and after the last,
 //! reports every `steps_per_report` steps, checkpoints every `save_every` steps.
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use super::loss::loss;
 use super::optimizer::{Optimizer, OptimizerKind, Schedule};
 use crate::engine::Model;
 use crate::error::{Error, Result};
-use crate::mlx::{eval, memory, value_and_grad, Array};
+use crate::mlx::{eval, memory, value_and_grad, with_compiled, Array, Compiled, Device};
 use crate::models::LanguageModel;
 
 /// How to train; the defaults are mlx-lm's `lora` defaults.
@@ -43,6 +44,11 @@ pub struct TrainConfig {
     /// backward pass instead of kept from the forward one (mlx-lm's `--grad-checkpoint`):
     /// less memory for about a third more compute.
     pub grad_checkpoint: bool,
+    /// Compile each step's forward and backward pass into fused kernels (mlx-lm compiles
+    /// its step). `None`: on a GPU only — on the CPU, MLX builds fused kernels with the C++
+    /// compiler at run time, once per batch shape, which costs more than it saves. Adapters
+    /// with dropout are never compiled (a compiled step would replay one dropout mask).
+    pub compile: Option<bool>,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +67,7 @@ impl Default for TrainConfig {
             seed: 0,
             adapter_path: None,
             grad_checkpoint: false,
+            compile: None,
         }
     }
 }
@@ -160,12 +167,17 @@ pub fn evaluate(model: &dyn LanguageModel, data: &[Example], batch_size: usize, 
 /// One forward and backward pass: `(loss, tokens, gradients)` of the adapter parameters
 /// `params` (in [`adapter::parameters`]' order) on `batch`.
 pub fn loss_and_grad(model: &mut dyn LanguageModel, params: &[Array], batch: &Batch) -> Result<(Array, Array, Vec<Array>)> {
+    loss_and_grad_of(model, params, &batch.tokens, &batch.lengths)
+}
+
+/// [`loss_and_grad`] of a batch given by its arrays (`tokens`, `lengths`).
+fn loss_and_grad_of(model: &mut dyn LanguageModel, params: &[Array], tokens: &Array, lengths: &Array) -> Result<(Array, Array, Vec<Array>)> {
     let argnums: Vec<i32> = (0..params.len() as i32).collect();
     let refs: Vec<&Array> = params.iter().collect();
     let result = value_and_grad(
         |inputs| {
             adapter::set_parameters(model, inputs)?;
-            let (l, n) = loss(model, &batch.tokens, &batch.lengths)?;
+            let (l, n) = loss(model, tokens, lengths)?;
             Ok(vec![l, n])
         },
         &refs,
@@ -204,9 +216,21 @@ impl Model {
         let mut order = Shuffler::new(cfg.seed);
         let cancel = self.canceller();
         let mut optimizer = Optimizer::new(cfg.optimizer.clone(), cfg.schedule.clone())?;
-        let lm = self.language_model_mut();
+        let on_gpu = Device::default_device()? != Device::cpu();
+        let compile = cfg.compile.unwrap_or(on_gpu) && lora_cfg.dropout == 0.0;
+        // The model, borrowed in turn by the loop and by the traced step (MLX traces it
+        // inside the loop's calls of the compiled step, while the loop holds no borrow).
+        let model = RefCell::new(self.language_model_mut());
+        let lm = || model.borrow_mut();
+        // The step as a function of arrays, for compiling: [params…, tokens, lengths] →
+        // [loss, tokens, gradients…].
+        let traced = |inputs: &[Array]| -> Result<Vec<Array>> {
+            let k = inputs.len().checked_sub(2).ok_or_else(|| Error::invalid("a training step called without its batch"))?;
+            let (l, n, grads) = loss_and_grad_of(&mut **lm(), &inputs[..k], &inputs[k], &inputs[k + 1])?;
+            Ok([l, n].into_iter().chain(grads).collect())
+        };
         // The loop, in a closure so that dropout is switched off however it ends.
-        let mut run = || -> Result<TrainSummary> {
+        let mut run = |compiled: Option<&Compiled>| -> Result<TrainSummary> {
             let mut summary = TrainSummary::default();
             let start = Instant::now();
             let (mut window_loss, mut window_tokens, mut window_steps, mut window_time) = (0f64, 0u64, 0usize, 0f64);
@@ -218,9 +242,9 @@ impl Model {
             for it in 1..=cfg.iters {
                 if let Some(v) = valid.filter(|_| it == 1 || it % cfg.steps_per_eval == 0 || it == cfg.iters) {
                     let t = Instant::now();
-                    adapter::set_training(lm, false);
-                    lm.set_grad_checkpoint(false);
-                    let val_loss = evaluate(lm, &v.examples, cfg.batch_size, cfg.val_batches, cfg.max_seq_length)?;
+                    adapter::set_training(&mut **lm(), false);
+                    lm().set_grad_checkpoint(false);
+                    let val_loss = evaluate(&**lm(), &v.examples, cfg.batch_size, cfg.val_batches, cfg.max_seq_length)?;
                     let report = ValReport { iteration: it - 1, val_loss, seconds: t.elapsed().as_secs_f64() };
                     stop(on_progress(&Progress::Val(&report)))?;
                     summary.validations.push(report);
@@ -240,10 +264,24 @@ impl Model {
                     on_progress(&Progress::Warning(&msg));
                     warned = true;
                 }
-                adapter::set_training(lm, true);
-                lm.set_grad_checkpoint(cfg.grad_checkpoint);
-                let params: Vec<Array> = adapter::parameters(lm).into_iter().map(|(_, a)| a).collect();
-                let (l, n, grads) = loss_and_grad(lm, &params, &batch)?;
+                adapter::set_training(&mut **lm(), true);
+                lm().set_grad_checkpoint(cfg.grad_checkpoint);
+                let params: Vec<Array> = adapter::parameters(&mut **lm()).into_iter().map(|(_, a)| a).collect();
+                let (l, n, grads) = match compiled {
+                    Some(step) => {
+                        let mut inputs: Vec<&Array> = params.iter().collect();
+                        inputs.extend([&batch.tokens, &batch.lengths]);
+                        let outputs = step.call(&inputs);
+                        // A trace leaves its placeholder arrays in the adapter.
+                        adapter::set_parameters(&mut **lm(), &params)?;
+                        let mut outputs = outputs?.into_iter();
+                        let (Some(l), Some(n)) = (outputs.next(), outputs.next()) else {
+                            return Err(Error::invalid("the compiled training step returned no loss"));
+                        };
+                        (l, n, outputs.collect())
+                    }
+                    None => loss_and_grad(&mut **lm(), &params, &batch)?,
+                };
                 let grads = match accumulated.take() {
                     Some(prev) => prev.iter().zip(&grads).map(|(a, b)| a.add(b)).collect::<Result<Vec<_>>>()?,
                     None => grads,
@@ -256,7 +294,7 @@ impl Model {
                         grads
                     };
                     let updated = optimizer.update(&params, &grads)?;
-                    adapter::set_parameters(lm, &updated)?;
+                    adapter::set_parameters(&mut **lm(), &updated)?;
                     let mut to_eval: Vec<&Array> = updated.iter().collect();
                     to_eval.extend(optimizer.state_arrays());
                     to_eval.extend([&l, &n]);
@@ -293,22 +331,22 @@ impl Model {
                 }
                 if let Some(dir) = cfg.adapter_path.as_deref().filter(|_| cfg.save_every > 0 && it % cfg.save_every == 0) {
                     let file = dir.join(adapter::ADAPTER_FILE);
-                    adapter::save_weights(lm, &file)?;
-                    adapter::save_weights(lm, &dir.join(format!("{it:07}_adapters.safetensors")))?;
+                    adapter::save_weights(&mut **lm(), &file)?;
+                    adapter::save_weights(&mut **lm(), &dir.join(format!("{it:07}_adapters.safetensors")))?;
                     stop(on_progress(&Progress::Saved { iteration: it, path: &file }))?;
                 }
             }
             if let Some(dir) = &cfg.adapter_path {
                 let file = dir.join(adapter::ADAPTER_FILE);
-                adapter::save_weights(lm, &file)?;
+                adapter::save_weights(&mut **lm(), &file)?;
                 on_progress(&Progress::Saved { iteration: cfg.iters, path: &file });
             }
             summary.seconds = start.elapsed().as_secs_f64();
             Ok(summary)
         };
-        let result = run();
-        adapter::set_training(lm, false);
-        lm.set_grad_checkpoint(false);
+        let result = if compile { with_compiled(traced, |step| run(Some(step))).and_then(|r| r) } else { run(None) };
+        adapter::set_training(&mut **lm(), false);
+        lm().set_grad_checkpoint(false);
         result
     }
 }
