@@ -354,3 +354,101 @@ fn train_writes_an_adapter_that_generate_loads() {
     assert!(fails(&["train", "--model", m, "--data", no_data.to_str().unwrap()]).contains("nothing"));
     assert!(fails(&["generate", "--model", m, "--adapter-path", no_data.to_str().unwrap(), "--prompt", "x"]).contains("nothing"));
 }
+
+/// `mlxrun train --plot`: an SVG with a line and a legend label for each of the training and
+/// validation losses; a plot path that cannot be written fails before any training, naming
+/// the path.
+#[test]
+fn train_plots_its_losses() {
+    let model = common::deps_file("fixtures/qwen3");
+    let m = model.to_str().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora/completions");
+    let d = data.to_str().unwrap();
+    let dir = scratch_dir("cli-train-plot");
+    let (adapter, plot) = (dir.join("adapter"), dir.join("loss.svg"));
+    let _ = std::fs::remove_file(&plot);
+    let (a, p) = (adapter.to_str().unwrap(), plot.to_str().unwrap());
+    let args = [
+        "train", "--model", m, "--data", d, "--mask-prompt", "--iters", "3", "--steps-per-report", "1", "--steps-per-eval", "2",
+        "--rank", "2", "--learning-rate", "1e-3", "--adapter-path", a, "--json", "--plot", p,
+    ];
+    let out = mlxrun(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Validation before steps 1, 2 and 3; a training report after each.
+    let plotted = events.iter().find(|e| e["event"] == "plot").unwrap_or_else(|| panic!("no plot event: {events:?}"));
+    assert_eq!((plotted["path"].as_str(), plotted["train_points"].as_u64(), plotted["val_points"].as_u64()), (Some(p), Some(3), Some(3)));
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    // Texts sit on lines of their own between their <text> tags.
+    for text in ["train", "validation", "iteration", "loss", "LoRA: qwen3 on completions"] {
+        assert!(svg.lines().any(|l| l == text), "no {text:?} in {svg}");
+    }
+    // Each series' colour: its line, and its sample in the legend.
+    for colour in ["#1F77B4", "#FF7F0E"] {
+        let lines = svg.lines().filter(|l| l.starts_with("<polyline") && l.contains(colour)).count();
+        assert_eq!(lines, 2, "{colour} in {svg}");
+    }
+
+    // Bad paths fail at once, naming the path, before any training (which would write the
+    // adapter's config first) and before printing anything.
+    let fresh = dir.join("never-written");
+    let f = fresh.to_str().unwrap();
+    let missing = dir.join("no-such-folder").join("loss.svg");
+    let png = dir.join("loss.png");
+    for (bad, why) in [(&missing, "no folder"), (&png, ".svg"), (&dir.join("adapter.svg"), "")] {
+        if why.is_empty() {
+            std::fs::create_dir_all(bad).unwrap(); // a folder in the file's place
+        }
+        let b = bad.to_str().unwrap();
+        let e = fails(&["train", "--model", m, "--data", d, "--adapter-path", f, "--plot", b]);
+        assert!(e.contains(b) && e.contains(why), "{e}");
+        assert!(!fresh.exists(), "trained despite --plot {b}");
+    }
+}
+
+/// Ctrl-C during `mlxrun train --plot` stops training after the step in progress, plots the
+/// losses so far and exits 1 with "cancelled".
+#[cfg(unix)]
+#[test]
+fn an_interrupted_training_plots_how_far_it_got() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let model = common::deps_file("fixtures/qwen3");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora/completions");
+    let dir = scratch_dir("cli-train-interrupted");
+    let plot = dir.join("loss.svg");
+    let _ = std::fs::remove_file(&plot);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlxrun"))
+        .args(["train", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--iters", "100000"])
+        .args(["--steps-per-report", "1", "--rank", "2", "--json", "--save-every", "0"])
+        .arg("--adapter-path")
+        .arg(dir.join("adapter"))
+        .arg("--plot")
+        .arg(&plot)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events: Vec<Value> = Vec::new();
+    while !events.iter().any(|e| e["event"] == "train") {
+        let line = lines.next().expect("a training report before the end").unwrap();
+        events.push(serde_json::from_str(&line).unwrap());
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    events.extend(lines.map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopping after this step") && stderr.contains("mlxrun: cancelled"), "{stderr}");
+    let trained = events.iter().filter(|e| e["event"] == "train").count();
+    let plotted = events.iter().find(|e| e["event"] == "plot").unwrap_or_else(|| panic!("no plot event: {events:?}"));
+    assert_eq!(plotted["train_points"].as_u64(), Some(trained as u64), "{events:?}");
+    assert!(trained < 100, "stopped early: {trained} reports");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.lines().any(|l| l == "train"), "{svg}");
+}

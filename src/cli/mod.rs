@@ -6,6 +6,7 @@ pub mod convert;
 pub mod fuse;
 pub mod generate;
 pub mod info;
+pub mod plot;
 pub mod progress;
 pub mod smoke;
 pub mod train;

@@ -1,7 +1,8 @@
 //! `mlxrun train`: LoRA fine-tuning with mlx_lm.lora's flag names and defaults. Reports go
 //! to stdout as mlx-lm prints them (or one JSON object per line with `--json`); a progress
 //! bar on stderr when it is a terminal; the adapter folder loads with `--adapter-path`.
-use std::path::PathBuf;
+//! `--plot` draws the losses into an SVG when training ends, however it ends.
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
@@ -123,6 +124,11 @@ pub struct TrainArgs {
     /// Print one JSON object per report instead of text
     #[arg(long, help_heading = "Reports")]
     pub json: bool,
+
+    /// Draw the training and validation losses against the iteration into this SVG file when
+    /// training ends (also when it fails or Ctrl-C stops it)
+    #[arg(long, value_name = "FILE.svg", help_heading = "Reports")]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -159,9 +165,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         adapter_path: Some(adapter_path.clone()),
         grad_checkpoint: args.grad_checkpoint,
+        compile: None,
     };
     let test_batches = trainer::batch_limit(args.test_batches, "--test-batches")?;
     cfg.validate()?;
+    if let Some(p) = &args.plot {
+        super::plot::check_path(p)?;
+    }
 
     let mut model = args.model.load(&load)?;
     let data_opts = DatasetOptions { mask_prompt: args.mask_prompt };
@@ -186,11 +196,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let bar = Bar::new("training");
+    let (mut train_points, mut val_points) = (Vec::new(), Vec::new());
+    // With a plot to draw, Ctrl-C stops training after the step in progress instead of
+    // killing the program, so that the plot shows how far it got.
+    let interrupt = args.plot.as_ref().map(|_| interrupt::Stop::install(model.canceller()));
     let summary = model.train(train, splits.valid.as_ref(), &cfg, |p| {
+        match p {
+            Progress::Train(t) => train_points.push((t.iteration, t.train_loss)),
+            Progress::Val(v) => val_points.push((v.iteration, v.val_loss)),
+            _ => {}
+        }
         report(p, json, &bar, cfg.iters);
-        true
+        !interrupt.as_ref().is_some_and(interrupt::Stop::requested)
     });
+    drop(interrupt);
     bar.clear();
+    if let Some(path) = &args.plot {
+        let plotted = plot(path, &args, &train_points, &val_points, json);
+        match (&summary, plotted) {
+            (Ok(_), plotted) => plotted?,
+            // The training error is the one to report.
+            (Err(_), Err(e)) => eprintln!("mlxrun: {e}"),
+            (Err(_), Ok(())) => {}
+        }
+    }
     summary?;
     if args.test {
         let test = splits.test.as_ref().ok_or_else(|| Error::invalid(format!("{}: --test needs test.jsonl", args.data.display())))?;
@@ -202,6 +231,80 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Draws the losses into `path` if there are any, and says so.
+fn plot(path: &Path, args: &TrainArgs, train: &[(usize, f32)], val: &[(usize, f32)], json: bool) -> Result<()> {
+    if train.is_empty() && val.is_empty() {
+        return Ok(());
+    }
+    let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title = format!("LoRA: {} on {}", name(Path::new(&args.model.model)), name(&args.data));
+    super::plot::draw(path, &title, train, val)?;
+    if json {
+        println!("{}", json!({"event": "plot", "path": path.display().to_string(), "train_points": train.len(), "val_points": val.len()}));
+    } else {
+        println!("Plotted the losses in {}.", path.display());
+    }
+    Ok(())
+}
+
+/// Ctrl-C (SIGINT) as a request to stop training: the handler cancels the model's training
+/// at its next step and puts the default action back, so a second Ctrl-C quits at once.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+
+    use crate::engine::CancelToken;
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+    static TOKEN: OnceLock<CancelToken> = OnceLock::new();
+
+    /// The handler, installed while this lives.
+    pub struct Stop;
+
+    impl Stop {
+        pub fn install(token: CancelToken) -> Stop {
+            let _ = TOKEN.set(token);
+            REQUESTED.store(false, Ordering::SeqCst);
+            #[cfg(unix)]
+            // SAFETY: the handler only stores to atomics, writes to stderr and resets the
+            // signal's action, all async-signal-safe.
+            unsafe {
+                libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+            }
+            Stop
+        }
+
+        /// Whether Ctrl-C was pressed since [`Stop::install`].
+        pub fn requested(&self) -> bool {
+            REQUESTED.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            #[cfg(unix)]
+            // SAFETY: restores the default action.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    extern "C" fn on_sigint(_: libc::c_int) {
+        REQUESTED.store(true, Ordering::SeqCst);
+        if let Some(t) = TOKEN.get() {
+            t.cancel();
+        }
+        let msg = b"\nmlxrun: stopping after this step (Ctrl-C again quits at once)\n";
+        // SAFETY: write(2) and signal(2) are async-signal-safe; msg outlives the call.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        }
+    }
 }
 
 fn report(p: &Progress<'_>, json: bool, bar: &Bar, iters: usize) {
