@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench train -- [MODEL_DIR ...] [--seq N] [--batch N] [--iters N]
 //!  [--report N] [--layers N] [--keys q_proj,v_proj] [--dtype float32|bfloat16|float16]
-//!  [--repeat N] [--variants plain,checkpoint]`
+//!  [--repeat N] [--variants plain,checkpoint] [--compile on|off] [--ours-only]`
 //!
 //! Without folders it trains the qwen3 fixture. The data are made here: `text` examples
 //! of about `seq` tokens from a fixed word list, in `$TMPDIR/mlxrun-bench-train/`. Each variant
@@ -14,6 +14,8 @@
 //! median over its runs. `checkpoint` is gradient checkpointing on both sides (mlx-lm's
 //! `grad_checkpoint`). `--dtype` sets the compute dtype of both sides (default: float32 on
 //! the CPU, the checkpoint's own on a GPU); a quantized folder stays packed on both (QLoRA).
+//! `--compile` overrides whether our step is compiled (by default on a GPU only; mlx-lm
+//! always compiles its step); `--ours-only` skips the reference.
 use std::path::{Path, PathBuf};
 
 mod common;
@@ -30,6 +32,8 @@ struct Settings {
     layers: i32,
     keys: Vec<String>,
     dtype: Option<Dtype>,
+    /// Our step compiled or not; `None`: the engine's default (on a GPU only).
+    compile: Option<bool>,
 }
 
 /// One side's figures: tokens/s and peak bytes.
@@ -106,6 +110,7 @@ fn ours(model_dir: &Path, data: &Path, s: &Settings, checkpoint: bool) -> mlxrun
         max_seq_length: s.seq * 2,
         schedule: Schedule::constant(1e-5),
         grad_checkpoint: checkpoint,
+        compile: s.compile,
         ..TrainConfig::default()
     };
     let summary = model.train(&train, Some(&valid), &cfg, |_| true)?;
@@ -129,6 +134,8 @@ fn reference(model_dir: &Path, data: &Path, s: &Settings, layers: i32, checkpoin
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let ours_only = args.iter().any(|a| a == "--ours-only");
+    args.retain(|a| a != "--ours-only");
     let mut take = |flag: &str| -> Option<String> {
         let i = args.iter().position(|a| a == flag)?;
         let v = args.get(i + 1).cloned();
@@ -144,12 +151,17 @@ fn main() {
     let repeat = num(take("--repeat"), 1);
     let keys: Vec<String> = take("--keys").unwrap_or_else(|| "q_proj,v_proj".into()).split(',').map(String::from).collect();
     let dtype = take("--dtype").map(|d| Dtype::from_name(&d).expect("--dtype: float32, bfloat16 or float16"));
+    let compile = take("--compile").map(|c| match c.as_str() {
+        "on" => true,
+        "off" => false,
+        other => panic!("--compile: on or off, not {other}"),
+    });
     let variants: Vec<String> = take("--variants").unwrap_or_else(|| "plain,checkpoint".into()).split(',').map(String::from).collect();
     let mut dirs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
     if dirs.is_empty() {
         dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/fixtures/qwen3"));
     }
-    let s = Settings { seq, batch, iters, report, layers, keys, dtype };
+    let s = Settings { seq, batch, iters, report, layers, keys, dtype, compile };
     let data = make_data(seq, batch);
     let device = if Device::default_device().is_ok_and(|d| d == Device::cpu()) { "CPU" } else { "GPU" };
     println!(
@@ -178,7 +190,7 @@ fn main() {
                         let quantized = dir.join("config.json").exists()
                             && std::fs::read_to_string(dir.join("config.json")).is_ok_and(|c| c.contains("\"quantization\""));
                         let rdtype = if quantized && s.dtype.is_none() { "native".to_string() } else { dtype.name().to_string() };
-                        if let Some(r) = reference(dir, &data, &s, layers, checkpoint, &rdtype) {
+                        if let Some(r) = reference(dir, &data, &s, layers, checkpoint, &rdtype).filter(|_| !ours_only) {
                             r_rate.push(r.tok_s);
                             r_peak.push(r.peak);
                         }
@@ -194,7 +206,8 @@ fn main() {
             }
             let (ot, op) = (median(o_rate), median(o_peak) / 1048576.0);
             if r_rate.is_empty() {
-                println!("{label:<34} {ot:>12.1} {:>12} {:>7} {op:>11.1}   (reference unavailable: run scripts/setup.sh)", "-", "-");
+                let why = if ours_only { "" } else { "   (reference unavailable: run scripts/setup.sh)" };
+                println!("{label:<34} {ot:>12.1} {:>12} {:>7} {op:>11.1}{why}", "-", "-");
                 continue;
             }
             let (rt, rp) = (median(r_rate), median(r_peak) / 1048576.0);

@@ -567,6 +567,11 @@ typedef struct mlxrun_lora_params {
    * `mlp.` prefix). NULL = "q_proj,v_proj" (default).
    */
   const char *keys;
+  /**
+   * Seeds the adapters' random initial weights: the same seed, the same start
+   * (default 0, as mlx-lm's `--seed`).
+   */
+  uint64_t seed;
 } mlxrun_lora_params;
 
 /**
@@ -939,7 +944,8 @@ enum mlxrun_status mlxrun_detokenize(const struct mlxrun_model *model,
                                      size_t *needed);
 
 /**
- * Default LoRA parameters: rank 8, scale 20, no dropout, all layers, q_proj and v_proj.
+ * Default LoRA parameters: rank 8, scale 20, no dropout, all layers, q_proj and v_proj,
+ * seed 0.
  */
 struct mlxrun_lora_params mlxrun_lora_default_params(void);
 

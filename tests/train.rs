@@ -528,3 +528,17 @@ fn checkpointed_and_compiled_steps_give_mlx_lm_s_losses() {
         }
     }
 }
+
+/// A seed fixes the adapters' initial weights (and so a whole run): the same seed twice
+/// gives the same `A`, another seed another one.
+#[test]
+fn a_seed_fixes_the_initial_adapter() {
+    let initial = |seed: u64| -> Vec<Vec<f32>> {
+        let mut model = Model::load(deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+        model.apply_lora(&LoraConfig { seed: Some(seed), ..LoraConfig::default() }).unwrap();
+        adapter::parameters(model.language_model_mut()).into_iter().map(|(_, a)| a.to_vec::<f32>().unwrap()).collect()
+    };
+    let (a, b, c) = (initial(3), initial(3), initial(4));
+    assert_eq!(a, b, "the same seed, the same start");
+    assert_ne!(a, c, "another seed, another start");
+}

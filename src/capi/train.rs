@@ -27,9 +27,13 @@ pub struct mlxrun_lora_params {
     /// v_proj, o_proj, gate_proj, up_proj, down_proj (or with their `self_attn.` /
     /// `mlp.` prefix). NULL = "q_proj,v_proj" (default).
     pub keys: *const c_char,
+    /// Seeds the adapters' random initial weights: the same seed, the same start
+    /// (default 0, as mlx-lm's `--seed`).
+    pub seed: u64,
 }
 
-/// Default LoRA parameters: rank 8, scale 20, no dropout, all layers, q_proj and v_proj.
+/// Default LoRA parameters: rank 8, scale 20, no dropout, all layers, q_proj and v_proj,
+/// seed 0.
 #[no_mangle]
 pub extern "C" fn mlxrun_lora_default_params() -> mlxrun_lora_params {
     mlxrun_lora_params {
@@ -39,6 +43,7 @@ pub extern "C" fn mlxrun_lora_default_params() -> mlxrun_lora_params {
         dropout: 0.0,
         num_layers: 0,
         keys: std::ptr::null(),
+        seed: 0,
     }
 }
 
@@ -61,6 +66,7 @@ pub unsafe extern "C" fn mlxrun_model_apply_lora(
             scale: p.scale,
             dropout: p.dropout,
             num_layers: (p.num_layers != 0).then_some(p.num_layers),
+            seed: Some(p.seed),
             ..LoraConfig::default()
         };
         if !p.keys.is_null() {

@@ -140,6 +140,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         dropout: args.dropout,
         num_layers: args.num_layers,
         keys: args.lora_keys.clone(),
+        seed: Some(args.seed),
         ..LoraConfig::default()
     };
     let lora = match args.alpha {

@@ -33,6 +33,10 @@ pub struct LoraConfig {
     /// The dtype of new adapter weights: float32 whatever the model computes in, so that
     /// with a bfloat16 or float16 model the adapter and its optimizer state stay float32.
     pub dtype: Dtype,
+    /// Seeds MLX's generator before the adapters' initial `A` is drawn, so that a seed
+    /// gives the same start (mlx-lm seeds with its `--seed` before making its LoRA
+    /// layers); `None` draws from the generator as it stands.
+    pub seed: Option<u64>,
 }
 
 impl Default for LoraConfig {
@@ -44,6 +48,7 @@ impl Default for LoraConfig {
             num_layers: None,
             keys: vec!["self_attn.q_proj".into(), "self_attn.v_proj".into()],
             dtype: Dtype::F32,
+            seed: None,
         }
     }
 }
@@ -116,6 +121,9 @@ pub fn apply(model: &mut dyn LanguageModel, cfg: &LoraConfig) -> Result<AdapterI
         if let Some((key, _)) = layer.linears.iter().find(|(k, l)| keys.contains(k) && l.lora.is_some()) {
             return Err(Error::invalid(format!("{}.{key} already has an adapter", layer.prefix)));
         }
+    }
+    if let Some(seed) = cfg.seed {
+        crate::mlx::random::seed(seed)?;
     }
     for layer in layers.iter_mut().skip((total - n) as usize) {
         for (key, linear) in layer.linears.iter_mut().filter(|(k, _)| keys.contains(k)) {
@@ -236,6 +244,7 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
         num_layers: Some(num_layers),
         keys,
         dtype: Dtype::F32,
+        seed: None,
     })
 }
 
