@@ -9,8 +9,9 @@
 #   3. installs the library (scripts/install.sh) and copies the package into the chroot,
 #      under a folder named after this checkout, where SwiftPM's build folder is kept
 #      between runs;
-#   4. mounts proc and the fixtures (read-only), runs `swift build` and `swift test`
-#      there, and unmounts on exit, whatever happens. Exits non-zero when a test fails.
+#   4. mounts proc, the fixtures and the LoRA datasets and references (read-only), runs
+#      `swift build` and `swift test` there, and unmounts on exit, whatever happens.
+#      Exits non-zero when a test fails.
 # Needs root (chroot, mount).
 #
 # Usage: scripts/test_swift.sh [swift test flags]    e.g. scripts/test_swift.sh --filter Session
@@ -69,9 +70,15 @@ rm -rf "$HOST_RUN/package/.build"
 swift_chroot_trap
 swift_mount proc - "$SWIFT_ROOT/proc"
 swift_mount ro-bind "$FIX" "$HOST_RUN/fixtures"
+# The LoRA datasets and mlx-lm's training runs on them (scripts/lora_refs.py), for the
+# training tests.
+swift_mount ro-bind "$ROOT/tests/data/lora" "$HOST_RUN/lora-data"
+swift_mount ro-bind "$(realpath "$ROOT/.deps/refs/lora")" "$HOST_RUN/lora-refs"
 swift_in_chroot \
     PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" \
     MLXRUN_FIXTURES="$RUN/fixtures" \
     MLXRUN_SWIFT_REFS="$RUN/refs" \
+    MLXRUN_LORA_DATA="$RUN/lora-data" \
+    MLXRUN_LORA_REFS="$RUN/lora-refs" \
     -- /bin/sh -c 'cd "$0/package" && b="--scratch-path $0/build -Xlinker -rpath -Xlinker $0/prefix/lib" && swift build $b && swift test $b "$@"' \
     "$RUN" "$@"

@@ -17,10 +17,11 @@ import Dispatch
 /// and the binding's own mutable state lives in lock-protected objects. So one model can be
 /// shared by any number of tasks:
 ///
-/// - Generations (`generate`, `chat`, `ChatSession.send`) are queued on the model's serial
-///   dispatch queue and run one at a time, in the order they were asked for, on that
-///   queue's thread — never blocking a Swift concurrency thread. Each stream yields its own
-///   generation's tokens only.
+/// - Generations (`generate`, `chat`, `ChatSession.send`) are queued on the model's queue
+///   and run one at a time, in the order they were asked for, on that queue's own thread —
+///   never blocking a Swift concurrency thread. Each stream yields its own generation's
+///   tokens only. Training and the adapter calls run there too (all of a model's work
+///   with MLX arrays runs on one thread: see `ModelQueue` for why).
 /// - `info` and `metrics` never wait. `tokenize`, `detokenize`, `applyChatTemplate` and
 ///   `ChatSession`'s synchronous methods call the library directly and wait while a
 ///   generation of this model is running. Do not call them from inside a loop over one of
@@ -35,8 +36,8 @@ public final class Model: @unchecked Sendable {
     let handle: OpaquePointer
     /// What the model is (read once at load).
     public let info: ModelInfo
-    /// Runs this model's generations one at a time.
-    let queue = DispatchQueue(label: "mlxrun.model", qos: .userInitiated)
+    /// Runs this model's calls one at a time, on a thread of its own.
+    let queue: ModelQueue
 
     /// Loads the Hugging Face model folder at `path` (config.json, *.safetensors,
     /// tokenizer.json, tokenizer_config.json). Throws `.config` for a missing folder or
@@ -50,25 +51,34 @@ public final class Model: @unchecked Sendable {
         if let adapter = options.adapterPath {
             params.adapter_path = UnsafePointer(try arena.string(adapter, "adapter path"))
         }
-        var out: OpaquePointer?
-        try check(mlxrun_model_load(cPath, &params, &out))
-        guard let handle = out else {
-            throw MLXRunError.internal("mlxrun_model_load returned OK without a model")
+        // Loaded on the model's own thread, where its adapter (if any) will be used.
+        let queue = ModelQueue()
+        let (handle, ci) = try queue.sync { () throws -> (OpaquePointer, mlxrun_model_info) in
+            var out: OpaquePointer?
+            try withExtendedLifetime(arena) { try check(mlxrun_model_load(cPath, &params, &out)) }
+            guard let handle = out else {
+                throw MLXRunError.internal("mlxrun_model_load returned OK without a model")
+            }
+            var ci = mlxrun_model_info()
+            ci.struct_size = UInt32(MemoryLayout<mlxrun_model_info>.size)
+            do {
+                try check(mlxrun_model_get_info(handle, &ci))
+            } catch {
+                mlxrun_model_free(handle)
+                throw error
+            }
+            return (handle, ci)
         }
-        var ci = mlxrun_model_info()
-        ci.struct_size = UInt32(MemoryLayout<mlxrun_model_info>.size)
-        do {
-            try check(mlxrun_model_get_info(handle, &ci))
-        } catch {
-            mlxrun_model_free(handle)
-            throw error
-        }
+        self.queue = queue
         self.handle = handle
         self.info = ModelInfo(ci)
     }
 
     deinit {
-        mlxrun_model_free(handle)
+        // On the model's thread too, after the calls still queued (none can be: each
+        // holds the model), like all of its work with MLX arrays.
+        let handle = self.handle
+        queue.async { mlxrun_model_free(handle) }
     }
 
     /// The library's version, e.g. "0.1.0".
