@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"context"
-	"runtime"
 	"runtime/cgo"
 	"unsafe"
 )
@@ -99,13 +98,12 @@ func (m *Model) batchCall(ctx context.Context, prompts []string, cfg GenerateCon
 		case <-callDone:
 		}
 	}()
-	runtime.LockOSThread()
-	st := call(a, &cps[0], params, batch)
 	var callErr error
-	if st != C.MLXRUN_OK {
-		callErr = lastError(st)
-	}
-	runtime.UnlockOSThread()
+	m.w.do(func() {
+		if st := call(a, &cps[0], params, batch); st != C.MLXRUN_OK {
+			callErr = lastError(st)
+		}
+	})
 	close(callDone)
 	if !stopCtx() {
 		<-watcherDone

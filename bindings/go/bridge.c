@@ -32,3 +32,12 @@ enum mlxrun_status mlxrun_go_batch_generate(mlxrun_model *model, const char *con
                                            uintptr_t handle, mlxrun_batch_result *results) {
     return mlxrun_batch_generate(model, prompts, n_prompts, params, batch, on_row_token, (void *)handle, results);
 }
+
+static bool on_train_progress(const mlxrun_train_progress *progress, void *user_data) {
+    return mlxrunGoTrainProgress((mlxrun_train_progress *)progress, (uintptr_t)user_data);
+}
+
+enum mlxrun_status mlxrun_go_train(mlxrun_model *model, const char *data_dir, const mlxrun_train_params *params,
+                                  uintptr_t handle) {
+    return mlxrun_model_train(model, data_dir, params, on_train_progress, (void *)handle);
+}

@@ -67,26 +67,57 @@
 //     ErrTemplate, ErrMLX, ErrIO or ErrInternal. ErrClosed reports a closed model.
 //
 // A panic in the loop body reaches the caller as usual (the generation is stopped
-// first) and the model stays usable. Model.Err and Model.Metrics describe the model's
-// most recent Generate or Chat call to end; WithResult gives one call its own error,
-// metrics and FinishReason, which is what goroutines sharing a model should use.
-// Session.Err and Session.Metrics describe the session's own sends.
+// first) and the model stays usable. Model.Err describes the model's most recent
+// Generate, Chat or Train call to end, Model.Metrics its most recent Generate or Chat;
+// WithResult gives one call its own error, metrics and FinishReason, which is what
+// goroutines sharing a model should use. Session.Err and Session.Metrics describe the
+// session's own sends.
+//
+// # Training
+//
+// LoRA fine-tuning has go-inference's training shape: LoadTrainable, ApplyLoRA with a
+// LoRAConfig (DefaultLoRAConfig: rank 8, alpha 16, q_proj and v_proj) returning an
+// *Adapter (TotalParams, Save), Encode, Decode and NumLayers. Train streams
+// iter.Seq[TrainProgress] reports (training and validation losses, learning rate,
+// speeds, checkpoints, warnings) with mlx-lm's trainer, datasets and defaults, set by
+// TrainOptions (WithIters, WithLearningRate, WithMaskPrompt, WithAdapterDir, ...); it
+// stops and reports as Generate does: a break or a cancelled ctx stops it within a
+// step, Err says why, and the adapter files written before stay whole. Evaluate gives a
+// test loss, LoadAdapter, SaveAdapter and RemoveAdapter manage the adapter on a loaded
+// model, WithAdapterPath loads one with the model, and Fuse writes a model with an
+// adapter fused into its weights.
+//
+//	model, _ := mlx.LoadTrainable("/models/Qwen3-0.6B")
+//	adapter, _ := model.ApplyLoRA(mlx.DefaultLoRAConfig())
+//	for p := range model.Train(ctx, "data/", mlx.WithIters(600), mlx.WithAdapterDir("adapters")) {
+//		if p.Kind == mlx.ProgressTrain {
+//			fmt.Printf("step %d: loss %.3f\n", p.Step, p.TrainLoss)
+//		}
+//	}
+//	if err := model.Err(); err != nil { ... }
+//	fmt.Println(adapter.TotalParams(), "trainable parameters")
 //
 // # Concurrency
 //
 // A *Model (and a *Session) is safe for concurrent use. Calls are scheduled so:
 //
-//   - Generations (Generate, Chat, Session.Send, on the model or any of its sessions)
-//     run one at a time per model, as the C library requires. A call waits for the
-//     model's generation slot when it is ranged over, in no guaranteed order; its
-//     context is honoured while it waits. Different models run in parallel.
+//   - Generations (Generate, Chat, Session.Send, on the model or any of its sessions),
+//     batches (Classify, BatchGenerate), Train and Evaluate run one at a time per model,
+//     as the C library requires. A call waits for the model's generation slot when it
+//     is ranged over (or called), in no guaranteed order; its context is honoured while
+//     it waits. Different models run in parallel.
 //   - Calls on one session run one at a time (a second Send waits for the first).
-//   - Tokenize, Detokenize, Info, ModelType, Metrics and Err never wait for a running
-//     generation. ApplyChatTemplate and NewSession wait for it (they need the model).
-//   - Inside a range loop body, do not start another generation on the same model, nor
-//     call ApplyChatTemplate or NewSession on it: they would wait for the running
-//     generation, which waits for the loop body. Close and Session.Close may be called
-//     there: they stop the running generation.
+//   - Tokenize, Detokenize, Encode, Decode, Info, ModelType, NumLayers, Metrics and Err
+//     never wait for a running generation or training. ApplyChatTemplate, NewSession,
+//     ApplyLoRA, LoadAdapter, SaveAdapter, RemoveAdapter and Adapter.Save wait for it
+//     (they need the model).
+//   - Inside a range loop body, do not start another generation or training on the
+//     same model, nor call the methods that wait for one: they would wait for the
+//     running call, which waits for the loop body. Close and Session.Close may be
+//     called there: they stop the running generation or training.
+//   - MLX keeps its streams per OS thread, so all of a model's MLX work (its load,
+//     generations, sessions, adapters, training and free) runs on one OS thread of its
+//     own; the methods that never wait run where they are called.
 //
 // Close stops a running generation before its next token, refuses calls that have not
 // started, waits for calls in flight to leave the C library, then frees the model and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -176,4 +178,61 @@ func ExampleSetCacheLimit() {
 	mlx.ClearCache()
 	fmt.Println("cached bytes after ClearCache:", mlx.GetCacheMemory())
 	// Output: cached bytes after ClearCache: 0
+}
+
+// LoRA fine-tuning: put an adapter on the model, train it on a data folder in mlx-lm's
+// formats (here prompt/completion pairs, the loss on the completions only), then load
+// the adapter it wrote with another model.
+func ExampleModel_Train() {
+	model, err := mlx.LoadTrainable(modelDir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer model.Close()
+
+	adapter, err := model.ApplyLoRA(mlx.DefaultLoRAConfig()) // rank 8, alpha 16, q_proj + v_proj
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d trainable parameters\n", adapter.TotalParams())
+
+	dir, err := os.MkdirTemp("", "adapter")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	data := filepath.Join("..", "..", "tests", "data", "lora", "completions")
+	for p := range model.Train(context.Background(), data, mlx.WithIters(3), mlx.WithLearningRate(1e-3),
+		mlx.WithStepsPerReport(1), mlx.WithMaskPrompt(), mlx.WithAdapterDir(dir)) {
+		switch p.Kind {
+		case mlx.ProgressTrain:
+			fmt.Printf("step %d: loss finite %v\n", p.Step, !math.IsNaN(p.TrainLoss)) // a program would print p.TrainLoss
+		case mlx.ProgressSaved:
+			fmt.Println("saved", filepath.Base(p.Path))
+		}
+	}
+	if err := model.Err(); err != nil {
+		log.Fatal(err)
+	}
+
+	loss, err := model.Evaluate(context.Background(), filepath.Join(data, "valid.jsonl"), mlx.WithMaskPrompt())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("test perplexity finite: %v\n", !math.IsInf(math.Exp(loss), 0))
+
+	tuned, err := mlx.LoadModel(modelDir, mlx.WithAdapterPath(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tuned.Close()
+	fmt.Println("loaded the trained adapter")
+	// Output:
+	// 7680 trainable parameters
+	// step 1: loss finite true
+	// step 2: loss finite true
+	// step 3: loss finite true
+	// saved adapters.safetensors
+	// test perplexity finite: true
+	// loaded the trained adapter
 }

@@ -21,12 +21,19 @@ type Model struct {
 	// once no call is in flight.
 	ptr  *C.mlxrun_model
 	info ModelInfo
+	w    *worker // the OS thread all of the model's MLX work runs on (thread.go)
 
 	gen       chan struct{} // the generation slot: holding it = running a generation (cap 1)
 	closing   chan struct{} // closed when Close begins
 	isClosing atomic.Bool
 	inflight  sync.WaitGroup // calls that may touch ptr
 	freed     chan struct{}  // closed when Close has freed everything
+
+	// adapterMu orders the calls that put an adapter on the model or take it off
+	// (ApplyLoRA, LoadAdapter, RemoveAdapter, Adapter.Save) with the record of which
+	// *Adapter is on the model.
+	adapterMu sync.Mutex
+	adapter   *Adapter // the adapter ApplyLoRA put on the model; nil after Load/RemoveAdapter
 
 	mu       sync.Mutex
 	closed   bool
@@ -63,20 +70,25 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 		}
 	}
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	w := newWorker()
 	var handle *C.mlxrun_model
-	if err := lastError(C.mlxrun_model_load(cpath, &params, &handle)); err != nil {
-		return nil, err
-	}
 	var ci C.mlxrun_model_info
-	ci.struct_size = C.sizeof_mlxrun_model_info
-	if err := lastError(C.mlxrun_model_get_info(handle, &ci)); err != nil {
-		C.mlxrun_model_free(handle)
+	w.do(func() {
+		if err = lastError(C.mlxrun_model_load(cpath, &params, &handle)); err != nil {
+			return
+		}
+		ci.struct_size = C.sizeof_mlxrun_model_info
+		if err = lastError(C.mlxrun_model_get_info(handle, &ci)); err != nil {
+			C.mlxrun_model_free(handle)
+		}
+	})
+	if err != nil {
+		w.stop()
 		return nil, err
 	}
 	return &Model{
 		ptr: handle,
+		w:   w,
 		info: ModelInfo{
 			Architecture:          C.GoString(&ci.model_type[0]),
 			VocabSize:             int(ci.vocab_size),
@@ -147,7 +159,8 @@ func (m *Model) Close() error {
 	for _, s := range sessions {
 		s.shutdown()
 	}
-	C.mlxrun_model_free(m.ptr)
+	m.w.do(func() { C.mlxrun_model_free(m.ptr) })
+	m.w.stop()
 	m.ptr = nil
 	close(m.freed)
 	return nil
@@ -167,8 +180,8 @@ func (m *Model) Metrics() GenerateMetrics {
 	return m.metrics
 }
 
-// Err is the error of the most recent Generate or Chat call on this model to end: nil
-// after a normal end or a break out of the range loop, ctx.Err() after a cancelled
+// Err is the error of the most recent Generate, Chat or Train call on this model to end:
+// nil after a normal end or a break out of the range loop, ctx.Err() after a cancelled
 // context, ErrClosed after Close, else the library's *Error.
 //
 // With several goroutines on one model, Err and Metrics describe whichever call ended

@@ -49,7 +49,7 @@ func (m *Model) NewSession(opts ...GenerateOption) (*Session, error) {
 	}
 	defer m.exit()
 	var out *C.mlxrun_session
-	if err := call(func() C.enum_mlxrun_status { return C.mlxrun_session_new(m.ptr, cp, &out) }); err != nil {
+	if err := m.callOn(func() C.enum_mlxrun_status { return C.mlxrun_session_new(m.ptr, cp, &out) }); err != nil {
 		return nil, err
 	}
 	s := &Session{
@@ -142,7 +142,7 @@ func (s *Session) Add(msg Message) error {
 		return err
 	}
 	return s.do(func() error {
-		return call(func() C.enum_mlxrun_status { return C.mlxrun_session_add_message(s.ptr, role, content) })
+		return s.model.callOn(func() C.enum_mlxrun_status { return C.mlxrun_session_add_message(s.ptr, role, content) })
 	})
 }
 
@@ -159,7 +159,7 @@ func (s *Session) Len() int {
 // Reset forgets the conversation and frees its cache; the session starts over.
 func (s *Session) Reset() error {
 	return s.do(func() error {
-		return call(func() C.enum_mlxrun_status { return C.mlxrun_session_reset(s.ptr) })
+		return s.model.callOn(func() C.enum_mlxrun_status { return C.mlxrun_session_reset(s.ptr) })
 	})
 }
 
@@ -193,7 +193,7 @@ func (s *Session) shutdown() {
 	})
 	select {
 	case s.busy <- struct{}{}:
-		C.mlxrun_session_free(s.ptr)
+		s.model.w.do(func() { C.mlxrun_session_free(s.ptr) })
 		s.ptr = nil
 		close(s.freed)
 		s.model.mu.Lock()

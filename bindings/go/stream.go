@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"context"
-	"runtime"
 	"runtime/cgo"
 	"time"
 )
@@ -16,11 +15,11 @@ import (
 //
 // The goroutine that ranges over the sequence (the consumer) converts the arguments into
 // C memory, registers with the model (enter), takes the session's slot and the model's
-// generation slot, then starts a producer goroutine that makes the blocking C call. The
-// C library calls back into Go on the producer's thread for every token; the callback
-// hands the token to the consumer over a channel and waits until the consumer's loop
-// body has run (so a break stops generation before the next token), then answers the
-// library with "go on" or "stop". The consumer's loop body therefore never runs inside
+// generation slot, then starts a producer goroutine that has the model's worker thread
+// (thread.go) make the blocking C call. The C library calls back into Go on that thread
+// for every token; the callback hands the token to the consumer over a channel and
+// waits until the consumer's loop body has run (so a break stops generation before the
+// next token), then answers the library with "go on" or "stop". The consumer's loop body therefore never runs inside
 // a C frame: a panic or runtime.Goexit there (t.Fatal in a test) unwinds normally while
 // the producer tells the library to stop.
 //
@@ -205,16 +204,16 @@ func (m *Model) run(ctx context.Context, cfg GenerateConfig, sess *Session, buil
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		runtime.LockOSThread()
-		status = callC(C.uintptr_t(h), &finish)
-		if status != C.MLXRUN_OK {
-			callErr = lastError(status)
-		} else {
-			// This call's metrics: the slot is still held, so no other call has ended.
-			cm.struct_size = C.sizeof_mlxrun_metrics
-			C.mlxrun_model_metrics(m.ptr, &cm)
-		}
-		runtime.UnlockOSThread()
+		m.w.do(func() {
+			status = callC(C.uintptr_t(h), &finish)
+			if status != C.MLXRUN_OK {
+				callErr = lastError(status)
+			} else {
+				// This call's metrics: the slot is still held, so no other call has ended.
+				cm.struct_size = C.sizeof_mlxrun_metrics
+				C.mlxrun_model_metrics(m.ptr, &cm)
+			}
+		})
 		close(callDone)
 		if !stopWatcher() {
 			<-watcherDone
