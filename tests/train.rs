@@ -542,3 +542,30 @@ fn a_seed_fixes_the_initial_adapter() {
     assert_eq!(a, b, "the same seed, the same start");
     assert_ne!(a, c, "another seed, another start");
 }
+
+/// MLX's streams are per thread: an adapter loaded or applied on one thread must be usable
+/// from another (a Go program's goroutines move between threads), so its arrays are computed
+/// where they are made.
+#[test]
+fn an_adapter_made_on_one_thread_serves_another() {
+    let (dir, r) = reference("text");
+    let adapter = dir.join("adapter");
+    let mut model = std::thread::spawn(move || {
+        Model::load(deps_file("fixtures/qwen3"), &LoadOptions { adapter_path: Some(adapter), ..LoadOptions::default() }).unwrap()
+    })
+    .join()
+    .unwrap();
+    let want: Vec<u32> = r["greedy_with_adapter"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    assert_eq!(greedy(&mut model, r["prompt"].as_str().unwrap(), want.len()), want, "greedy tokens with an adapter loaded on another thread");
+
+    let mut fresh = Model::load(deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+    let mut fresh = std::thread::spawn(move || {
+        fresh.apply_lora(&LoraConfig::default()).unwrap();
+        fresh
+    })
+    .join()
+    .unwrap();
+    let data = Dataset::load(data_dir("text").join("train.jsonl"), &mut fresh, &DatasetOptions::default()).unwrap();
+    let summary = fresh.train(&data, None, &TrainConfig { iters: 2, ..TrainConfig::default() }, |_| true).unwrap();
+    assert!(summary.reports.iter().all(|t| t.train_loss.is_finite()), "training an adapter applied on another thread");
+}

@@ -135,6 +135,12 @@ pub fn apply(model: &mut dyn LanguageModel, cfg: &LoraConfig) -> Result<AdapterI
             info.modules.push(name);
         }
     }
+    drop(layers);
+    // Computed now, on this thread: MLX's streams are per thread, and an unevaluated
+    // array built here could not be evaluated from another (a caller that generates or
+    // trains on other threads).
+    let arrays: Vec<Array> = parameters(model).into_iter().map(|(_, a)| a).collect();
+    crate::mlx::eval(&arrays.iter().collect::<Vec<_>>())?;
     Ok(info)
 }
 
@@ -318,5 +324,7 @@ pub fn load_weights(model: &mut dyn LanguageModel, file: &Path) -> Result<()> {
     if !missing.is_empty() {
         return Err(Error::Weights(format!("{}: missing adapter tensor(s): {}", file.display(), shown(missing))));
     }
+    // Read now, on this thread, before the model changes (see `apply`).
+    crate::mlx::eval(&values.iter().collect::<Vec<_>>())?;
     set_parameters(model, &values)
 }

@@ -261,8 +261,8 @@ impl Model {
                         "{rows_cut} example(s) of a batch are longer than max_seq_length={} (the longest has {longest} tokens) and were truncated",
                         cfg.max_seq_length
                     );
-                    on_progress(&Progress::Warning(&msg));
                     warned = true;
+                    stop(on_progress(&Progress::Warning(&msg)))?;
                 }
                 adapter::set_training(&mut **lm(), true);
                 lm().set_grad_checkpoint(cfg.grad_checkpoint);
