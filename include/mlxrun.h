@@ -905,8 +905,9 @@ enum mlxrun_status mlxrun_model_metrics(const struct mlxrun_model *model,
 
 /**
  * Asks the call running on `model` (in another thread: a generate, chat, session,
- * classify or batch call) to stop before its next token, prefill chunk or batch; a
- * generation then returns MLXRUN_OK with finish reason MLXRUN_FINISH_CANCELLED. A call
+ * classify, batch or training call) to stop before its next token, prefill chunk, batch
+ * or training step; a generation then returns MLXRUN_OK with finish reason
+ * MLXRUN_FINISH_CANCELLED, training MLXRUN_ERR_CANCELLED. A call
  * runs from the moment it holds the model (calls on one model run one at a time): a
  * cancel that arrives while it encodes or renders its prompt stops it too. A cancel
  * while no call runs is forgotten when the next one starts, so a caller that may race
