@@ -35,19 +35,32 @@ type cCall func(handle C.uintptr_t, finish *C.enum_mlxrun_finish_reason) C.enum_
 // builder converts a call's arguments into a's C memory and returns the C call.
 type builder func(a *cArena, p *C.mlxrun_generate_params) (cCall, error)
 
-// stream is what the token callback reaches through its cgo.Handle.
-type stream struct {
+// handoff passes values from a C callback (the producer, on the C call's thread) to a
+// range loop (the consumer) one at a time: the producer waits until the loop body has
+// run, so that a break, a cancelled context or a Close stops the C call before its next
+// value. Generation hands over tokens, training its progress reports.
+type handoff[T any] struct {
 	ctx        context.Context
-	logits     bool
-	toks       chan Token    // producer → consumer, one token at a time
+	items      chan T        // producer → consumer, one value at a time
 	resume     chan struct{} // consumer → producer: the loop body has run, go on
 	quit       chan struct{} // closed when the consumer stops ranging
 	closing    <-chan struct{}
 	sessClosed <-chan struct{} // nil outside sessions
 }
 
+func newHandoff[T any](ctx context.Context, closing, sessClosed <-chan struct{}) handoff[T] {
+	return handoff[T]{
+		ctx:        ctx,
+		items:      make(chan T),
+		resume:     make(chan struct{}),
+		quit:       make(chan struct{}),
+		closing:    closing,
+		sessClosed: sessClosed,
+	}
+}
+
 // stopRequested reports whether the context is done or a Close has begun.
-func (s *stream) stopRequested() bool {
+func (s *handoff[T]) stopRequested() bool {
 	if s.ctx.Err() != nil {
 		return true
 	}
@@ -61,13 +74,13 @@ func (s *stream) stopRequested() bool {
 	}
 }
 
-// deliver hands t to the consumer and waits for its loop body; false stops generation.
-func (s *stream) deliver(t Token) bool {
+// deliver hands v to the consumer and waits for its loop body; false stops the C call.
+func (s *handoff[T]) deliver(v T) bool {
 	if s.stopRequested() {
 		return false
 	}
 	select {
-	case s.toks <- t:
+	case s.items <- v:
 	case <-s.quit:
 		return false
 	case <-s.ctx.Done():
@@ -89,6 +102,40 @@ func (s *stream) deliver(t Token) bool {
 		return false
 	}
 	return !s.stopRequested()
+}
+
+// consume runs yield on each value until done is closed (the C call has returned) or
+// yield returns false; it reports whether yield stopped it (the consumer broke out).
+// Either way the producer is released (quit) and consume waits for done.
+func (s *handoff[T]) consume(yield func(T) bool, done <-chan struct{}, onQuit func()) (broke bool) {
+	defer func() {
+		close(s.quit)
+		if onQuit != nil {
+			onQuit()
+		}
+		<-done
+	}()
+	for {
+		select {
+		case v := <-s.items:
+			if !yield(v) {
+				return true
+			}
+			select {
+			case s.resume <- struct{}{}:
+			case <-done:
+				return false
+			}
+		case <-done:
+			return false
+		}
+	}
+}
+
+// stream is what the token callback reaches through its cgo.Handle.
+type stream struct {
+	handoff[Token]
+	logits bool
 }
 
 //export mlxrunGoToken
@@ -173,15 +220,7 @@ func (m *Model) run(ctx context.Context, cfg GenerateConfig, sess *Session, buil
 		return Result{Err: err}
 	}
 
-	s := &stream{
-		ctx:        ctx,
-		logits:     cfg.ReturnLogits,
-		toks:       make(chan Token),
-		resume:     make(chan struct{}),
-		quit:       make(chan struct{}),
-		closing:    m.closing,
-		sessClosed: sessClosed,
-	}
+	s := &stream{handoff: newHandoff[Token](ctx, m.closing, sessClosed), logits: cfg.ReturnLogits}
 	h := cgo.NewHandle(s)
 	defer h.Delete()
 
@@ -224,29 +263,7 @@ func (m *Model) run(ctx context.Context, cfg GenerateConfig, sess *Session, buil
 		a.free()
 	}()
 
-	broke := false
-	func() {
-		defer func() {
-			close(s.quit)
-			<-done
-		}()
-		for {
-			select {
-			case t := <-s.toks:
-				if !yield(t) {
-					broke = true
-					return
-				}
-				select {
-				case s.resume <- struct{}{}:
-				case <-done:
-					return
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
+	broke := s.consume(yield, done, nil)
 
 	if callErr != nil {
 		return Result{Err: callErr}

@@ -608,49 +608,7 @@ func progressFromC(p *C.mlxrun_train_progress) TrainProgress {
 // trainStream is what the progress callback reaches through its cgo.Handle (the
 // training counterpart of stream, see stream.go).
 type trainStream struct {
-	ctx     context.Context
-	reports chan TrainProgress // producer → consumer, one report at a time
-	resume  chan struct{}      // consumer → producer: the loop body has run, go on
-	quit    chan struct{}      // closed when the consumer stops ranging
-	closing <-chan struct{}
-}
-
-func (s *trainStream) stopRequested() bool {
-	if s.ctx.Err() != nil {
-		return true
-	}
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
-
-// deliver hands p to the consumer and waits for its loop body; false stops training.
-func (s *trainStream) deliver(p TrainProgress) bool {
-	if s.stopRequested() {
-		return false
-	}
-	select {
-	case s.reports <- p:
-	case <-s.quit:
-		return false
-	case <-s.ctx.Done():
-		return false
-	case <-s.closing:
-		return false
-	}
-	select {
-	case <-s.resume:
-	case <-s.quit:
-		return false
-	case <-s.ctx.Done():
-		return false
-	case <-s.closing:
-		return false
-	}
-	return !s.stopRequested()
+	handoff[TrainProgress]
 }
 
 //export mlxrunGoTrainProgress
@@ -731,13 +689,7 @@ func (m *Model) train(ctx context.Context, dataDir string, cfg TrainConfig, yiel
 		return err
 	}
 
-	s := &trainStream{
-		ctx:     ctx,
-		reports: make(chan TrainProgress),
-		resume:  make(chan struct{}),
-		quit:    make(chan struct{}),
-		closing: m.closing,
-	}
+	s := &trainStream{newHandoff[TrainProgress](ctx, m.closing, nil)}
 	h := cgo.NewHandle(s)
 	defer h.Delete()
 
@@ -780,30 +732,7 @@ func (m *Model) train(ctx context.Context, dataDir string, cfg TrainConfig, yiel
 		a.free()
 	}()
 
-	broke := false
-	func() {
-		defer func() {
-			close(s.quit)
-			close(stop)
-			<-done
-		}()
-		for {
-			select {
-			case p := <-s.reports:
-				if !yield(p) {
-					broke = true
-					return
-				}
-				select {
-				case s.resume <- struct{}{}:
-				case <-done:
-					return
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
+	broke := s.consume(yield, done, func() { close(stop) })
 
 	switch {
 	case status == C.MLXRUN_OK:
