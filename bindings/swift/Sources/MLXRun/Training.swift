@@ -220,15 +220,7 @@ public struct TrainOptions: Sendable, Equatable {
         p.grad_accumulation_steps = try uint32Field(gradAccumulationSteps, "gradAccumulationSteps")
         p.steps_per_report = try uint32Field(stepsPerReport, "stepsPerReport")
         p.steps_per_eval = try uint32Field(stepsPerEval, "stepsPerEval")
-        if let n = valBatches {
-            // -1 means "all" to the C API; here that is nil.
-            guard n >= 1 else {
-                throw MLXRunError.invalidArgument("valBatches must be at least 1 (nil validates on every batch), got \(n)")
-            }
-            p.val_batches = try int32Field(n, "valBatches")
-        } else {
-            p.val_batches = -1
-        }
+        p.val_batches = try batchLimit(valBatches, "valBatches", "nil validates on every batch")
         p.save_every = try uint32Field(saveEvery, "saveEvery")
         p.max_seq_length = try uint32Field(maxSeqLength, "maxSeqLength")
         p.seed = seed
@@ -425,14 +417,7 @@ private final class EvaluateArgs: @unchecked Sendable {
     init(_ file: String, _ options: TrainOptions, _ batches: Int?) throws {
         self.file = try arena.string(file, "file")
         params = UnsafePointer(arena.array([try options.cParams(arena)])!)
-        if let n = batches {
-            guard n >= 1 else {
-                throw MLXRunError.invalidArgument("batches must be at least 1 (nil evaluates every batch), got \(n)")
-            }
-            self.batches = try int32Field(n, "batches")
-        } else {
-            self.batches = -1
-        }
+        self.batches = try batchLimit(batches, "batches", "nil evaluates every batch")
     }
 }
 
@@ -609,4 +594,14 @@ private final class FuseArgs: @unchecked Sendable {
         self.adapter = adapter
         self.output = output
     }
+}
+
+/// A batch count for the C API, where -1 means all of them; here that is nil. `allMeans`
+/// says what nil does, for the error.
+func batchLimit(_ n: Int?, _ name: String, _ allMeans: String) throws -> Int32 {
+    guard let n = n else { return -1 }
+    guard n >= 1 else {
+        throw MLXRunError.invalidArgument("\(name) must be at least 1 (\(allMeans)), got \(n)")
+    }
+    return try int32Field(n, name)
 }
