@@ -3,6 +3,7 @@ pub mod bench;
 pub mod chat;
 pub mod completions;
 pub mod convert;
+pub mod discover;
 pub mod fuse;
 pub mod generate;
 pub mod info;
@@ -52,6 +53,13 @@ pub enum Command {
     Chat(chat::ChatArgs),
     /// Architecture, sizes, tokenizer and chat template of a model
     Info(info::InfoArgs),
+    /// Find the models (HF folders and GGUF files) under a folder, reading headers only
+    #[command(after_help = "Lists each model's path, architecture, quantization, dtype, parameter count, size on \
+                            disk and the backends that can load it. Broken models are listed with their error. \
+                            --json prints one JSON array of objects (fields: path, format, model_type, \
+                            quantization, dtype, params, size_bytes, num_files, has_tokenizer, has_chat_template, \
+                            backends, error).")]
+    Discover(discover::DiscoverArgs),
     /// Write a GGUF model as an HF folder (safetensors, config, tokenizer)
     Convert(convert::ConvertArgs),
     /// Prompt-processing and generation tok/s and peak memory of a model
@@ -221,6 +229,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Info(a) => info::run(a),
+        Command::Discover(a) => discover::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),

@@ -3,6 +3,7 @@
 pub mod block;
 pub mod config;
 pub mod decoder;
+pub mod discover;
 pub mod gemma3;
 pub mod gguf;
 pub mod llama;
@@ -13,6 +14,8 @@ pub mod qwen3;
 pub mod weights;
 
 use std::path::Path;
+
+pub use discover::{discover, DiscoverOptions, DiscoveredModel};
 
 use crate::error::{Error, Result};
 use crate::mlx::quant::QuantParams;

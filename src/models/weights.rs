@@ -76,6 +76,22 @@ fn dtype_size(name: &str) -> Option<u64> {
 /// Checks a safetensors file's header against its size: every tensor's byte range must
 /// match its dtype and shape and lie inside the file.
 pub fn validate_safetensors(path: &Path) -> Result<()> {
+    read_safetensors_header(path).map(|_| ())
+}
+
+/// One tensor as a safetensors header describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HeaderTensor {
+    pub name: String,
+    /// The safetensors dtype name (`F32`, `BF16`, `U32`, ...).
+    pub dtype: String,
+    pub shape: Vec<u64>,
+}
+
+/// The tensors a safetensors file's header lists, checked as `validate_safetensors`
+/// checks them; only the header is read, never the tensor data (model discovery counts
+/// parameters this way).
+pub(crate) fn read_safetensors_header(path: &Path) -> Result<Vec<HeaderTensor>> {
     let bad = |what: String| Error::Weights(format!("{}: {what}", path.display()));
     let mut f = std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     let size = f.metadata().map_err(|e| Error::Io(format!("{}: {e}", path.display())))?.len();
@@ -90,6 +106,7 @@ pub fn validate_safetensors(path: &Path) -> Result<()> {
     let json: Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not valid JSON ({e})")))?;
     let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
     let data_len = size - 8 - header_len;
+    let mut tensors = Vec::with_capacity(obj.len());
     for (name, t) in obj {
         if name == "__metadata__" {
             continue;
@@ -117,8 +134,9 @@ pub fn validate_safetensors(path: &Path) -> Result<()> {
                 offs[1]
             )));
         }
+        tensors.push(HeaderTensor { name: name.clone(), dtype: dtype.to_string(), shape });
     }
-    Ok(())
+    Ok(tensors)
 }
 
 impl Weights {
