@@ -185,6 +185,12 @@ typedef enum mlxrun_progress_kind {
 } mlxrun_progress_kind;
 
 /**
+ * Models found by `mlxrun_discover`. Immutable once made: the accessors may be called
+ * from several threads at once; free it once, when no accessor is running.
+ */
+typedef struct mlxrun_discovered_list mlxrun_discovered_list;
+
+/**
  * A loaded model and its tokenizer. Thread-safe: calls on one model from several threads
  * are serialized (one generation at a time per model); `mlxrun_cancel` and
  * `mlxrun_model_metrics` never wait for a running generation.
@@ -412,6 +418,119 @@ typedef struct mlxrun_message {
  * MLXRUN_OK with MLXRUN_FINISH_CALLBACK). Called on the thread that called generate.
  */
 typedef bool (*mlxrun_token_callback)(const struct mlxrun_token *token, void *user_data);
+
+/**
+ * How to search. Get one from `mlxrun_discover_default_params()`.
+ */
+typedef struct mlxrun_discover_params {
+  /**
+   * `sizeof(mlxrun_discover_params)`.
+   */
+  uint32_t struct_size;
+  /**
+   * The deepest folder level searched, `dir` itself being level 0 (0: only `dir`;
+   * the default, 4, reaches a Hugging Face cache's snapshot folders).
+   */
+  uint32_t max_depth;
+} mlxrun_discover_params;
+
+/**
+ * One model found under the searched folder (see `mlxrun_discovered_list_get`). Its
+ * strings are owned by the list and valid until `mlxrun_discovered_list_free`; unknown
+ * strings are "" (never NULL), except `error`.
+ */
+typedef struct mlxrun_discovered_model {
+  /**
+   * `sizeof(mlxrun_discovered_model)`, set by the caller.
+   */
+  uint32_t struct_size;
+  /**
+   * The model folder or GGUF file (absolute; links not resolved).
+   */
+  const char *path;
+  /**
+   * "safetensors" (an HF-layout folder), "gguf" (a GGUF file), or "" for a folder
+   * that could not be listed (`error` says why).
+   */
+  const char *format;
+  /**
+   * config.json's `model_type`, or GGUF `general.architecture`.
+   */
+  const char *model_type;
+  /**
+   * Safetensors: the float dtype most parameters are stored in ("bfloat16",
+   * "float16", "float32"), else config.json's `torch_dtype`. GGUF: the file type in
+   * llama.cpp's names ("Q4_K_M", "F16").
+   */
+  const char *dtype;
+  /**
+   * Bits of the quantized weights (mlx-lm's default setting, or the nominal bits of a
+   * GGUF file type); 0 for a dense model.
+   */
+  int32_t quant_bits;
+  /**
+   * Their group size (GGUF: the block size); 0 for a dense model.
+   */
+  int32_t quant_group_size;
+  /**
+   * "affine", "mxfp4", "mxfp8", "nvfp4", or for GGUF the file type in lower case
+   * ("q4_k_m"); "" for a dense model.
+   */
+  const char *quant_mode;
+  /**
+   * Parameters, from the headers' shapes (quantized matrices counted unpacked, as
+   * mlx-lm counts them); 0 when unknown (a broken model).
+   */
+  uint64_t params;
+  /**
+   * Bytes of the model's files (every file directly in the folder, or the GGUF file).
+   */
+  uint64_t size_bytes;
+  /**
+   * Weight files: safetensors shards, or 1 for a GGUF file.
+   */
+  uint32_t num_files;
+  /**
+   * A tokenizer.json, or a tokenizer in the GGUF metadata.
+   */
+  bool has_tokenizer;
+  /**
+   * A chat template (chat_template.jinja, tokenizer_config.json's chat_template, GGUF
+   * tokenizer.chat_template).
+   */
+  bool has_chat_template;
+  /**
+   * NULL when the model's metadata reads cleanly; else what is wrong, naming the file.
+   */
+  const char *error;
+  /**
+   * Backends judged; read each with `mlxrun_discovered_list_get_backend`.
+   */
+  uint32_t n_backends;
+} mlxrun_discovered_model;
+
+/**
+ * One backend's verdict on a discovered model (see `mlxrun_discovered_list_get_backend`).
+ * Its strings are owned by the list and valid until `mlxrun_discovered_list_free`.
+ */
+typedef struct mlxrun_discovered_backend {
+  /**
+   * `sizeof(mlxrun_discovered_backend)`, set by the caller.
+   */
+  uint32_t struct_size;
+  /**
+   * The backend's name: "native" or "mlx_lm".
+   */
+  const char *name;
+  /**
+   * Whether it can load the model.
+   */
+  bool ok;
+  /**
+   * Why it cannot (NULL when `ok`, and possibly when the backend gives no reason).
+   */
+  const char *reason;
+} mlxrun_discovered_backend;
 
 /**
  * How to load a model. Get one from `mlxrun_load_default_params()`.
@@ -795,6 +914,56 @@ enum mlxrun_status mlxrun_session_reset(struct mlxrun_session *session);
  * Number of messages in the conversation (user, assistant and others), or 0 for NULL.
  */
 size_t mlxrun_session_message_count(const struct mlxrun_session *session);
+
+/**
+ * Default search settings: depth 4.
+ */
+struct mlxrun_discover_params mlxrun_discover_default_params(void);
+
+/**
+ * Finds the models under `dir` (NUL-terminated UTF-8): HF-layout folders (config.json +
+ * safetensors) and GGUF files, searched to `params->max_depth` folders deep (NULL params:
+ * the defaults), links followed, each folder visited once (link loops are harmless).
+ * Only headers are read, never weights. Broken models and folders that cannot be listed
+ * are entries with an `error`, not failures: the call fails only when `dir` itself is
+ * missing, not a folder, or unreadable. On success `*out` owns a new list, sorted by
+ * path, released with `mlxrun_discovered_list_free`; on failure `*out` is NULL.
+ * Thread-safe.
+ */
+enum mlxrun_status mlxrun_discover(const char *dir,
+                                   const struct mlxrun_discover_params *params,
+                                   struct mlxrun_discovered_list **out);
+
+/**
+ * The number of entries in `list` (0 for NULL). Thread-safe.
+ */
+size_t mlxrun_discovered_list_count(const struct mlxrun_discovered_list *list);
+
+/**
+ * Describes entry `index` of `list` into `*out`, whose `struct_size` the caller sets to
+ * `sizeof(mlxrun_discovered_model)` (a smaller size from an older header gets the fields
+ * it covers). The strings stay valid until the list is freed. Thread-safe.
+ */
+enum mlxrun_status mlxrun_discovered_list_get(const struct mlxrun_discovered_list *list,
+                                              size_t index,
+                                              struct mlxrun_discovered_model *out);
+
+/**
+ * Backend `backend_index` (below the entry's `n_backends`) of entry `index` of `list`,
+ * into `*out`, whose `struct_size` the caller sets to
+ * `sizeof(mlxrun_discovered_backend)`. The strings stay valid until the list is freed.
+ * Thread-safe.
+ */
+enum mlxrun_status mlxrun_discovered_list_get_backend(const struct mlxrun_discovered_list *list,
+                                                      size_t index,
+                                                      size_t backend_index,
+                                                      struct mlxrun_discovered_backend *out);
+
+/**
+ * Releases a list and every string it handed out. NULL is accepted. No accessor may be
+ * running on the list.
+ */
+void mlxrun_discovered_list_free(struct mlxrun_discovered_list *list);
 
 /**
  * Default generation parameters: greedy, 256 tokens, no extra stops.

@@ -15,6 +15,7 @@
 
 mod batch;
 mod chat;
+mod discover;
 mod generate;
 mod memory;
 mod model;
@@ -29,6 +30,7 @@ use crate::error::Error;
 
 pub use batch::*;
 pub use chat::*;
+pub use discover::*;
 pub use generate::*;
 pub use memory::*;
 pub use model::*;

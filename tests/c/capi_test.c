@@ -515,6 +515,60 @@ static void test_train(const char *dir, const char *data_dir, const char *adapte
     CHECK(m == NULL, "no handle on failure");
 }
 
+/* ---- discovery ------------------------------------------------------------------ */
+
+/* Entry 0 of a discovery of `dir` at depth 0 (the folder itself), into *m; the list is
+ * returned for the caller to free (the strings in *m live as long as it). */
+static mlxrun_discovered_list *discover_one(const char *dir, mlxrun_discovered_model *m) {
+    mlxrun_discover_params dp = mlxrun_discover_default_params();
+    CHECK(dp.struct_size == sizeof dp && dp.max_depth == 4, "discover defaults");
+    dp.max_depth = 0;
+    mlxrun_discovered_list *list = NULL;
+    CHECK(mlxrun_discover(dir, &dp, &list) == MLXRUN_OK && list != NULL, "discover %s", dir);
+    CHECK(mlxrun_discovered_list_count(list) == 1, "one model in %s: %zu", dir, mlxrun_discovered_list_count(list));
+    m->struct_size = sizeof *m;
+    CHECK(mlxrun_discovered_list_get(list, 0, m) == MLXRUN_OK, "get entry 0");
+    return list;
+}
+
+static void test_discover(const char *dir, const char *corrupt_dir) {
+    mlxrun_discovered_model m;
+    mlxrun_discovered_list *list = discover_one(dir, &m);
+    CHECK(dir[0] != '/' || strcmp(m.path, dir) == 0, "path %s", m.path);
+    CHECK(strcmp(m.format, "safetensors") == 0 && strcmp(m.model_type, "qwen3") == 0, "%s %s", m.format, m.model_type);
+    CHECK(strcmp(m.dtype, "float32") == 0 && m.quant_bits == 0 && strcmp(m.quant_mode, "") == 0, "dtype %s", m.dtype);
+    CHECK(m.params > 1000000 && m.size_bytes > m.params * 4 && m.num_files == 1, "params %llu, %llu bytes",
+          (unsigned long long)m.params, (unsigned long long)m.size_bytes);
+    CHECK(m.has_tokenizer && m.has_chat_template && m.error == NULL, "tokenizer, template, no error");
+    CHECK(m.n_backends >= 1, "backends judged");
+    mlxrun_discovered_backend b;
+    b.struct_size = sizeof b;
+    CHECK(mlxrun_discovered_list_get_backend(list, 0, 0, &b) == MLXRUN_OK, "backend 0");
+    CHECK(strcmp(b.name, "native") == 0 && b.ok && b.reason == NULL, "native loads qwen3: %s", b.name);
+    expect_error(mlxrun_discovered_list_get_backend(list, 0, m.n_backends, &b), MLXRUN_ERR_INVALID_ARGUMENT,
+                 "out of range", "backend index out of range");
+    expect_error(mlxrun_discovered_list_get(list, 1, &m), MLXRUN_ERR_INVALID_ARGUMENT, "out of range",
+                 "model index out of range");
+    m.struct_size = 8;
+    expect_error(mlxrun_discovered_list_get(list, 0, &m), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size", "small struct");
+    mlxrun_discovered_list_free(list);
+
+    /* A broken model is an entry with its error, refused by every backend. */
+    list = discover_one(corrupt_dir, &m);
+    CHECK(m.error != NULL && strstr(m.error, "truncated") != NULL, "corrupt: %s", m.error ? m.error : "(no error)");
+    for (uint32_t i = 0; i < m.n_backends; i++) {
+        CHECK(mlxrun_discovered_list_get_backend(list, 0, i, &b) == MLXRUN_OK && !b.ok, "backend %u refuses", i);
+    }
+    mlxrun_discovered_list_free(list);
+
+    list = (mlxrun_discovered_list *)1;
+    expect_error(mlxrun_discover("/nonexistent/models", NULL, &list), MLXRUN_ERR_IO, "/nonexistent/models", "missing dir");
+    CHECK(list == NULL, "no list on failure");
+    expect_error(mlxrun_discover(NULL, NULL, &list), MLXRUN_ERR_INVALID_ARGUMENT, "dir", "NULL dir");
+    CHECK(mlxrun_discovered_list_count(NULL) == 0, "count of NULL");
+    mlxrun_discovered_list_free(NULL);
+}
+
 int main(int argc, char **argv) {
     /* Training (DATA_DIR, ADAPTER_DIR) is left out under valgrind: a step of the fixture's
      * 152k-vocabulary head under memcheck takes minutes. */
@@ -526,6 +580,7 @@ int main(int argc, char **argv) {
     test_errors(argv[2]);
     test_model(argv[1]);
     test_batch(argv[1]);
+    test_discover(argv[1], argv[2]);
     if (argc == 5) test_train(argv[1], argv[3], argv[4]);
     printf("PASSED %d\n", checks);
     return 0;
