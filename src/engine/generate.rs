@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use super::metrics::Metrics;
 use super::sampler::{SampleOut, SampledToken, Sampler, SamplerParams};
+use super::utilization::UtilizationSampler;
 use crate::error::{Error, Result};
 use crate::mlx::{async_eval, eval, memory, Array, Dtype};
 use crate::models::LanguageModel;
@@ -165,6 +166,7 @@ pub fn generate_tokens_after(
         Metrics { prompt_tokens: cached.len() + prompt.len(), cached_prompt_tokens: cached.len(), ..Metrics::default() };
     memory::reset_peak_memory();
     let start = Instant::now();
+    let gpu = UtilizationSampler::start();
 
     // Prefill everything but the last prompt token.
     let mut rest = prompt;
@@ -172,6 +174,7 @@ pub fn generate_tokens_after(
         if cancelled() {
             metrics.prefill = start.elapsed();
             metrics.finish_memory();
+            UtilizationSampler::finish_into(gpu, &mut metrics);
             return Ok((metrics, LoopEnd::Cancelled));
         }
         let n = prefill_step_size.min(rest.len() - 1);
@@ -242,6 +245,7 @@ pub fn generate_tokens_after(
     settle()?;
     metrics.decode = start.elapsed().saturating_sub(metrics.prefill);
     metrics.finish_memory();
+    UtilizationSampler::finish_into(gpu, &mut metrics);
     Ok((metrics, end))
 }
 

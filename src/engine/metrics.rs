@@ -19,6 +19,12 @@ pub struct Metrics {
     pub peak_memory: usize,
     /// MLX memory in use at the end of the call, bytes.
     pub active_memory: usize,
+    /// Mean GPU utilisation during the call, percent of time a kernel ran, sampled every
+    /// 50 ms off the token loop (see `engine::utilization`). `None` where it cannot be
+    /// read: the CPU, macOS (Metal has no public counter), Linux without NVIDIA's NVML.
+    pub gpu_utilization_mean: Option<f32>,
+    /// Highest sampled GPU utilisation during the call, percent; `None` as above.
+    pub gpu_utilization_max: Option<f32>,
 }
 
 impl Metrics {

@@ -5,6 +5,7 @@ pub mod generate;
 pub mod metrics;
 pub mod model;
 pub mod sampler;
+pub mod utilization;
 
 pub use batch::{BatchParams, Classification};
 pub use generate::{CancelToken, GenerateParams};

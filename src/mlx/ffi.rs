@@ -423,6 +423,14 @@ extern "C" {
     pub fn shim_set_cache_limit(limit: usize, previous: *mut usize) -> c_int;
     pub fn shim_set_wired_limit(limit: usize, previous: *mut usize) -> c_int;
     pub fn shim_clear_cache();
+    pub fn shim_get_cache_limit(limit: *mut usize) -> c_int;
+    pub fn shim_get_wired_limit() -> usize;
+    pub fn shim_device_info(
+        ty: c_int,
+        index: c_int,
+        entry: unsafe extern "C" fn(ctx: *mut c_void, key: *const c_char, text: *const c_char, number: usize),
+        ctx: *mut c_void,
+    ) -> c_int;
 
     pub fn shim_load_safetensors(path: *const c_char, out: *mut *mut shim_map) -> c_int;
     pub fn shim_map_free(m: *mut shim_map);

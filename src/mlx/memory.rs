@@ -53,3 +53,17 @@ pub fn set_wired_limit(limit: usize) -> Result<usize> {
     check(unsafe { ffi::shim_set_wired_limit(limit, &mut prev) })?;
     Ok(prev)
 }
+
+/// The allocator's cache cap (MLX's default: the memory limit).
+pub fn cache_limit() -> Result<usize> {
+    let mut limit = 0;
+    check(unsafe { ffi::shim_get_cache_limit(&mut limit) })?;
+    Ok(limit)
+}
+
+/// The wired limit in force: the last one set through [`set_wired_limit`], else MLX's
+/// default of 0 (MLX has no getter, and reading it by setting it would resize Metal's
+/// residency set). Only Metal applies it.
+pub fn wired_limit() -> usize {
+    unsafe { ffi::shim_get_wired_limit() }
+}

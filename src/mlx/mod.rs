@@ -3,11 +3,13 @@
 //! transformations. With `capi`, the only place that holds `unsafe`.
 mod array;
 pub mod device;
+pub mod device_info;
 pub mod dtype;
 pub mod fast;
 mod ffi;
 pub mod io;
 pub mod memory;
+pub mod nvml;
 pub mod ops;
 pub mod quant;
 pub mod random;

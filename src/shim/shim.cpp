@@ -5,6 +5,10 @@
 #include "shim.h"
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
+#include <mutex>
+#include <variant>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -625,6 +629,11 @@ int shim_synchronize(int type, int stream_index) {
 
 // The getters below have no failure path worth a status; they still never let an
 // exception out (0 / no-op if the allocator ever threw).
+// Guards the read-by-swap of the cache limit against a concurrent set, and records the
+// wired limit MLX cannot report.
+static std::mutex g_cache_limit_mutex;
+static std::atomic<size_t> g_wired_limit{0};
+
 #define SHIM_NOTHROW(expr, fallback) \
   try {                              \
     return expr;                     \
@@ -641,10 +650,39 @@ int shim_set_memory_limit(size_t limit, size_t* previous) {
 }
 size_t shim_get_memory_limit(void) { SHIM_NOTHROW(mx::get_memory_limit(), 0) }
 int shim_set_cache_limit(size_t limit, size_t* previous) {
-  SHIM_TRY(*previous = mx::set_cache_limit(limit))
+  SHIM_TRY({
+    std::lock_guard<std::mutex> lock(g_cache_limit_mutex);
+    *previous = mx::set_cache_limit(limit);
+  })
+}
+int shim_get_cache_limit(size_t* limit) {
+  SHIM_TRY({
+    std::lock_guard<std::mutex> lock(g_cache_limit_mutex);
+    size_t current = mx::set_cache_limit(std::numeric_limits<size_t>::max());
+    mx::set_cache_limit(current);
+    *limit = current;
+  })
 }
 int shim_set_wired_limit(size_t limit, size_t* previous) {
-  SHIM_TRY(*previous = mx::set_wired_limit(limit))
+  SHIM_TRY({
+    std::lock_guard<std::mutex> lock(g_cache_limit_mutex);
+    *previous = mx::set_wired_limit(limit);
+    g_wired_limit = limit;
+  })
+}
+size_t shim_get_wired_limit(void) { return g_wired_limit.load(); }
+
+int shim_device_info(int type, int index, shim_device_info_fn entry, void* ctx) {
+  SHIM_TRY({
+    if (!entry) throw std::invalid_argument("null device info callback");
+    const auto& info = mx::device_info(to_device(type, index));
+    for (const auto& [key, value] : info) {
+      if (const auto* text = std::get_if<std::string>(&value))
+        entry(ctx, key.c_str(), text->c_str(), 0);
+      else
+        entry(ctx, key.c_str(), nullptr, std::get<size_t>(value));
+    }
+  })
 }
 void shim_clear_cache(void) { SHIM_NOTHROW(mx::clear_cache(), void()) }
 

@@ -200,6 +200,21 @@ size_t shim_get_memory_limit(void);
 int shim_set_cache_limit(size_t limit, size_t* previous);
 int shim_set_wired_limit(size_t limit, size_t* previous);
 void shim_clear_cache(void);
+// MLX has no getters for these two limits. The cache limit is read by setting it to the
+// largest value and back under the lock shim_set_cache_limit also takes (setting it only
+// swaps a number; nothing is freed until an allocation). The wired limit cannot be read
+// that way (on Metal, setting it resizes the residency set), so it is the last value set
+// through shim_set_wired_limit, or 0 (MLX's default) before any.
+int shim_get_cache_limit(size_t* limit);
+size_t shim_get_wired_limit(void);
+
+// ---- device information ---------------------------------------------------------------------
+// MLX's description of a device (mlx::core::device_info): `entry` is called once per
+// property with a string value (`text` non-NULL, valid during the call) or a number
+// (`text` NULL). Keys vary by backend (device_name, architecture, memory_size,
+// max_recommended_working_set_size, total_memory, free_memory, pci_bus_id, ...).
+typedef void (*shim_device_info_fn)(void* ctx, const char* key, const char* text, size_t number);
+int shim_device_info(int type, int index, shim_device_info_fn entry, void* ctx);
 
 // ---- safetensors ------------------------------------------------------------------------------
 int shim_load_safetensors(const char* path, shim_map** out);

@@ -53,6 +53,7 @@ impl Model {
         let cancel = self.canceller();
         memory::reset_peak_memory();
         let start = Instant::now();
+        let gpu = crate::engine::utilization::UtilizationSampler::start();
         let mut results: Vec<Result<Classification>> = Vec::with_capacity(encoded.len());
         let mut ok: Vec<(usize, usize)> = Vec::new();
         for (i, e) in encoded.into_iter().enumerate() {
@@ -95,6 +96,7 @@ impl Model {
         }
         let mut metrics = Metrics { prompt_tokens, prefill: start.elapsed(), ..Metrics::default() };
         metrics.finish_memory();
+        crate::engine::utilization::UtilizationSampler::finish_into(gpu, &mut metrics);
         self.set_last_metrics(metrics);
         Ok(results)
     }

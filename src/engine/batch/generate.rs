@@ -81,6 +81,7 @@ impl Model {
         let cancel = self.canceller();
         memory::reset_peak_memory();
         let start = Instant::now();
+        let gpu = crate::engine::utilization::UtilizationSampler::start();
         let tokenizer = self.tokenizer().clone();
         let lm = self.language_model();
 
@@ -239,6 +240,7 @@ impl Model {
             ..Metrics::default()
         };
         metrics.finish_memory();
+        crate::engine::utilization::UtilizationSampler::finish_into(gpu, &mut metrics);
         self.set_last_metrics(metrics);
         Ok(results
             .into_iter()
