@@ -94,6 +94,7 @@ make_ggufquantrefs() {
     run_logged "$LOGS/ggufquantrefs.log" "$PY" "$ROOT/scripts/gguf_quant_refs.py" "$DEPS/models" "$DEPS/refs/gguf" "$1"
 }
 make_kvquantrefs() { run_logged "$LOGS/kvquantrefs.log" "$PY" "$ROOT/scripts/kv_quant_refs.py" "$DEPS/fixtures" "$1/qwen3.json"; }
+make_attentionrefs() { run_logged "$LOGS/attentionrefs.log" "$PY" "$ROOT/scripts/attention_refs.py" "$DEPS/fixtures" "$1"; }
 make_lorarefs() {
     run_logged "$LOGS/lorarefs.log" "$PY" "$ROOT/scripts/lora_refs.py" "$DEPS/fixtures" "$ROOT/tests/data/lora" "$1"
 }
@@ -143,6 +144,8 @@ lane_rest() {
     link refs/gguf-quant "$REPLY"
     cached kvquantrefs "$(key kvquantrefs "$(S kv_quant_refs reference_outputs)" "$REF_BASE")" make_kvquantrefs
     link refs/kv-quant "$REPLY"
+    cached attentionrefs "$(key attentionrefs "$(S attention_refs reference_outputs)" "$REF_BASE")" make_attentionrefs
+    link refs/attention "$REPLY"
 }
 
 # side_by_side FN...: runs the functions at once and fails if any failed.

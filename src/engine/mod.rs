@@ -2,6 +2,7 @@
 pub mod batch;
 pub mod convert;
 pub mod generate;
+pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod sampler;
@@ -9,6 +10,7 @@ pub mod utilization;
 
 pub use batch::{BatchParams, Classification};
 pub use generate::{CancelToken, GenerateParams};
+pub use inspect::AttentionSnapshot;
 pub use metrics::Metrics;
 pub use model::{FinishReason, Generation, Model, TokenEvent};
 pub use sampler::{SampledToken, Sampler, SamplerParams};

@@ -74,6 +74,8 @@ impl Attention {
         let offset = cache.rope_offset();
         let q = self.rope.forward(&q, offset)?;
         let k = self.rope.forward(&k, offset)?;
+        // For Model::inspect_attention: every position, before a rotating cache drops any.
+        super::capture::record(&q, &k);
         let (k, v) = match cache {
             // Once quantized, the cache is read by mlx-lm's quantized attention.
             KvCache::Quantized(qc) => match qc.update_and_fetch(&k, &v)? {

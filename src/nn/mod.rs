@@ -3,6 +3,7 @@
 //! computes (same ops in the same order), so that greedy tokens match it bit for bit.
 pub mod attention;
 pub mod batch_kv_cache;
+pub mod capture;
 pub mod embedding;
 pub mod kv_cache;
 pub mod linear;
