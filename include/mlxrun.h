@@ -69,6 +69,15 @@ typedef enum mlxrun_status {
    * Training was cancelled (the progress callback returned false, or `mlxrun_cancel`).
    */
   MLXRUN_ERR_CANCELLED = 10,
+  /**
+   * A backend is unavailable (`mlxrun_backend_list` says why), or its worker process
+   * exited, hung or broke the protocol; load the model again.
+   */
+  MLXRUN_ERR_BACKEND = 11,
+  /**
+   * The model's backend does not do this (the `mlx_lm` backend does not train, say).
+   */
+  MLXRUN_ERR_UNSUPPORTED = 12,
 } mlxrun_status;
 
 /**
@@ -191,9 +200,9 @@ typedef enum mlxrun_progress_kind {
 typedef struct mlxrun_discovered_list mlxrun_discovered_list;
 
 /**
- * A loaded model and its tokenizer. Thread-safe: calls on one model from several threads
- * are serialized (one generation at a time per model); `mlxrun_cancel` and
- * `mlxrun_model_metrics` never wait for a running generation.
+ * A loaded model (whichever backend runs it) and its tokenizer. Thread-safe: calls on one
+ * model from several threads are serialized (one generation at a time per model);
+ * `mlxrun_cancel` and `mlxrun_model_metrics` never wait for a running generation.
  */
 typedef struct mlxrun_model mlxrun_model;
 
@@ -578,6 +587,25 @@ typedef struct mlxrun_load_params {
    * mlx_lm.lora and `mlxrun_model_train` write them) to put on the model; NULL = none.
    */
   const char *adapter_path;
+  /**
+   * NUL-terminated backend name: "native" (NULL or "" too) or "mlx_lm" (mlx-lm in a
+   * Python worker process; see `mlxrun_backend_available`).
+   */
+  const char *backend;
+  /**
+   * For "mlx_lm": the Python executable (NULL: `venv`'s, else `$MLXRUN_PYTHON`, else
+   * `$VIRTUAL_ENV`'s, else `python3` on the PATH).
+   */
+  const char *python;
+  /**
+   * For "mlx_lm": a virtualenv whose `bin/python` to run (NULL: none).
+   */
+  const char *venv;
+  /**
+   * For "mlx_lm": the longest the worker may stay silent during a call before it is
+   * declared hung and killed, in milliseconds; 0 = 120000.
+   */
+  uint32_t backend_timeout_ms;
 } mlxrun_load_params;
 
 /**
@@ -1049,6 +1077,36 @@ struct mlxrun_load_params mlxrun_load_default_params(void);
 enum mlxrun_status mlxrun_model_load(const char *path,
                                      const struct mlxrun_load_params *params,
                                      struct mlxrun_model **out);
+
+/**
+ * The name of backend `index` (0: "native", 1: "mlx_lm"), or NULL past the last. A
+ * static string. Thread-safe.
+ */
+const char *mlxrun_backend_name(size_t index);
+
+/**
+ * Whether the backend `name` can run here, into `*available`. When it cannot, the
+ * reason (no Python, no mlx-lm, an mlx-lm too old, …) is copied into `reason` as
+ * NUL-terminated UTF-8, the "needed size" way (`*needed` gets its size; a NULL or short
+ * buffer gets nothing else and MLXRUN_ERR_BUFFER_TOO_SMALL); when it can, `reason`
+ * gets the versions it runs on. `python`/`venv` (NULL for the defaults) choose the
+ * `mlx_lm` backend's Python as `mlxrun_load_params` does. The first check of a Python
+ * starts it once (seconds); later answers come from memory. An unknown name fails with
+ * MLXRUN_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+enum mlxrun_status mlxrun_backend_available(const char *name,
+                                            const char *python,
+                                            const char *venv,
+                                            bool *available,
+                                            char *reason,
+                                            size_t capacity,
+                                            size_t *needed);
+
+/**
+ * The name of the backend that runs `model` ("native", "mlx_lm"); a static string,
+ * NULL for a NULL model. Thread-safe; never waits for a running call.
+ */
+const char *mlxrun_model_backend(const struct mlxrun_model *model);
 
 /**
  * Releases a model and everything it holds. NULL is accepted. The handle must not be in

@@ -27,6 +27,13 @@ pub enum Error {
     /// template called `raise_exception`, say). The message names the template's file and
     /// line, or carries the template's own message.
     Template(String),
+    /// A backend is unavailable (no Python, no mlx-lm, a version it cannot speak to), or
+    /// its worker process failed: exited, hung, or broke the protocol. The message says
+    /// which, with the process's last words on stderr.
+    Backend(String),
+    /// The model's backend cannot do what was asked (the `mlx_lm` backend does not train,
+    /// say). The message names the backend and the operation.
+    Unsupported(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -43,6 +50,8 @@ impl fmt::Display for Error {
             Error::BufferTooSmall(m) => write!(f, "buffer too small: {m}"),
             Error::Tokenizer(m) => write!(f, "tokenizer: {m}"),
             Error::Template(m) => write!(f, "chat template: {m}"),
+            Error::Backend(m) => write!(f, "backend: {m}"),
+            Error::Unsupported(m) => write!(f, "unsupported: {m}"),
         }
     }
 }

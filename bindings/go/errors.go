@@ -28,6 +28,8 @@ const (
 	StatusInternal        Status = 8  // a bug in the library; the model stays usable
 	StatusTemplate        Status = 9  // the chat template is missing or refused the conversation
 	StatusCancelled       Status = 10 // training was cancelled
+	StatusBackend         Status = 11 // a backend is unavailable, or its worker process failed
+	StatusUnsupported     Status = 12 // the model's backend does not do this
 )
 
 // The values are the header's (mlxrun_status); this does not compile if they drift.
@@ -44,6 +46,8 @@ func _() {
 	_ = x[StatusInternal-C.MLXRUN_ERR_INTERNAL]
 	_ = x[StatusTemplate-C.MLXRUN_ERR_TEMPLATE]
 	_ = x[StatusCancelled-C.MLXRUN_ERR_CANCELLED]
+	_ = x[StatusBackend-C.MLXRUN_ERR_BACKEND]
+	_ = x[StatusUnsupported-C.MLXRUN_ERR_UNSUPPORTED]
 }
 
 var statusNames = map[Status]string{
@@ -58,6 +62,8 @@ var statusNames = map[Status]string{
 	StatusInternal:        "internal error",
 	StatusTemplate:        "chat template error",
 	StatusCancelled:       "cancelled",
+	StatusBackend:         "backend error",
+	StatusUnsupported:     "unsupported",
 }
 
 func (s Status) String() string {
@@ -105,6 +111,8 @@ var (
 	ErrInternal        error = &Error{Status: StatusInternal}
 	ErrTemplate        error = &Error{Status: StatusTemplate}
 	ErrCancelled       error = &Error{Status: StatusCancelled}
+	ErrBackend         error = &Error{Status: StatusBackend}
+	ErrUnsupported     error = &Error{Status: StatusUnsupported}
 )
 
 // ErrClosed is returned (and reported by Err) for a call on a closed Model or Session,

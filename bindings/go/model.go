@@ -69,6 +69,16 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 			return nil, err
 		}
 	}
+	for _, s := range []struct {
+		dst       **C.char
+		val, what string
+	}{{&params.backend, cfg.Backend, "backend"}, {&params.python, cfg.Python, "python"}, {&params.venv, cfg.Venv, "venv"}} {
+		if s.val != "" {
+			if *s.dst, err = a.cString(s.val, s.what); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	w := newWorker()
 	var handle *C.mlxrun_model

@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -61,6 +62,17 @@ type LoadConfig struct {
 	// AdapterPath is a LoRA adapter folder (adapters.safetensors + adapter_config.json, as
 	// mlx_lm.lora and mlxrun train write them) to put on the model; "" for none.
 	AdapterPath string
+	// Backend names what runs the model: "native" (or "": this library, in process) or
+	// "mlx_lm" (mlx-lm in a Python worker process; see Backends).
+	Backend string
+	// Python is the mlx_lm backend's Python executable ("": Venv's, else $MLXRUN_PYTHON,
+	// else $VIRTUAL_ENV's, else python3 on the PATH).
+	Python string
+	// Venv is a virtualenv whose bin/python the mlx_lm backend runs ("": none).
+	Venv string
+	// BackendTimeout is how long the mlx_lm worker may stay silent during a call before
+	// it is declared hung and killed (0: two minutes).
+	BackendTimeout time.Duration
 }
 
 // LoadOption configures LoadModel.
@@ -80,6 +92,22 @@ func WithDType(d DType) LoadOption { return func(c *LoadConfig) { c.DType = d } 
 // An adapter that does not fit the model fails the load with ErrWeights or ErrConfig,
 // naming the tensor or field.
 func WithAdapterPath(dir string) LoadOption { return func(c *LoadConfig) { c.AdapterPath = dir } }
+
+// WithBackend chooses the backend that runs the model: "native" (the default) or
+// "mlx_lm", which runs mlx-lm in a Python worker process and gives every architecture
+// mlx-lm has. An unavailable backend fails the load with ErrBackend and the reason.
+func WithBackend(name string) LoadOption { return func(c *LoadConfig) { c.Backend = name } }
+
+// WithPython sets the Python executable of the mlx_lm backend.
+func WithPython(path string) LoadOption { return func(c *LoadConfig) { c.Python = path } }
+
+// WithVenv runs the mlx_lm backend with the Python of the virtualenv at dir.
+func WithVenv(dir string) LoadOption { return func(c *LoadConfig) { c.Venv = dir } }
+
+// WithBackendTimeout bounds how long the mlx_lm worker may stay silent during a call.
+func WithBackendTimeout(d time.Duration) LoadOption {
+	return func(c *LoadConfig) { c.BackendTimeout = d }
+}
 
 // WithDevice selects "cpu" or "gpu" ("" = the GPU when available, else the CPU).
 func WithDevice(device string) LoadOption { return func(c *LoadConfig) { c.Device = device } }
@@ -102,6 +130,10 @@ func (c *LoadConfig) toC() (C.mlxrun_load_params, error) {
 	p.context_length = C.uint32_t(c.ContextLength)
 	// Any value goes to the library, which names a bad one in its error.
 	p.dtype = C.int32_t(c.DType)
+	if c.BackendTimeout < 0 || c.BackendTimeout.Milliseconds() > math.MaxUint32 {
+		return p, invalid("backend timeout " + c.BackendTimeout.String() + " is out of range")
+	}
+	p.backend_timeout_ms = C.uint32_t(c.BackendTimeout.Milliseconds())
 	return p, nil
 }
 

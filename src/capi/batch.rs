@@ -164,7 +164,7 @@ pub unsafe extern "C" fn mlxrun_classify(
                     status: row_error(&e, &mut error),
                     token: -1,
                     logprob: f32::NAN,
-                    prompt_tokens: m.tokenizer.encode_prompt(texts[i]).map_or(0, |ids| ids.len() as u32),
+                    prompt_tokens: m.prompt_len(texts[i]),
                     error,
                 },
             };
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn mlxrun_batch_generate(
                 Err(e) => mlxrun_batch_result {
                     status: row_error(&e, &mut error),
                     finish_reason: mlxrun_finish_reason::MLXRUN_FINISH_STOP as i32,
-                    prompt_tokens: m.tokenizer.encode_prompt(texts[i]).map_or(0, |ids| ids.len() as u32),
+                    prompt_tokens: m.prompt_len(texts[i]),
                     generated_tokens: 0,
                     error,
                 },

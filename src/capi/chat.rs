@@ -148,7 +148,7 @@ pub unsafe extern "C" fn mlxrun_session_new(
         *out = std::ptr::null_mut();
         non_null(model, "model")?;
         let opts = to_options(chat_params)?;
-        let session = ChatSession::new(&mut (*model).lock(), opts)?;
+        let session = ChatSession::new((*model).lock().native("chat sessions")?, opts)?;
         *out = Box::into_raw(Box::new(mlxrun_session { model, session: Mutex::new(session) }));
         Ok(())
     })
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn mlxrun_session_send(
         let msg = to_message(&mlxrun_message { role, content }, 0)?;
         let params = call_params(m, params)?;
         let mut sess = s.session.lock().unwrap_or_else(|p| p.into_inner());
-        let g = sess.send(&mut m.lock(), msg, &params, c_callback(callback, user_data))?;
+        let g = sess.send(m.lock().native("chat sessions")?, msg, &params, c_callback(callback, user_data))?;
         finish(m, &g, finish_reason);
         Ok(())
     })

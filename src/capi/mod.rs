@@ -63,6 +63,11 @@ pub enum mlxrun_status {
     MLXRUN_ERR_TEMPLATE = 9,
     /// Training was cancelled (the progress callback returned false, or `mlxrun_cancel`).
     MLXRUN_ERR_CANCELLED = 10,
+    /// A backend is unavailable (`mlxrun_backend_list` says why), or its worker process
+    /// exited, hung or broke the protocol; load the model again.
+    MLXRUN_ERR_BACKEND = 11,
+    /// The model's backend does not do this (the `mlx_lm` backend does not train, say).
+    MLXRUN_ERR_UNSUPPORTED = 12,
 }
 
 thread_local! {
@@ -92,6 +97,8 @@ pub(crate) fn status_of(e: &Error) -> mlxrun_status {
         Error::BufferTooSmall(_) => mlxrun_status::MLXRUN_ERR_BUFFER_TOO_SMALL,
         Error::Template(_) => mlxrun_status::MLXRUN_ERR_TEMPLATE,
         Error::Cancelled => mlxrun_status::MLXRUN_ERR_CANCELLED,
+        Error::Backend(_) => mlxrun_status::MLXRUN_ERR_BACKEND,
+        Error::Unsupported(_) => mlxrun_status::MLXRUN_ERR_UNSUPPORTED,
         #[allow(unreachable_patterns)]
         _ => mlxrun_status::MLXRUN_ERR_INTERNAL,
     }

@@ -3,31 +3,55 @@ use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{c_str, guard, mlxrun_status, non_null, read_params};
-use crate::engine::{CancelToken, Metrics, Model};
+use crate::engine::backend::{self, BackendChoice, MlxLmOptions, TextModel};
+use crate::engine::{CancelToken, Metrics};
 use crate::error::Error;
 use crate::mlx::quant::{QuantMode, QuantParams};
 use crate::mlx::{Device, Dtype};
 use crate::models::LoadOptions;
 use crate::tokenizer::Tokenizer;
 
-/// A loaded model and its tokenizer. Thread-safe: calls on one model from several threads
-/// are serialized (one generation at a time per model); `mlxrun_cancel` and
-/// `mlxrun_model_metrics` never wait for a running generation.
+/// A loaded model (whichever backend runs it) and its tokenizer. Thread-safe: calls on one
+/// model from several threads are serialized (one generation at a time per model);
+/// `mlxrun_cancel` and `mlxrun_model_metrics` never wait for a running generation.
 pub struct mlxrun_model {
-    pub(crate) model: Mutex<Model>,
+    pub(crate) model: Mutex<TextModel>,
     pub(crate) cancel: CancelToken,
     pub(crate) metrics: Mutex<Option<Metrics>>,
-    /// The model's tokenizer, shared so that encoding never waits for a generation.
-    pub(crate) tokenizer: Tokenizer,
+    /// The native model's tokenizer, shared so that encoding never waits for a
+    /// generation. `None` for the `mlx_lm` backend, whose tokenizer lives in its worker.
+    pub(crate) tokenizer: Option<Tokenizer>,
     /// Longest prompt + generation accepted (None: unlimited).
     pub(crate) context_length: Option<usize>,
 }
 
 impl mlxrun_model {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Model> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, TextModel> {
         // A panic inside a call (reported as MLXRUN_ERR_INTERNAL) poisons the mutex; the
         // model itself holds no half-updated state between calls, so keep using it.
         self.model.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ids of `text` (a native model's tokenizer without waiting for the model; the
+    /// worker's otherwise).
+    pub(crate) fn encode(&self, text: &str, add_special_tokens: bool) -> crate::error::Result<Vec<u32>> {
+        match &self.tokenizer {
+            Some(t) => t.encode(text, add_special_tokens),
+            None => self.lock().encode(text, add_special_tokens),
+        }
+    }
+
+    pub(crate) fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> crate::error::Result<String> {
+        match &self.tokenizer {
+            Some(t) => t.decode(ids, skip_special_tokens),
+            None => self.lock().decode(ids, skip_special_tokens),
+        }
+    }
+
+    /// How many ids `text` encodes to as a prompt, for reporting a failed row (0 when
+    /// that is not known without the model).
+    pub(crate) fn prompt_len(&self, text: &str) -> u32 {
+        self.tokenizer.as_ref().and_then(|t| t.encode_prompt(text).ok()).map_or(0, |ids| ids.len() as u32)
     }
 }
 
@@ -117,6 +141,17 @@ pub struct mlxrun_load_params {
     /// NUL-terminated LoRA adapter folder (adapters.safetensors + adapter_config.json, as
     /// mlx_lm.lora and `mlxrun_model_train` write them) to put on the model; NULL = none.
     pub adapter_path: *const c_char,
+    /// NUL-terminated backend name: "native" (NULL or "" too) or "mlx_lm" (mlx-lm in a
+    /// Python worker process; see `mlxrun_backend_available`).
+    pub backend: *const c_char,
+    /// For "mlx_lm": the Python executable (NULL: `venv`'s, else `$MLXRUN_PYTHON`, else
+    /// `$VIRTUAL_ENV`'s, else `python3` on the PATH).
+    pub python: *const c_char,
+    /// For "mlx_lm": a virtualenv whose `bin/python` to run (NULL: none).
+    pub venv: *const c_char,
+    /// For "mlx_lm": the longest the worker may stay silent during a call before it is
+    /// declared hung and killed, in milliseconds; 0 = 120000.
+    pub backend_timeout_ms: u32,
 }
 
 /// The size of the first version of the struct, before the quantization fields.
@@ -135,6 +170,10 @@ pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
         quantize_mode: mlxrun_quant_mode::MLXRUN_QUANT_MODE_AFFINE as i32,
         keep_quantized: mlxrun_keep_quantized::MLXRUN_KEEP_QUANTIZED_DEFAULT as i32,
         adapter_path: std::ptr::null(),
+        backend: std::ptr::null(),
+        python: std::ptr::null(),
+        venv: std::ptr::null(),
+        backend_timeout_ms: 0,
     }
 }
 
@@ -205,15 +244,91 @@ pub unsafe extern "C" fn mlxrun_model_load(
         } else {
             Some(std::path::PathBuf::from(c_str(p.adapter_path, "mlxrun_load_params.adapter_path")?))
         };
-        let model = Model::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path })?;
+        let choice = backend_choice(&p)?;
+        let model = backend::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path }, &choice)?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),
         };
         let cancel = model.canceller();
-        *out = Box::into_raw(Box::new(mlxrun_model { tokenizer: model.tokenizer().clone(), model: Mutex::new(model), cancel, metrics: Mutex::new(None), context_length }));
+        let tokenizer = model.native_ref("").ok().map(|m| m.tokenizer().clone());
+        *out = Box::into_raw(Box::new(mlxrun_model { tokenizer, model: Mutex::new(model), cancel, metrics: Mutex::new(None), context_length }));
         Ok(())
     })
+}
+
+/// The backend a load asks for, with the `mlx_lm` worker's settings.
+unsafe fn backend_choice(p: &mlxrun_load_params) -> crate::error::Result<BackendChoice> {
+    let opt = |ptr: *const c_char, what: &str| -> crate::error::Result<Option<String>> {
+        if ptr.is_null() {
+            Ok(None)
+        } else {
+            Ok(Some(c_str(ptr, what)?.to_string()).filter(|s| !s.is_empty()))
+        }
+    };
+    let mut mlx_lm = mlx_lm_options(opt(p.python, "mlxrun_load_params.python")?, opt(p.venv, "mlxrun_load_params.venv")?);
+    if p.backend_timeout_ms != 0 {
+        mlx_lm.reply_timeout = std::time::Duration::from_millis(p.backend_timeout_ms as u64);
+    }
+    Ok(BackendChoice { name: opt(p.backend, "mlxrun_load_params.backend")?, mlx_lm })
+}
+
+fn mlx_lm_options(python: Option<String>, venv: Option<String>) -> MlxLmOptions {
+    MlxLmOptions { python: python.map(Into::into), venv: venv.map(Into::into), ..MlxLmOptions::default() }
+}
+
+/// The name of backend `index` (0: "native", 1: "mlx_lm"), or NULL past the last. A
+/// static string. Thread-safe.
+#[no_mangle]
+pub extern "C" fn mlxrun_backend_name(index: usize) -> *const c_char {
+    match index {
+        0 => c"native".as_ptr(),
+        1 => c"mlx_lm".as_ptr(),
+        _ => std::ptr::null(),
+    }
+}
+
+/// Whether the backend `name` can run here, into `*available`. When it cannot, the
+/// reason (no Python, no mlx-lm, an mlx-lm too old, …) is copied into `reason` as
+/// NUL-terminated UTF-8, the "needed size" way (`*needed` gets its size; a NULL or short
+/// buffer gets nothing else and MLXRUN_ERR_BUFFER_TOO_SMALL); when it can, `reason`
+/// gets the versions it runs on. `python`/`venv` (NULL for the defaults) choose the
+/// `mlx_lm` backend's Python as `mlxrun_load_params` does. The first check of a Python
+/// starts it once (seconds); later answers come from memory. An unknown name fails with
+/// MLXRUN_ERR_INVALID_ARGUMENT. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_backend_available(
+    name: *const c_char,
+    python: *const c_char,
+    venv: *const c_char,
+    available: *mut bool,
+    reason: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> mlxrun_status {
+    guard(|| {
+        let name = c_str(name, "name")?;
+        non_null(available, "available")?;
+        let python = if python.is_null() { None } else { Some(c_str(python, "python")?.to_string()) };
+        let venv = if venv.is_null() { None } else { Some(c_str(venv, "venv")?.to_string()) };
+        let a = backend::availability(name, &mlx_lm_options(python, venv))?;
+        *available = a.available;
+        super::write_c_string(a.reason.as_deref().unwrap_or(&a.version), reason, capacity, needed)
+    })
+}
+
+/// The name of the backend that runs `model` ("native", "mlx_lm"); a static string,
+/// NULL for a NULL model. Thread-safe; never waits for a running call.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_backend(model: *const mlxrun_model) -> *const c_char {
+    if model.is_null() {
+        return std::ptr::null();
+    }
+    if (*model).tokenizer.is_some() {
+        c"native".as_ptr()
+    } else {
+        c"mlx_lm".as_ptr()
+    }
 }
 
 /// Releases a model and everything it holds. NULL is accepted. The handle must not be in

@@ -22,8 +22,7 @@ pub unsafe extern "C" fn mlxrun_tokenize(
         non_null(model, "model")?;
         non_null(n_tokens, "n_tokens")?;
         let text = c_str(text, "text")?;
-        let tok = &(*model).tokenizer;
-        let ids = tok.encode(text, add_special_tokens)?;
+        let ids = (*model).encode(text, add_special_tokens)?;
         *n_tokens = ids.len();
         if out_tokens.is_null() || capacity < ids.len() {
             return Err(too_small(ids.len(), capacity));
@@ -52,7 +51,7 @@ pub unsafe extern "C" fn mlxrun_detokenize(
     guard(|| {
         non_null(model, "model")?;
         let ids = token_ids(tokens, n_tokens, "tokens")?;
-        let text = (*model).tokenizer.decode(&ids, skip_special_tokens)?;
+        let text = (*model).decode(&ids, skip_special_tokens)?;
         write_c_string(&text, buf, capacity, needed)
     })
 }

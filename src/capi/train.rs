@@ -72,7 +72,7 @@ pub unsafe extern "C" fn mlxrun_model_apply_lora(
         if !p.keys.is_null() {
             cfg.keys = c_str(p.keys, "mlxrun_lora_params.keys")?.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
         }
-        let info = (*model).lock().apply_lora(&cfg)?;
+        let info = (*model).lock().native("LoRA training")?.apply_lora(&cfg)?;
         if !trainable_params.is_null() {
             *trainable_params = info.trainable_params as u64;
         }
@@ -253,8 +253,9 @@ pub unsafe extern "C" fn mlxrun_model_train(
         let dir = c_str(data_dir, "data_dir")?;
         let p = read_params(params, mlxrun_train_default_params(), std::mem::size_of::<mlxrun_train_params>(), "mlxrun_train_params")?;
         let (cfg, mask_prompt) = train_config(&p)?;
-        let mut m = (*model).lock();
-        let splits = Splits::load(dir, &mut m, &DatasetOptions { mask_prompt })?;
+        let mut guard = (*model).lock();
+        let m = guard.native("LoRA training")?;
+        let splits = Splits::load(dir, m, &DatasetOptions { mask_prompt })?;
         let train = splits.train.as_ref().ok_or_else(|| Error::invalid(format!("{dir}: no train.jsonl")))?;
         let summary = m.train(train, splits.valid.as_ref(), &cfg, |progress| {
             let Some(cb) = callback else { return true };
@@ -328,8 +329,9 @@ pub unsafe extern "C" fn mlxrun_model_evaluate(
         let p = read_params(params, mlxrun_train_default_params(), std::mem::size_of::<mlxrun_train_params>(), "mlxrun_train_params")?;
         let (cfg, mask_prompt) = train_config(&p)?;
         let num_batches = trainer::batch_limit(num_batches as i64, "num_batches")?;
-        let mut m = (*model).lock();
-        let data = Dataset::load(file, &mut m, &DatasetOptions { mask_prompt })?;
+        let mut guard = (*model).lock();
+        let m = guard.native("LoRA evaluation")?;
+        let data = Dataset::load(file, m, &DatasetOptions { mask_prompt })?;
         *loss = trainer::evaluate(m.language_model(), &data.examples, cfg.batch_size, num_batches, cfg.max_seq_length)
             .map_err(|e| trainer::with_file(e, &data.path))?;
         Ok(())
@@ -343,7 +345,7 @@ pub unsafe extern "C" fn mlxrun_model_save_adapter(model: *mut mlxrun_model, dir
     guard(|| {
         non_null(model, "model")?;
         let dir = c_str(dir, "dir")?;
-        (*model).lock().save_adapter(dir)
+        (*model).lock().native("LoRA adapters")?.save_adapter(dir)
     })
 }
 
@@ -355,7 +357,7 @@ pub unsafe extern "C" fn mlxrun_model_load_adapter(model: *mut mlxrun_model, dir
     guard(|| {
         non_null(model, "model")?;
         let dir = c_str(dir, "dir")?;
-        (*model).lock().load_adapter(dir).map(|_| ())
+        (*model).lock().native("LoRA adapters")?.load_adapter(dir).map(|_| ())
     })
 }
 
@@ -364,7 +366,7 @@ pub unsafe extern "C" fn mlxrun_model_load_adapter(model: *mut mlxrun_model, dir
 pub unsafe extern "C" fn mlxrun_model_remove_adapter(model: *mut mlxrun_model) -> mlxrun_status {
     guard(|| {
         non_null(model, "model")?;
-        (*model).lock().remove_adapter();
+        (*model).lock().native("LoRA adapters")?.remove_adapter();
         Ok(())
     })
 }

@@ -39,7 +39,7 @@ impl Content {
     }
 
     /// How the template sees it: a string (as HF messages carry text).
-    fn to_json(&self) -> Json {
+    pub(crate) fn to_json(&self) -> Json {
         match self {
             Content::Text(s) => Json::String(s.clone()),
         }
@@ -81,7 +81,7 @@ impl Message {
     }
 
     /// The message as templates see it: `{"role": ..., "content": ...}`.
-    fn to_json(&self) -> Json {
+    pub(crate) fn to_json(&self) -> Json {
         let mut m = Map::new();
         m.insert("role".into(), Json::String(self.role.clone()));
         m.insert("content".into(), self.content.to_json());

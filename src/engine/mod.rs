@@ -1,4 +1,5 @@
 //! The engine: the generate loop, sampling, metrics.
+pub mod backend;
 pub mod batch;
 pub mod convert;
 pub mod generate;

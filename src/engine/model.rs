@@ -325,8 +325,12 @@ impl Model {
 /// the caller as soon as it is final. One per sequence: single and batched generation
 /// share it, so a batch row stops exactly where the same prompt generated alone does.
 pub(crate) struct TextStream<'t> {
-    tokenizer: &'t Tokenizer,
-    detok: crate::tokenizer::Detokenizer,
+    /// The tokenizer that decodes the ids; `None` when the text arrives decoded (from the
+    /// `mlx_lm` backend's worker, which also decides where EOS stops).
+    decoder: Option<(&'t Tokenizer, crate::tokenizer::Detokenizer)>,
+    /// Decoded text the sender still had when the sequence ended (a remote decoder's
+    /// final flush).
+    tail: String,
     stop_tokens: Vec<u32>,
     /// Ids that end generation like EOS does (a chat template's end-of-turn token), so
     /// `ignore_eos` ignores them too.
@@ -343,8 +347,8 @@ pub(crate) struct TextStream<'t> {
 impl<'t> TextStream<'t> {
     pub(crate) fn new(tokenizer: &'t Tokenizer, params: &GenerateParams, end_of_turn: &[u32]) -> Self {
         TextStream {
-            tokenizer,
-            detok: tokenizer.detokenizer(false),
+            decoder: Some((tokenizer, tokenizer.detokenizer(false))),
+            tail: String::new(),
             stop_tokens: params.stop_tokens.clone(),
             end_of_turn: end_of_turn.to_vec(),
             ignore_eos: params.ignore_eos,
@@ -359,17 +363,81 @@ impl<'t> TextStream<'t> {
     /// Takes one sampled token; returns whether generation goes on.
     pub(crate) fn push(&mut self, tok: &super::SampledToken, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
         let id = tok.token;
-        let ends_sequence = self.tokenizer.is_eos(id) || self.end_of_turn.contains(&id);
+        let ends_sequence = self.decoder.as_ref().is_some_and(|(t, _)| t.is_eos(id)) || self.end_of_turn.contains(&id);
         if self.stop_tokens.contains(&id) || (!self.ignore_eos && ends_sequence) {
-            self.finish = Some(FinishReason::Stop);
-            // Text held for a possible stop string is real text: hand it out.
-            self.flush(on_text)?;
-            return Ok(false);
+            return self.stop(on_text);
         }
+        let piece = match &mut self.decoder {
+            Some((_, detok)) => detok.push(id)?,
+            None => String::new(),
+        };
+        self.accept(id, &piece, tok.logprob, &tok.top_logprobs, on_text)
+    }
+
+    /// A text stream for ids decoded elsewhere: `push_decoded` gives it each id with its
+    /// text, and the sender's stop decision.
+    pub(crate) fn decoded(params: &GenerateParams) -> TextStream<'static> {
+        TextStream {
+            decoder: None,
+            tail: String::new(),
+            stop_tokens: vec![],
+            end_of_turn: vec![],
+            ignore_eos: params.ignore_eos,
+            stop_strings: params.stop_strings.clone(),
+            held: String::new(),
+            text: String::new(),
+            tokens: Vec::new(),
+            finish: None,
+        }
+    }
+
+    /// One id with its decoded text; `stops`: the sender ended the sequence with this id
+    /// (EOS or a stop token, whose text is not emitted). Returns whether generation goes on.
+    pub(crate) fn push_decoded(
+        &mut self,
+        id: u32,
+        text: &str,
+        stops: bool,
+        logprob: Option<f32>,
+        on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<bool> {
+        if stops {
+            return self.stop(on_text);
+        }
+        self.accept(id, text, logprob, &[], on_text)
+    }
+
+    /// Whether the sequence has ended (a stop token or string, or the callback).
+    pub(crate) fn finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Text the remote decoder flushed at the end of the sequence.
+    pub(crate) fn set_tail(&mut self, tail: &str) {
+        self.tail.push_str(tail);
+    }
+
+    /// A stop token ended the sequence.
+    fn stop(&mut self, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<bool> {
+        self.finish = Some(FinishReason::Stop);
+        // Text held for a possible stop string is real text: hand it out.
+        self.flush(on_text)?;
+        Ok(false)
+    }
+
+    /// Takes a generated id and its text through the stop strings to the caller.
+    fn accept(
+        &mut self,
+        id: u32,
+        piece: &str,
+        logprob: Option<f32>,
+        top_logprobs: &[(u32, f32)],
+        on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool,
+    ) -> Result<bool> {
         self.tokens.push(id);
-        self.held.push_str(&self.detok.push(id)?);
+        self.held.push_str(piece);
         let (emit, stop) = self.split_held();
-        let event = TokenEvent { token: Some(id), text: &emit, logprob: tok.logprob, top_logprobs: &tok.top_logprobs };
+        let event = TokenEvent { token: Some(id), text: &emit, logprob, top_logprobs };
         self.text.push_str(&emit);
         let go_on = on_text(&event);
         if stop {
@@ -425,7 +493,10 @@ impl<'t> TextStream<'t> {
 
     /// Hands out everything still held, including the detokenizer's tail.
     fn flush(&mut self, on_text: &mut impl FnMut(&TokenEvent<'_>) -> bool) -> Result<()> {
-        let tail = self.detok.flush()?;
+        let tail = match &mut self.decoder {
+            Some((_, detok)) => detok.flush()?,
+            None => std::mem::take(&mut self.tail),
+        };
         self.held.push_str(&tail);
         if !self.held.is_empty() {
             let rest = std::mem::take(&mut self.held);

@@ -1,0 +1,264 @@
+//! The worker process, never trusted to behave: every read has a deadline and a size
+//! bound, a line that is not a protocol message is a protocol error, and the process is
+//! killed and reaped when it misbehaves or its owner drops it.
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Lines of the worker's stderr kept for error messages.
+const STDERR_LINES: usize = 20;
+
+/// What the stdout reader hands over.
+enum Line {
+    Message(Value),
+    /// A line that is not a JSON object (its start).
+    Garbage(String),
+    /// A line longer than the bound (its length so far).
+    TooLong(usize),
+    /// stdout closed.
+    Closed,
+    Failed(String),
+}
+
+/// What waiting for the next message gave.
+pub(crate) enum Next {
+    Message(Value),
+    /// Nothing arrived within the poll interval; the caller may check for a cancel.
+    Idle,
+}
+
+pub(crate) struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Line>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Set once the process is known dead or broken: every later call fails with it.
+    broken: Option<String>,
+}
+
+impl Worker {
+    /// Starts `python -u -c SCRIPT ARGS…` with piped stdio.
+    pub(crate) fn spawn(python: &Path, script: &str, args: &[&str], max_line: usize) -> Result<Worker> {
+        let mut cmd = Command::new(python);
+        cmd.arg("-u").arg("-c").arg(script).arg("mlxrun-mlx-lm-worker").args(args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Python's own buffering and warnings must not reach the protocol stream.
+        cmd.env("PYTHONUNBUFFERED", "1").env("TOKENIZERS_PARALLELISM", "false");
+        // No PR_SET_PDEATHSIG: it fires when the *thread* that spawned the worker exits,
+        // and bindings load models on threads that may end before the model does. The
+        // worker instead exits when its stdin closes, which the OS does when this process
+        // ends, however it ends.
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Backend(format!("mlx_lm: cannot start {}: {e}", python.display()))
+        })?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let stderr = child.stderr.take().expect("stderr was piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mlx_lm-stdout".into())
+            .spawn(move || read_lines(stdout, max_line, tx))
+            .map_err(|e| Error::Backend(format!("mlx_lm: cannot start a reader thread: {e}")))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let keep = tail.clone();
+        std::thread::Builder::new()
+            .name("mlx_lm-stderr".into())
+            .spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                    let mut t = keep.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.len() == STDERR_LINES {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            })
+            .map_err(|e| Error::Backend(format!("mlx_lm: cannot start a reader thread: {e}")))?;
+        let stdin = child.stdin.take();
+        Ok(Worker { child, stdin, lines, stderr: tail, broken: None })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails if the worker is already known broken.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.broken {
+            Some(why) => Err(Error::Backend(format!("{why}; load the model again"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one request line.
+    pub(crate) fn send(&mut self, msg: &Value) -> Result<()> {
+        self.check()?;
+        let mut line = msg.to_string();
+        line.push('\n');
+        let res = match self.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(line.as_bytes()).and_then(|_| stdin.flush()),
+            None => Err(std::io::Error::other("stdin closed")),
+        };
+        if let Err(e) = res {
+            let why = self.exit_report(&format!("could not be written to ({e})"));
+            return Err(self.fail(why));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `poll` for the next message. `since` is when the current wait began and
+    /// `timeout` how long the worker may stay silent: past it the worker is killed and
+    /// the call fails saying so. `doing` names the request for messages.
+    pub(crate) fn next(&mut self, poll: Duration, since: Instant, timeout: Duration, doing: &str) -> Result<Next> {
+        self.check()?;
+        let left = timeout.saturating_sub(since.elapsed());
+        match self.lines.recv_timeout(poll.min(left)) {
+            Ok(Line::Message(v)) => Ok(Next::Message(v)),
+            Ok(Line::Garbage(start)) => {
+                let why = format!("mlx_lm: the worker printed a line that is not a protocol message during {doing}: {start:?}");
+                self.kill();
+                Err(self.fail(why))
+            }
+            Ok(Line::TooLong(n)) => {
+                let why = format!("mlx_lm: the worker sent a message over {n} bytes during {doing} (the bound)");
+                self.kill();
+                Err(self.fail(why))
+            }
+            Ok(Line::Failed(e)) => {
+                self.kill();
+                Err(self.fail(format!("mlx_lm: reading the worker's output failed during {doing}: {e}")))
+            }
+            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
+                let why = self.exit_report(&format!("exited during {doing}"));
+                Err(self.fail(why))
+            }
+            Err(RecvTimeoutError::Timeout) if since.elapsed() >= timeout => {
+                self.kill();
+                let why = format!(
+                    "mlx_lm: the worker sent nothing for {:.1} s during {doing} and was stopped{}",
+                    timeout.as_secs_f64(),
+                    self.stderr_tail()
+                );
+                Err(self.fail(why))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(Next::Idle),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> Error {
+        self.broken = Some(why.clone());
+        Error::Backend(why)
+    }
+
+    /// "the worker (pid) exited with …: <stderr tail>", waiting briefly for the exit.
+    fn exit_report(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => break None,
+            }
+        };
+        if status.is_none() {
+            self.kill();
+        }
+        // The stderr reader may still be draining the last lines.
+        std::thread::sleep(Duration::from_millis(20));
+        let status = status.map_or("no exit status".to_string(), |s| s.to_string());
+        format!("mlx_lm: the worker (pid {}) {what}: {status}{}", self.child.id(), self.stderr_tail())
+    }
+
+    fn stderr_tail(&self) -> String {
+        let t = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let text: Vec<&str> = t.iter().map(String::as_str).filter(|l| !l.trim().is_empty()).collect();
+        match text.len() {
+            0 => String::new(),
+            n => format!("; its stderr ended: {}", text[n.saturating_sub(6)..].join(" | ")),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the worker to quit, then makes sure: closing stdin ends it too, and past a
+    /// grace period it is killed. Always reaped.
+    pub(crate) fn shutdown(&mut self, grace: Duration) {
+        if self.broken.is_none() {
+            let _ = self.send(&serde_json::json!({"op": "quit"}));
+        }
+        self.stdin = None;
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => break,
+            }
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(2));
+    }
+}
+
+/// Reads newline-terminated lines of at most `max` bytes, parsing each as a JSON object.
+fn read_lines(stdout: impl Read, max: usize, tx: mpsc::Sender<Line>) {
+    let mut r = BufReader::with_capacity(1 << 16, stdout);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let (done, used) = match r.fill_buf() {
+            Ok([]) => {
+                let _ = tx.send(Line::Closed);
+                return;
+            }
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    line.extend_from_slice(&buf[..i]);
+                    (true, i + 1)
+                }
+                None => {
+                    line.extend_from_slice(buf);
+                    (false, buf.len())
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.send(Line::Failed(e.to_string()));
+                return;
+            }
+        };
+        r.consume(used);
+        if line.len() > max {
+            let _ = tx.send(Line::TooLong(max));
+            return;
+        }
+        if !done {
+            continue;
+        }
+        let msg = match serde_json::from_slice::<Value>(&line) {
+            Ok(v @ Value::Object(_)) => Line::Message(v),
+            _ => {
+                let text = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+                Line::Garbage(text)
+            }
+        };
+        line.clear();
+        let garbage = matches!(msg, Line::Garbage(_));
+        if tx.send(msg).is_err() || garbage {
+            return;
+        }
+    }
+}
