@@ -252,3 +252,64 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
+
+/// Processes whose environment holds `tag` (the workers a test's host started).
+fn processes_tagged(tag: &str) -> Vec<(u32, char)> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
+        if env.split(|&b| b == 0).any(|kv| kv == tag.as_bytes()) {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next()).unwrap_or('?');
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+fn wait_until_none(tag: &str, within: Duration) -> Vec<(u32, char)> {
+    let start = Instant::now();
+    loop {
+        let left: Vec<_> = processes_tagged(tag).into_iter().filter(|&(_, s)| s != 'Z').collect();
+        if left.is_empty() || start.elapsed() > within {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn no_worker_outlives_its_host_whether_it_exits_or_is_killed() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let cli = env!("CARGO_BIN_EXE_mlxrun");
+    let model = common::deps_file("fixtures/qwen3");
+    let venv = common::deps_file("venv");
+    for kill in [false, true] {
+        let tag = format!("MLXRUN_HOST_TEST={}-{kill}", std::process::id());
+        let (k, v) = tag.split_once('=').unwrap();
+        let max = if kill { "100000" } else { "4" };
+        let mut host = Command::new(cli)
+            .args(["generate", "--backend", "mlx_lm", "--prompt", "Hello", "--max-tokens", max])
+            .arg("--model")
+            .arg(&model)
+            .arg("--venv")
+            .arg(&venv)
+            .env(k, v)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if kill {
+            // Text on stdout: the worker is generating.
+            let mut first = [0u8; 1];
+            host.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+            assert_eq!(processes_tagged(&tag).len(), 2, "the host and its worker");
+            host.kill().unwrap();
+        }
+        host.wait().unwrap();
+        let left = wait_until_none(&tag, Duration::from_secs(3));
+        assert!(left.is_empty(), "kill={kill}: processes left: {left:?}");
+    }
+}

@@ -27,6 +27,9 @@ pub struct GenerateArgs {
     pub model: ModelArgs,
 
     #[command(flatten)]
+    pub backend: super::backends::BackendArgs,
+
+    #[command(flatten)]
     pub generation: GenerationArgs,
 }
 
@@ -222,7 +225,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let json = args.json;
     params.validate()?;
 
-    let mut model = args.model.load(&load)?;
+    let mut model = args.backend.load(&args.model.model, &load)?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json {
@@ -241,7 +244,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "tokens": gen.tokens,
             "finish_reason": format!("{:?}", gen.finish_reason).to_lowercase(),
             "metrics": metrics_json(m),
-            "model": { "type": model.info().model_type, "dtype": model.info().dtype.name() },
+            "model": { "type": model.info().model_type, "dtype": model.info().dtype.name(), "backend": model.backend() },
         });
         println!("{v}");
     } else {

@@ -1,4 +1,5 @@
 //! The `mlxrun` command-line program: its options (clap's derive API) and subcommands.
+pub mod backends;
 pub mod bench;
 pub mod chat;
 pub mod completions;
@@ -60,6 +61,8 @@ pub enum Command {
                             quantization, dtype, params, size_bytes, num_files, has_tokenizer, has_chat_template, \
                             backends, error).")]
     Discover(discover::DiscoverArgs),
+    /// The backends that can run models here (native, mlx_lm), or why not
+    Backends(backends::BackendsArgs),
     /// Write a GGUF model as an HF folder (safetensors, config, tokenizer)
     Convert(convert::ConvertArgs),
     /// Prompt-processing and generation tok/s and peak memory of a model
@@ -230,6 +233,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => chat::run(a),
         Command::Info(a) => info::run(a),
         Command::Discover(a) => discover::run(a),
+        Command::Backends(a) => backends::run(a),
         Command::Convert(a) => convert::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),

@@ -65,9 +65,17 @@ pub fn availability(name: &str, opts: &MlxLmOptions) -> Result<Availability> {
                     p.python.display()
                 ),
             },
-            Err(e) => Availability { name: MLX_LM, available: false, reason: Some(e.to_string()), version: String::new() },
+            Err(e) => Availability { name: MLX_LM, available: false, reason: Some(reason(e)), version: String::new() },
         }),
         other => Err(unknown(other)),
+    }
+}
+
+/// A backend error's message without the "backend: " of its display.
+fn reason(e: Error) -> String {
+    match e {
+        Error::Backend(m) => m,
+        other => other.to_string(),
     }
 }
 
@@ -120,7 +128,7 @@ pub fn can_load_with(facts: &ModelFacts<'_>, opts: &MlxLmOptions) -> Vec<Support
         Err("mlx-lm does not load GGUF files".to_string())
     } else {
         match mlx_lm::probe(opts).and_then(|p| p.check().map(|_| p)) {
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(reason(e)),
             Ok(p) if p.knows(model_type) => Ok(()),
             Ok(p) => Err(format!("mlx-lm {} has no model_type {model_type:?}", p.mlx_lm_version)),
         }
