@@ -214,7 +214,7 @@ const GENERATION_OPTIONS: &[&str] = &[
 #[test]
 fn help_lists_every_option_with_its_default() {
     let top = prints(&["--help"]);
-    for cmd in ["generate", "chat", "info", "convert", "bench", "train", "smoke", "completions"] {
+    for cmd in ["generate", "chat", "info", "convert", "bench", "train", "smoke", "completions", "backends"] {
         assert!(top.contains(cmd), "--help does not list {cmd}: {top}");
     }
     assert!(top.contains("--device") && top.contains("--version"), "{top}");
@@ -224,10 +224,10 @@ fn help_lists_every_option_with_its_default() {
     let cases: &[(&str, &[&str], &[&str])] = &[
         (
             "generate",
-            &["--prompt", "--prompt-file", "--json", "--device"],
+            &["--prompt", "--prompt-file", "--json", "--device", "--backend", "--python", "--venv"],
             &[
                 "[default: 256]", "[default: 0]", "[default: 1]", "[default: 20]", "[default: 2048]", "[default: 64]",
-                "[default: 5000]", "[default: float32 on the CPU", "[default: affine]",
+                "[default: 5000]", "[default: float32 on the CPU", "[default: affine]", "[default: native]",
             ],
         ),
         (
@@ -253,6 +253,7 @@ fn help_lists_every_option_with_its_default() {
         ),
         ("smoke", &["--json", "--device"], &["possible values: cpu, gpu"]),
         ("completions", &["--device"], &["bash", "zsh", "fish"]),
+        ("backends", &["--python", "--venv", "--json", "--device"], &["$MLXRUN_PYTHON"]),
     ];
     for &(cmd, own, defaults) in cases {
         let help = prints(&[cmd, "--help"]);
