@@ -194,6 +194,28 @@ typedef enum mlxrun_progress_kind {
 } mlxrun_progress_kind;
 
 /**
+ * Values of `mlxrun_device_info.kind`: the MLX backend that runs the device.
+ */
+typedef enum mlxrun_device_kind {
+  MLXRUN_DEVICE_KIND_CPU = 0,
+  /**
+   * Apple's GPUs (macOS).
+   */
+  MLXRUN_DEVICE_KIND_METAL = 1,
+  /**
+   * NVIDIA GPUs (Linux, MLX's CUDA backend).
+   */
+  MLXRUN_DEVICE_KIND_CUDA = 2,
+} mlxrun_device_kind;
+
+/**
+ * The keys and queries of every attention layer over a prompt (see
+ * `mlxrun_inspect_attention`). Owns its arrays; released with
+ * `mlxrun_attention_snapshot_free`. Immutable: safe to read from several threads.
+ */
+typedef struct mlxrun_attention_snapshot mlxrun_attention_snapshot;
+
+/**
  * Models found by `mlxrun_discover`. Immutable once made: the accessors may be called
  * from several threads at once; free it once, when no accessor is running.
  */
@@ -429,6 +451,66 @@ typedef struct mlxrun_message {
 typedef bool (*mlxrun_token_callback)(const struct mlxrun_token *token, void *user_data);
 
 /**
+ * A device and the memory limits MLX applies to it. Sizes are bytes; 0 where the
+ * platform does not report a value. Fill `struct_size` before calling
+ * `mlxrun_get_device_info`.
+ */
+typedef struct mlxrun_device_info {
+  /**
+   * `sizeof(mlxrun_device_info)`.
+   */
+  uint32_t struct_size;
+  /**
+   * `MLXRUN_DEVICE_CPU` or `MLXRUN_DEVICE_GPU`.
+   */
+  int32_t device;
+  /**
+   * The device's index among its type (0 for the CPU).
+   */
+  int32_t index;
+  /**
+   * `MLXRUN_DEVICE_KIND_*`.
+   */
+  int32_t kind;
+  /**
+   * NUL-terminated UTF-8, cut at a character boundary to fit: the GPU's name as MLX
+   * reports it ("Apple M2 Max", "NVIDIA H100 80GB HBM3"), or the CPU's model name.
+   */
+  char name[256];
+  /**
+   * NUL-terminated: "applegpu_g14s", "sm_90", "x86_64"; "" when not reported.
+   */
+  char architecture[64];
+  /**
+   * The device's memory: unified memory on Apple silicon, the card's on CUDA, the
+   * system's RAM for the CPU.
+   */
+  uint64_t memory_size;
+  /**
+   * The card's free memory now (CUDA only).
+   */
+  uint64_t free_memory;
+  /**
+   * Metal's recommended working-set size (MLX's default memory limit there is 1.5
+   * times it); 0 off Metal.
+   */
+  uint64_t max_recommended_working_set_size;
+  /**
+   * MLX's memory limit (`mlxrun_set_memory_limit`).
+   */
+  uint64_t memory_limit;
+  /**
+   * MLX's allocator cache limit (`mlxrun_set_cache_limit`).
+   */
+  uint64_t cache_limit;
+  /**
+   * The wired limit in force: the last one set with `mlxrun_set_wired_limit`, else 0
+   * (MLX's default; MLX cannot be asked). Applied on Metal only.
+   */
+  uint64_t wired_limit;
+} mlxrun_device_info;
+
+/**
  * How to search. Get one from `mlxrun_discover_default_params()`.
  */
 typedef struct mlxrun_discover_params {
@@ -540,6 +622,38 @@ typedef struct mlxrun_discovered_backend {
    */
   const char *reason;
 } mlxrun_discovered_backend;
+
+/**
+ * A snapshot's dimensions. Fill `struct_size` before `mlxrun_attention_snapshot_get_info`.
+ */
+typedef struct mlxrun_attention_info {
+  /**
+   * `sizeof(mlxrun_attention_info)`.
+   */
+  uint32_t struct_size;
+  uint32_t num_layers;
+  /**
+   * Key/value heads (fewer than the query heads under grouped-query attention).
+   */
+  uint32_t num_heads;
+  /**
+   * Query heads.
+   */
+  uint32_t num_query_heads;
+  /**
+   * Prompt positions (tokens, BOS included when the tokenizer adds it).
+   */
+  uint32_t seq_len;
+  uint32_t head_dim;
+  /**
+   * Whether queries were captured (always, for this library's models).
+   */
+  bool has_queries;
+  /**
+   * NUL-terminated `model_type`, e.g. "gemma3_text", "qwen3".
+   */
+  char architecture[32];
+} mlxrun_attention_info;
 
 /**
  * How to load a model. Get one from `mlxrun_load_default_params()`.
@@ -681,6 +795,20 @@ typedef struct mlxrun_metrics {
    * MLX's active memory at the end of the call, bytes.
    */
   uint64_t active_memory;
+  /**
+   * Whether the GPU's utilisation was sampled during the call (Linux with an NVIDIA
+   * GPU and its driver's NVML; never on the CPU or, for now, on macOS).
+   */
+  bool gpu_utilization_available;
+  /**
+   * Mean GPU utilisation during the call, percent of time a kernel ran (sampled every
+   * 50 ms); 0 when not available.
+   */
+  double gpu_utilization_mean;
+  /**
+   * Highest sampled GPU utilisation during the call, percent; 0 when not available.
+   */
+  double gpu_utilization_max;
 } mlxrun_metrics;
 
 /**
@@ -944,6 +1072,15 @@ enum mlxrun_status mlxrun_session_reset(struct mlxrun_session *session);
 size_t mlxrun_session_message_count(const struct mlxrun_session *session);
 
 /**
+ * Describes the device models load onto (MLX's default device: the GPU when MLX has one,
+ * unless a load chose the CPU) into `*out`, whose `struct_size` the caller sets to
+ * `sizeof(mlxrun_device_info)`; on return it holds the size the library filled (a newer
+ * header's larger struct keeps its unknown tail). Process-wide; thread-safe.
+ * (Named `get_` because C would not allow a function named like the struct's typedef.)
+ */
+enum mlxrun_status mlxrun_get_device_info(struct mlxrun_device_info *out);
+
+/**
  * Default search settings: depth 4.
  */
 struct mlxrun_discover_params mlxrun_discover_default_params(void);
@@ -1022,6 +1159,55 @@ enum mlxrun_status mlxrun_generate_tokens(struct mlxrun_model *model,
                                           mlxrun_token_callback callback,
                                           void *user_data,
                                           enum mlxrun_finish_reason *finish_reason);
+
+/**
+ * Runs the prefill of `prompt` (NUL-terminated UTF-8, encoded as `mlxrun_generate`
+ * encodes it; "" is an error) on fresh caches and captures, for every layer, the keys and
+ * queries its attention computed over ALL prompt positions: after the per-head norms and
+ * rotary embedding, before the KV cache write. So a Gemma 3 sliding-window layer, whose
+ * cache keeps only its window, still gives every position. Float32 whatever the compute
+ * dtype. Of `params` (NULL for the defaults) only `prefill_step_size` applies (the
+ * prompt goes through in chunks of that many tokens, as a generation's prefill does),
+ * with the model's context length. Nothing is generated and the model's metrics are not
+ * changed; `mlxrun_cancel` stops it between chunks (MLXRUN_ERR_CANCELLED). On success
+ * `*out` owns a new snapshot; on failure it is NULL. Native backend only
+ * (MLXRUN_ERR_UNSUPPORTED otherwise). Thread-safe; waits for a running call on the model.
+ */
+enum mlxrun_status mlxrun_inspect_attention(const struct mlxrun_model *model,
+                                            const char *prompt,
+                                            const struct mlxrun_generate_params *params,
+                                            struct mlxrun_attention_snapshot **out);
+
+/**
+ * Releases a snapshot. NULL is accepted.
+ */
+void mlxrun_attention_snapshot_free(struct mlxrun_attention_snapshot *snapshot);
+
+/**
+ * Writes the snapshot's dimensions into `*out` (whose `struct_size` the caller sets).
+ */
+enum mlxrun_status mlxrun_attention_snapshot_get_info(const struct mlxrun_attention_snapshot *snapshot,
+                                                      struct mlxrun_attention_info *out);
+
+/**
+ * The keys of `layer`'s key/value head `head`: `*data` points at `*len` floats
+ * (`seq_len * head_dim`, position-major: position p's vector at `p * head_dim`), owned by
+ * the snapshot until it is freed. An index out of range is MLXRUN_ERR_INVALID_ARGUMENT.
+ */
+enum mlxrun_status mlxrun_attention_snapshot_keys(const struct mlxrun_attention_snapshot *snapshot,
+                                                  uint32_t layer,
+                                                  uint32_t head,
+                                                  const float **data,
+                                                  size_t *len);
+
+/**
+ * As `mlxrun_attention_snapshot_keys`, for the queries of query head `head`.
+ */
+enum mlxrun_status mlxrun_attention_snapshot_queries(const struct mlxrun_attention_snapshot *snapshot,
+                                                     uint32_t layer,
+                                                     uint32_t head,
+                                                     const float **data,
+                                                     size_t *len);
 
 /**
  * Bytes held by live MLX arrays (weights, caches, activations).

@@ -15,8 +15,10 @@
 
 mod batch;
 mod chat;
+mod device;
 mod discover;
 mod generate;
+mod inspect;
 mod memory;
 mod model;
 mod tokenizer;
@@ -30,8 +32,10 @@ use crate::error::Error;
 
 pub use batch::*;
 pub use chat::*;
+pub use device::*;
 pub use discover::*;
 pub use generate::*;
+pub use inspect::*;
 pub use memory::*;
 pub use model::*;
 pub use tokenizer::*;

@@ -437,7 +437,18 @@ pub struct mlxrun_metrics {
     pub peak_memory: u64,
     /// MLX's active memory at the end of the call, bytes.
     pub active_memory: u64,
+    /// Whether the GPU's utilisation was sampled during the call (Linux with an NVIDIA
+    /// GPU and its driver's NVML; never on the CPU or, for now, on macOS).
+    pub gpu_utilization_available: bool,
+    /// Mean GPU utilisation during the call, percent of time a kernel ran (sampled every
+    /// 50 ms); 0 when not available.
+    pub gpu_utilization_mean: f64,
+    /// Highest sampled GPU utilisation during the call, percent; 0 when not available.
+    pub gpu_utilization_max: f64,
 }
+
+/// The size of the first version of the struct, before the GPU utilisation fields.
+const METRICS_V1: usize = std::mem::offset_of!(mlxrun_metrics, gpu_utilization_available);
 
 /// Writes the metrics of the model's last completed call into `*out` (whose
 /// `struct_size` the caller sets). Before any call, all values are zero. Thread-safe; does
@@ -447,14 +458,15 @@ pub unsafe extern "C" fn mlxrun_model_metrics(model: *const mlxrun_model, out: *
     guard(|| {
         non_null(model, "model")?;
         non_null(out, "out")?;
-        let min = std::mem::size_of::<mlxrun_metrics>();
+        let min = METRICS_V1;
         let size = (*out).struct_size as usize;
         if size < min {
             return Err(Error::invalid(format!("mlxrun_metrics.struct_size is {size}, at least {min} expected")));
         }
         let m = (*model).metrics.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
-        *out = mlxrun_metrics {
-            struct_size: min as u32,
+        let full = std::mem::size_of::<mlxrun_metrics>();
+        let metrics = mlxrun_metrics {
+            struct_size: size.min(full) as u32,
             prompt_tokens: m.prompt_tokens as u64,
             cached_prompt_tokens: m.cached_prompt_tokens as u64,
             generated_tokens: m.generated_tokens as u64,
@@ -464,7 +476,12 @@ pub unsafe extern "C" fn mlxrun_model_metrics(model: *const mlxrun_model, out: *
             decode_tokens_per_second: m.decode_tok_s(),
             peak_memory: m.peak_memory as u64,
             active_memory: m.active_memory as u64,
+            gpu_utilization_available: m.gpu_utilization_mean.is_some(),
+            gpu_utilization_mean: m.gpu_utilization_mean.unwrap_or(0.0) as f64,
+            gpu_utilization_max: m.gpu_utilization_max.unwrap_or(0.0) as f64,
         };
+        // A caller built against an older header gets the fields its struct has.
+        std::ptr::copy_nonoverlapping(&metrics as *const mlxrun_metrics as *const u8, out as *mut u8, size.min(full));
         Ok(())
     })
 }

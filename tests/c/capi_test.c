@@ -11,6 +11,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,6 +570,207 @@ static void test_discover(const char *dir, const char *corrupt_dir) {
     mlxrun_discovered_list_free(NULL);
 }
 
+/* ---- device information and attention inspection -------------------------------- */
+
+/* MemTotal of /proc/meminfo in bytes (0 where there is no such file). */
+static unsigned long long meminfo_total(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    unsigned long long kib = 0;
+    if (!f) return 0;
+    if (fscanf(f, "MemTotal: %llu kB", &kib) != 1) kib = 0;
+    fclose(f);
+    return kib * 1024;
+}
+
+static void test_device_info(void) {
+    mlxrun_device_info d;
+    d.struct_size = sizeof d;
+    CHECK(mlxrun_get_device_info(&d) == MLXRUN_OK, "device info: %s", mlxrun_last_error());
+    CHECK(d.struct_size == sizeof d, "struct_size filled");
+    CHECK(strlen(d.name) > 0 && strlen(d.name) < sizeof d.name, "device name %s", d.name);
+    CHECK(d.memory_size > 0 && d.memory_limit > 0 && d.cache_limit > 0, "memory %llu, limit %llu, cache %llu",
+          (unsigned long long)d.memory_size, (unsigned long long)d.memory_limit, (unsigned long long)d.cache_limit);
+    if (d.device == MLXRUN_DEVICE_CPU) {
+        CHECK(d.kind == MLXRUN_DEVICE_KIND_CPU && d.max_recommended_working_set_size == 0, "CPU kind %d", d.kind);
+        unsigned long long total = meminfo_total();
+        CHECK(total == 0 || d.memory_size == total, "CPU memory %llu = MemTotal %llu", (unsigned long long)d.memory_size,
+              total);
+    } else {
+        CHECK(d.device == MLXRUN_DEVICE_GPU && d.kind != MLXRUN_DEVICE_KIND_CPU, "GPU kind %d", d.kind);
+    }
+    /* The limits reported are the ones in force. */
+    size_t prev = 0;
+    CHECK(mlxrun_set_cache_limit(77u << 20, &prev) == MLXRUN_OK && prev == d.cache_limit, "cache limit was %zu", prev);
+    mlxrun_device_info d2;
+    d2.struct_size = sizeof d2;
+    CHECK(mlxrun_get_device_info(&d2) == MLXRUN_OK && d2.cache_limit == (77u << 20), "cache limit now %llu",
+          (unsigned long long)d2.cache_limit);
+    CHECK(mlxrun_set_cache_limit(prev, NULL) == MLXRUN_OK, "cache limit restored");
+    expect_error(mlxrun_get_device_info(NULL), MLXRUN_ERR_INVALID_ARGUMENT, "out", "device info NULL");
+    d2.struct_size = 8;
+    expect_error(mlxrun_get_device_info(&d2), MLXRUN_ERR_INVALID_ARGUMENT, "struct_size", "device info small struct");
+}
+
+static void test_inspect(const char *dir) {
+    mlxrun_model *m = NULL;
+    CHECK(mlxrun_model_load(dir, NULL, &m) == MLXRUN_OK, "load for inspection: %s", mlxrun_last_error());
+    if (!m) return;
+    mlxrun_model_info mi;
+    mi.struct_size = sizeof mi;
+    CHECK(mlxrun_model_get_info(m, &mi) == MLXRUN_OK, "model info");
+
+    const char *short_prompt = "The capital of France";
+    mlxrun_attention_snapshot *a = NULL, *b = NULL;
+    CHECK(mlxrun_inspect_attention(m, PROMPT, NULL, &a) == MLXRUN_OK && a, "inspect: %s", mlxrun_last_error());
+    CHECK(mlxrun_inspect_attention(m, short_prompt, NULL, &b) == MLXRUN_OK && b, "inspect short: %s",
+          mlxrun_last_error());
+    if (!a || !b) return;
+    mlxrun_attention_info ia, ib;
+    ia.struct_size = ib.struct_size = sizeof ia;
+    CHECK(mlxrun_attention_snapshot_get_info(a, &ia) == MLXRUN_OK && mlxrun_attention_snapshot_get_info(b, &ib) == MLXRUN_OK,
+          "snapshot info");
+    int32_t ids[64];
+    size_t n_ids = 0;
+    CHECK(mlxrun_tokenize(m, PROMPT, true, ids, 64, &n_ids) == MLXRUN_OK, "tokenize");
+    CHECK(ia.num_layers == (uint32_t)mi.num_layers && ia.num_heads == (uint32_t)mi.num_kv_heads &&
+              ia.num_query_heads == (uint32_t)mi.num_heads && ia.head_dim == (uint32_t)mi.head_dim &&
+              ia.seq_len == n_ids && ia.has_queries && strcmp(ia.architecture, mi.model_type) == 0,
+          "dimensions %u layers %u/%u heads %u positions of %u (%s)", ia.num_layers, ia.num_heads, ia.num_query_heads,
+          ia.seq_len, ia.head_dim, ia.architecture);
+    CHECK(ib.seq_len < ia.seq_len, "the short prompt is a prefix: %u < %u", ib.seq_len, ia.seq_len);
+
+    /* Attention is causal: the short prompt's keys and queries are the long one's first
+     * positions, in every layer and head (up to matmul rounding across shapes). */
+    double worst = 0, magnitude = 0;
+    for (uint32_t l = 0; l < ia.num_layers; l++) {
+        for (uint32_t h = 0; h < ia.num_query_heads; h++) {
+            for (int q = 0; q < 2; q++) {
+                if (q == 0 && h >= ia.num_heads) continue;
+                const float *pa = NULL, *pb = NULL;
+                size_t la = 0, lb = 0;
+                mlxrun_status sa = q ? mlxrun_attention_snapshot_queries(a, l, h, &pa, &la)
+                                     : mlxrun_attention_snapshot_keys(a, l, h, &pa, &la);
+                mlxrun_status sb = q ? mlxrun_attention_snapshot_queries(b, l, h, &pb, &lb)
+                                     : mlxrun_attention_snapshot_keys(b, l, h, &pb, &lb);
+                CHECK(sa == MLXRUN_OK && sb == MLXRUN_OK && pa && pb, "layer %u head %u", l, h);
+                CHECK(la == (size_t)ia.seq_len * ia.head_dim && lb == (size_t)ib.seq_len * ib.head_dim, "lengths");
+                for (size_t i = 0; i < lb; i++) {
+                    double diff = fabs((double)pa[i] - (double)pb[i]);
+                    if (diff > worst) worst = diff;
+                    if (fabs((double)pa[i]) > magnitude) magnitude = fabs((double)pa[i]);
+                }
+            }
+        }
+    }
+    CHECK(worst < 1e-4 && magnitude > 1e-2, "prefix positions agree: max diff %g (values up to %g)", worst, magnitude);
+
+    const float *p = (const float *)1;
+    size_t len = 1;
+    expect_error(mlxrun_attention_snapshot_keys(a, ia.num_layers, 0, &p, &len), MLXRUN_ERR_INVALID_ARGUMENT,
+                 "out of range", "layer out of range");
+    CHECK(p == NULL && len == 0, "outputs cleared on failure");
+    expect_error(mlxrun_attention_snapshot_queries(a, 0, ia.num_query_heads, &p, &len), MLXRUN_ERR_INVALID_ARGUMENT,
+                 "out of range", "query head out of range");
+    expect_error(mlxrun_attention_snapshot_keys(NULL, 0, 0, &p, &len), MLXRUN_ERR_INVALID_ARGUMENT, "snapshot",
+                 "NULL snapshot");
+    expect_error(mlxrun_attention_snapshot_get_info(a, NULL), MLXRUN_ERR_INVALID_ARGUMENT, "out", "NULL info");
+    mlxrun_attention_snapshot *c = (mlxrun_attention_snapshot *)1;
+    expect_error(mlxrun_inspect_attention(m, "", NULL, &c), MLXRUN_ERR_INVALID_ARGUMENT, "empty", "empty prompt");
+    CHECK(c == NULL, "no snapshot on failure");
+    expect_error(mlxrun_inspect_attention(NULL, PROMPT, NULL, &c), MLXRUN_ERR_INVALID_ARGUMENT, "model", "NULL model");
+    expect_error(mlxrun_inspect_attention(m, NULL, NULL, &c), MLXRUN_ERR_INVALID_ARGUMENT, "prompt", "NULL prompt");
+    mlxrun_attention_snapshot_free(a);
+    mlxrun_attention_snapshot_free(b);
+    mlxrun_attention_snapshot_free(NULL);
+
+    /* GPU utilisation in the metrics: absent (zeros) or a percentage; an older, shorter
+     * struct is still accepted. */
+    collector col;
+    greedy(m, &col, 4);
+    mlxrun_metrics met;
+    met.struct_size = sizeof met;
+    CHECK(mlxrun_model_metrics(m, &met) == MLXRUN_OK && met.generated_tokens > 0, "metrics");
+    if (met.gpu_utilization_available) {
+        CHECK(met.gpu_utilization_mean >= 0 && met.gpu_utilization_mean <= met.gpu_utilization_max &&
+                  met.gpu_utilization_max <= 100,
+              "utilisation %g / %g", met.gpu_utilization_mean, met.gpu_utilization_max);
+    } else {
+        CHECK(met.gpu_utilization_mean == 0 && met.gpu_utilization_max == 0, "no utilisation: zeros");
+    }
+    mlxrun_metrics old;
+    memset(&old, 0xAB, sizeof old);
+    old.struct_size = (uint32_t)offsetof(mlxrun_metrics, gpu_utilization_available);
+    CHECK(mlxrun_model_metrics(m, &old) == MLXRUN_OK && old.generated_tokens == met.generated_tokens,
+          "a first-version struct: %s", mlxrun_last_error());
+    CHECK(old.struct_size == offsetof(mlxrun_metrics, gpu_utilization_available) &&
+              *(unsigned char *)&old.gpu_utilization_available == 0xAB,
+          "the fields past an older struct are not written");
+    mlxrun_model_free(m);
+}
+
+/* Greedy ids of PROMPT from `model` into ids[n]. */
+static void greedy_ids(mlxrun_model *model, int32_t *ids, int n);
+
+static bool collect_id(const mlxrun_token *tok, void *user) {
+    int32_t **cursor = (int32_t **)user;
+    if (tok->id >= 0) *(*cursor)++ = tok->id;
+    return true;
+}
+
+static void greedy_ids(mlxrun_model *model, int32_t *ids, int n) {
+    mlxrun_generate_params gp = mlxrun_generate_default_params();
+    gp.max_tokens = (uint32_t)n;
+    int32_t *cursor = ids;
+    CHECK(mlxrun_generate(model, PROMPT, &gp, collect_id, &cursor, NULL) == MLXRUN_OK, "generate");
+    CHECK(cursor - ids == n, "%d ids", (int)(cursor - ids));
+}
+
+/* The backends: listed, available with the project's virtualenv (venv), the same greedy
+ * tokens from both, and what only the native one does refused with its status. */
+static void test_backends(const char *dir, const char *venv) {
+    CHECK(strcmp(mlxrun_backend_name(0), "native") == 0 && strcmp(mlxrun_backend_name(1), "mlx_lm") == 0 &&
+              mlxrun_backend_name(2) == NULL, "backend names");
+    bool ok = false;
+    char why[512];
+    size_t needed = 0;
+    CHECK(mlxrun_backend_available("mlx_lm", NULL, venv, &ok, why, sizeof why, &needed) == MLXRUN_OK && ok,
+          "mlx_lm available with %s: %s", venv, why);
+    CHECK(strstr(why, "mlx-lm") != NULL, "version text: %s", why);
+    CHECK(mlxrun_backend_available("mlx_lm", "/nonexistent/python3", NULL, &ok, why, sizeof why, &needed) == MLXRUN_OK &&
+              !ok && strstr(why, "/nonexistent/python3") != NULL, "missing python: %s", why);
+    expect_error(mlxrun_backend_available("onnx", NULL, NULL, &ok, why, sizeof why, &needed),
+                 MLXRUN_ERR_INVALID_ARGUMENT, "unknown backend \"onnx\"", "unknown backend");
+
+    mlxrun_load_params lp = mlxrun_load_default_params();
+    lp.backend = "mlx_lm";
+    lp.venv = venv;
+    mlxrun_model *remote = NULL, *native = NULL;
+    CHECK(mlxrun_model_load(dir, &lp, &remote) == MLXRUN_OK, "load with mlx_lm");
+    CHECK(mlxrun_model_load(dir, NULL, &native) == MLXRUN_OK, "load natively");
+    CHECK(strcmp(mlxrun_model_backend(remote), "mlx_lm") == 0 && strcmp(mlxrun_model_backend(native), "native") == 0,
+          "backend names of models");
+    int32_t a[8], b[8];
+    greedy_ids(native, a, 8);
+    greedy_ids(remote, b, 8);
+    CHECK(memcmp(a, b, sizeof a) == 0, "same greedy ids through both backends");
+    int32_t ids[64];
+    size_t n = 0;
+    CHECK(mlxrun_tokenize(remote, PROMPT, true, ids, 64, &n) == MLXRUN_OK && n > 0, "tokenize through the worker");
+    mlxrun_lora_params lora = mlxrun_lora_default_params();
+    expect_error(mlxrun_apply_lora(remote, &lora, NULL), MLXRUN_ERR_UNSUPPORTED, "mlx_lm backend does not do",
+                 "training on mlx_lm");
+    mlxrun_model_free(remote);
+    mlxrun_model_free(native);
+
+    lp.backend = "onnx";
+    expect_error(mlxrun_model_load(dir, &lp, &remote), MLXRUN_ERR_INVALID_ARGUMENT, "unknown backend", "bad backend");
+    lp.backend = "mlx_lm";
+    lp.venv = NULL;
+    lp.python = "/nonexistent/python3";
+    expect_error(mlxrun_model_load(dir, &lp, &remote), MLXRUN_ERR_BACKEND, "cannot start", "missing python");
+    CHECK(remote == NULL, "no handle on failure");
+}
+
 int main(int argc, char **argv) {
     /* Training (DATA_DIR, ADAPTER_DIR) is left out under valgrind: a step of the fixture's
      * 152k-vocabulary head under memcheck takes minutes. */
@@ -581,6 +783,12 @@ int main(int argc, char **argv) {
     test_model(argv[1]);
     test_batch(argv[1]);
     test_discover(argv[1], argv[2]);
+    /* The project's virtualenv, which has mlx-lm (tests/c_api.rs sets it). */
+    const char *venv = getenv("MLXRUN_TEST_VENV");
+    CHECK(venv != NULL, "MLXRUN_TEST_VENV is set");
+    test_backends(argv[1], venv);
+    test_device_info();
+    test_inspect(argv[1]);
     if (argc == 5) test_train(argv[1], argv[3], argv[4]);
     printf("PASSED %d\n", checks);
     return 0;
