@@ -42,6 +42,12 @@ type GenerateMetrics struct {
 
 	PeakMemoryBytes   uint64 // MLX's peak memory during the call
 	ActiveMemoryBytes uint64 // MLX's active memory at its end
+
+	// GPUUtilizationAvailable says whether the GPU's utilisation was sampled during the
+	// call (Linux with an NVIDIA GPU and its driver's NVML; never on the CPU or macOS).
+	GPUUtilizationAvailable bool
+	GPUUtilizationMean      float64 // percent of time a kernel ran, mean of 50 ms samples; 0 if unavailable
+	GPUUtilizationMax       float64 // highest sample, percent; 0 if unavailable
 }
 
 func metricsFromC(m *C.mlxrun_metrics) GenerateMetrics {
@@ -58,6 +64,10 @@ func metricsFromC(m *C.mlxrun_metrics) GenerateMetrics {
 		DecodeTokensPerSec:  float64(m.decode_tokens_per_second),
 		PeakMemoryBytes:     uint64(m.peak_memory),
 		ActiveMemoryBytes:   uint64(m.active_memory),
+
+		GPUUtilizationAvailable: bool(m.gpu_utilization_available),
+		GPUUtilizationMean:      float64(m.gpu_utilization_mean),
+		GPUUtilizationMax:       float64(m.gpu_utilization_max),
 	}
 }
 
