@@ -135,8 +135,9 @@ private final class ClassifyArgs: @unchecked Sendable {
 }
 
 /// A classify's C call as Task cancellation sees it: cancelled before it started, it is
-/// not made; cancelled while it runs, mlxrun_cancel is sent until it returns.
-private final class ClassifyCall: @unchecked Sendable {
+/// not made; cancelled while it runs, mlxrun_cancel is sent until it returns. (Also used
+/// by `inspectAttention`, the other blocking call.)
+final class ClassifyCall: @unchecked Sendable {
     private let model: Model
     private let lock = NSLock()
     private var cancelled = false

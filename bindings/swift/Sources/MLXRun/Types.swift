@@ -113,6 +113,11 @@ public struct Metrics: Sendable, Equatable {
     public var peakMemory: Int
     /// MLX's active memory at the end of the call, bytes.
     public var activeMemory: Int
+    /// Mean GPU utilisation during the call, percent of time a kernel ran (50 ms samples);
+    /// nil where it is not sampled (the CPU, macOS, Linux without NVIDIA's NVML).
+    public var gpuUtilizationMean: Double?
+    /// Highest sampled GPU utilisation during the call, percent; nil as above.
+    public var gpuUtilizationMax: Double?
 
     init(_ c: mlxrun_metrics) {
         promptTokens = Int(c.prompt_tokens)
@@ -124,5 +129,7 @@ public struct Metrics: Sendable, Equatable {
         decodeTokensPerSecond = c.decode_tokens_per_second
         peakMemory = Int(c.peak_memory)
         activeMemory = Int(c.active_memory)
+        gpuUtilizationMean = c.gpu_utilization_available ? c.gpu_utilization_mean : nil
+        gpuUtilizationMax = c.gpu_utilization_available ? c.gpu_utilization_max : nil
     }
 }
