@@ -10,21 +10,41 @@ use crate::error::Result;
 use crate::models::gguf::{self, GgufFile};
 
 #[derive(Args, Debug)]
+#[command(mut_arg("model", |a| a.required(false).default_value("").hide_default_value(true)))]
 pub struct InfoArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+
+    /// Describe the device instead (name, kind, memory, MLX's limits, whether GPU
+    /// utilisation can be sampled): the one --device picks, else the default; with
+    /// --model, the one the model loaded onto. (Not `--device`: that is the global option
+    /// choosing the device.)
+    #[arg(long)]
+    pub device_info: bool,
 
     #[command(flatten)]
     pub model: ModelArgs,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    let path = args.model.model.clone();
-    let load = args.model.options()?;
     let json = args.json;
+    // --model is optional here only with --device-info (see `mut_arg` above): "" = absent.
+    let model_args = args.model;
+    if args.device_info {
+        if !model_args.model.is_empty() {
+            // The model's load sets the device it runs on: describe that one.
+            model_args.load(&model_args.options()?)?;
+        }
+        return print_device(json);
+    }
+    if model_args.model.is_empty() {
+        return Err(crate::error::Error::invalid("--model MODEL is required (or --device-info)"));
+    }
+    let path = model_args.model.clone();
+    let load = model_args.options()?;
 
-    let mut model = args.model.load(&load)?;
+    let mut model = model_args.load(&load)?;
     let info = model.info().clone();
     let tok = model.tokenizer().clone();
     let template = model.chat_template(None).map(|t| t.origin().to_string());
@@ -126,6 +146,60 @@ pub fn run(args: InfoArgs) -> Result<()> {
     match template {
         Ok(origin) => println!("  chat template ({DEFAULT_TEMPLATE}): {origin}"),
         Err(e) => println!("  chat template: none ({e})"),
+    }
+    Ok(())
+}
+
+/// `mlxrun info --device`: the default device as MLX describes it, the limits in force, and
+/// whether GPU utilisation is sampled during calls.
+fn print_device(json: bool) -> Result<()> {
+    let d = crate::mlx::device_info::DeviceInfo::current()?;
+    let sampling = crate::engine::utilization::availability();
+    if json {
+        let props: serde_json::Map<String, serde_json::Value> = d
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    crate::mlx::device_info::InfoValue::Text(t) => serde_json::json!(t),
+                    crate::mlx::device_info::InfoValue::Number(n) => serde_json::json!(n),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let v = serde_json::json!({
+            "device": if d.device.kind == crate::mlx::DeviceType::Cpu { "cpu" } else { "gpu" },
+            "index": d.device.index,
+            "kind": d.kind.name(),
+            "name": d.name,
+            "architecture": d.architecture,
+            "memory_size": d.memory_size,
+            "free_memory": d.free_memory,
+            "max_recommended_working_set_size": d.max_recommended_working_set_size,
+            "memory_limit": d.memory_limit,
+            "cache_limit": d.cache_limit,
+            "wired_limit": d.wired_limit,
+            "gpu_utilization": match &sampling { Ok(()) => serde_json::json!({"available": true}), Err(why) => serde_json::json!({"available": false, "reason": why}) },
+            "mlx": props,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    let gib = |b: u64| match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    };
+    println!("{} ({}, {} {})", d.name, d.architecture, d.kind.name(), d.device.index);
+    if let Some(m) = d.memory_size {
+        println!("  memory: {}{}", gib(m), d.free_memory.map(|f| format!(", {} free", gib(f))).unwrap_or_default());
+    }
+    if let Some(w) = d.max_recommended_working_set_size {
+        println!("  recommended working set: {}", gib(w));
+    }
+    println!("  MLX limits: memory {}, cache {}, wired {}", gib(d.memory_limit), gib(d.cache_limit), gib(d.wired_limit));
+    match sampling {
+        Ok(()) => println!("  GPU utilisation: sampled during calls (NVML)"),
+        Err(why) => println!("  GPU utilisation: not available ({why})"),
     }
     Ok(())
 }
