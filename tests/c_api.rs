@@ -124,7 +124,10 @@ fn c_programs_use_the_installed_library() {
 
     let capi_adapter = work.join("capi-test-adapter");
     let _ = std::fs::remove_dir_all(&capi_adapter);
-    let out = run(Command::new(&exe).arg(&fixture).arg(&corrupt).arg(&data).arg(&capi_adapter), "capi_test");
+    let out = run(
+        Command::new(&exe).arg(&fixture).arg(&corrupt).arg(&data).arg(&capi_adapter).env("MLXRUN_TEST_VENV", common::deps_file("venv")),
+        "capi_test",
+    );
     // scripts/test.sh counts the C checks from this copy ("PASSED <n>").
     std::fs::write(work.join("capi_test.out"), &out).unwrap();
     assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
@@ -154,6 +157,8 @@ fn c_tests_pass_memcheck() {
         let status = Command::new("valgrind")
             .args(["--tool=memcheck", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite"])
             .arg(format!("--log-file={}", log.display()))
+            // The mlx_lm backend's worker is a Python process, not checked (not the library).
+            .env("MLXRUN_TEST_VENV", common::deps_file("venv"))
             .arg(&exe)
             .arg(&fixture)
             .arg(&corrupt)

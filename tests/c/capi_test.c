@@ -757,7 +757,7 @@ static void test_backends(const char *dir, const char *venv) {
     size_t n = 0;
     CHECK(mlxrun_tokenize(remote, PROMPT, true, ids, 64, &n) == MLXRUN_OK && n > 0, "tokenize through the worker");
     mlxrun_lora_params lora = mlxrun_lora_default_params();
-    expect_error(mlxrun_apply_lora(remote, &lora, NULL), MLXRUN_ERR_UNSUPPORTED, "mlx_lm backend does not do",
+    expect_error(mlxrun_model_apply_lora(remote, &lora, NULL), MLXRUN_ERR_UNSUPPORTED, "mlx_lm backend does not do",
                  "training on mlx_lm");
     mlxrun_model_free(remote);
     mlxrun_model_free(native);
