@@ -74,11 +74,26 @@ swift_mount ro-bind "$FIX" "$HOST_RUN/fixtures"
 # training tests.
 swift_mount ro-bind "$ROOT/tests/data/lora" "$HOST_RUN/lora-data"
 swift_mount ro-bind "$(realpath "$ROOT/.deps/refs/lora")" "$HOST_RUN/lora-refs"
+# The project's virtualenv (mlx-lm, for the mlx_lm backend's tests) and the Python it was
+# made from, at the path its links name. A Python under /usr is the chroot's own system's
+# place, so it is not mounted over, and those tests are skipped (they say so).
+VENV="$(realpath "$ROOT/.deps/venv")"
+PY_HOME="$(dirname "$(dirname "$(realpath "$VENV/bin/python3")")")"
+SWIFT_VENV=""
+case "$PY_HOME" in
+    /usr | /usr/*) ;;
+    *)
+        swift_mount ro-bind "$PY_HOME" "$SWIFT_ROOT$PY_HOME"
+        swift_mount ro-bind "$VENV" "$HOST_RUN/venv"
+        SWIFT_VENV="$RUN/venv"
+        ;;
+esac
 swift_in_chroot \
     PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig" \
     MLXRUN_FIXTURES="$RUN/fixtures" \
     MLXRUN_SWIFT_REFS="$RUN/refs" \
     MLXRUN_LORA_DATA="$RUN/lora-data" \
     MLXRUN_LORA_REFS="$RUN/lora-refs" \
+    MLXRUN_SWIFT_VENV="$SWIFT_VENV" \
     -- /bin/sh -c 'cd "$0/package" && b="--scratch-path $0/build -Xlinker -rpath -Xlinker $0/prefix/lib" && swift build $b && swift test $b "$@"' \
     "$RUN" "$@"

@@ -24,12 +24,17 @@ public enum MLXRunError: Error, Equatable, Sendable {
     case template(String)
     /// Training was cancelled.
     case cancelled(String)
+    /// A backend is unavailable, or its worker process exited, hung or broke the protocol.
+    case backend(String)
+    /// The model's backend does not do this (the mlx_lm backend does not train, say).
+    case unsupported(String)
 
     /// The library's message.
     public var message: String {
         switch self {
         case .invalidArgument(let m), .io(let m), .config(let m), .weights(let m), .tokenizer(let m),
-             .mlx(let m), .bufferTooSmall(let m), .internal(let m), .template(let m), .cancelled(let m):
+             .mlx(let m), .bufferTooSmall(let m), .internal(let m), .template(let m), .cancelled(let m),
+             .backend(let m), .unsupported(let m):
             return m
         }
     }
@@ -47,6 +52,8 @@ public enum MLXRunError: Error, Equatable, Sendable {
         case .internal: return Int32(MLXRUN_ERR_INTERNAL.rawValue)
         case .template: return Int32(MLXRUN_ERR_TEMPLATE.rawValue)
         case .cancelled: return Int32(MLXRUN_ERR_CANCELLED.rawValue)
+        case .backend: return Int32(MLXRUN_ERR_BACKEND.rawValue)
+        case .unsupported: return Int32(MLXRUN_ERR_UNSUPPORTED.rawValue)
         }
     }
 
@@ -65,6 +72,8 @@ public enum MLXRunError: Error, Equatable, Sendable {
         case MLXRUN_ERR_INTERNAL.rawValue: self = .internal(message)
         case MLXRUN_ERR_TEMPLATE.rawValue: self = .template(message)
         case MLXRUN_ERR_CANCELLED.rawValue: self = .cancelled(message)
+        case MLXRUN_ERR_BACKEND.rawValue: self = .backend(message)
+        case MLXRUN_ERR_UNSUPPORTED.rawValue: self = .unsupported(message)
         default: self = .internal("unknown mlxrun status \(status): \(message)")
         }
     }
@@ -84,6 +93,8 @@ extension MLXRunError: CustomStringConvertible {
         case .internal: name = "internal error"
         case .template: name = "chat template error"
         case .cancelled: name = "cancelled"
+        case .backend: name = "backend error"
+        case .unsupported: name = "unsupported"
         }
         return "mlxrun: \(name): \(message)"
     }

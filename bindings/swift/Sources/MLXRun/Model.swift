@@ -51,6 +51,15 @@ public final class Model: @unchecked Sendable {
         if let adapter = options.adapterPath {
             params.adapter_path = UnsafePointer(try arena.string(adapter, "adapter path"))
         }
+        if let name = options.backend {
+            params.backend = UnsafePointer(try arena.string(name, "backend"))
+        }
+        if let python = options.python {
+            params.python = UnsafePointer(try arena.string(python, "python"))
+        }
+        if let venv = options.venv {
+            params.venv = UnsafePointer(try arena.string(venv, "venv"))
+        }
         // Loaded on the model's own thread, where its adapter (if any) will be used.
         let queue = ModelQueue()
         let (handle, ci) = try queue.sync { () throws -> (OpaquePointer, mlxrun_model_info) in

@@ -53,12 +53,28 @@ public struct LoadOptions: Sendable, Equatable {
     /// A LoRA adapter folder (adapters.safetensors + adapter_config.json, as mlx_lm.lora
     /// and `mlxrun train` write them) to put on the model; nil for none.
     public var adapterPath: String? = nil
+    /// What runs the model: "native" (nil too: this library, in process) or "mlx_lm"
+    /// (mlx-lm in a Python worker process; see `Backends.list`).
+    public var backend: String? = nil
+    /// The mlx_lm backend's Python executable (nil: `venv`'s, else $MLXRUN_PYTHON, else
+    /// $VIRTUAL_ENV's, else python3 on the PATH).
+    public var python: String? = nil
+    /// A virtualenv whose bin/python the mlx_lm backend runs.
+    public var venv: String? = nil
+    /// How long the mlx_lm worker may stay silent during a call before it is declared hung
+    /// and killed, in seconds (0: two minutes).
+    public var backendTimeout: Double = 0
 
-    public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0, adapterPath: String? = nil) {
+    public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0, adapterPath: String? = nil,
+                backend: String? = nil, python: String? = nil, venv: String? = nil, backendTimeout: Double = 0) {
         self.device = device
         self.dtype = dtype
         self.contextLength = contextLength
         self.adapterPath = adapterPath
+        self.backend = backend
+        self.python = python
+        self.venv = venv
+        self.backendTimeout = backendTimeout
     }
 
     func cParams() throws -> mlxrun_load_params {
@@ -66,6 +82,10 @@ public struct LoadOptions: Sendable, Equatable {
         p.device = device.cValue
         p.dtype = dtype.cValue
         p.context_length = try uint32Field(contextLength, "contextLength")
+        guard backendTimeout >= 0, backendTimeout * 1000 <= Double(UInt32.max) else {
+            throw MLXRunError.invalidArgument("backendTimeout \(backendTimeout) s is out of range")
+        }
+        p.backend_timeout_ms = UInt32(backendTimeout * 1000)
         return p
     }
 }
