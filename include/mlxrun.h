@@ -523,6 +523,15 @@ typedef struct mlxrun_discover_params {
    * the default, 4, reaches a Hugging Face cache's snapshot folders).
    */
   uint32_t max_depth;
+  /**
+   * The Python (NUL-terminated path) whose mlx-lm judges whether the "mlx_lm" backend
+   * can load each model, as `mlxrun_load_params.python`; NULL: the default choice.
+   */
+  const char *python;
+  /**
+   * A virtualenv whose `bin/python` judges it instead; NULL: none.
+   */
+  const char *venv;
 } mlxrun_discover_params;
 
 /**

@@ -27,7 +27,8 @@ pub mod train;
 pub use chat::{ChatOptions, ChatSession, ChatTemplate, Message};
 pub use engine::{GenerateParams, Generation, Model, SamplerParams};
 pub use error::{Error, Result};
-pub use models::{discover, DiscoverOptions, DiscoveredModel, LoadOptions};
+pub use engine::discover::{discover, DiscoverOptions, DiscoveredModel};
+pub use models::LoadOptions;
 
 // On macOS MLX (with Metal) is compiled and linked by mlx-sys; the shim calls into it.
 #[cfg(target_os = "macos")]

@@ -313,3 +313,16 @@ fn no_worker_outlives_its_host_whether_it_exits_or_is_killed() {
         assert!(left.is_empty(), "kill={kill}: processes left: {left:?}");
     }
 }
+
+#[test]
+fn discover_judges_the_mlx_lm_backend_with_the_chosen_python() {
+    use mlxrun::engine::discover::{discover, DiscoverOptions};
+    let dir = common::deps_file("fixtures/qwen3");
+    let with = |mlx_lm| discover(&dir, &DiscoverOptions { max_depth: 0, mlx_lm }).unwrap();
+    let found = with(venv_options());
+    let verdicts: Vec<_> = found[0].backends.iter().map(|b| (b.backend.as_str(), b.ok)).collect();
+    assert_eq!(verdicts, [("native", true), ("mlx_lm", true)]);
+    let found = with(MlxLmOptions { python: Some("/nonexistent/python3".into()), ..MlxLmOptions::default() });
+    let mlx_lm = &found[0].backends[1];
+    assert!(!mlx_lm.ok && mlx_lm.reason.as_deref().unwrap_or("").contains("/nonexistent/python3"), "{mlx_lm:?}");
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use common::gguf_writer::{self, Kv};
 use common::{deps_file, Scratch};
-use mlxrun::models::discover::{ModelFormat, DEFAULT_MAX_DEPTH};
+use mlxrun::engine::discover::{ModelFormat, DEFAULT_MAX_DEPTH};
 use mlxrun::models::gguf::GgufFile;
 use mlxrun::{discover, DiscoverOptions, DiscoveredModel};
 use serde_json::Value;
@@ -303,7 +303,7 @@ fn link_loops_and_aliases_are_walked_once() {
     // A dangling link is not a model part and not a failure.
     std::os::unix::fs::symlink(tmp.join("nowhere"), tmp.join("a/dangling")).unwrap();
 
-    let found = discover(&tmp, &DiscoverOptions { max_depth: 64 }).unwrap();
+    let found = discover(&tmp, &DiscoverOptions { max_depth: 64, ..Default::default() }).unwrap();
     assert_eq!(found.len(), 1, "{:?}", found.iter().map(|m| &m.path).collect::<Vec<_>>());
     assert_eq!(found[0].path, tmp.join("a/model"), "reported under the first name reached");
     assert!(found[0].error.is_none());
@@ -325,7 +325,7 @@ fn the_depth_bound_limits_the_search() {
     fs::write(tmp.join("top.gguf"), &tiny).unwrap();
 
     let paths = |depth: usize| -> Vec<PathBuf> {
-        discover(&tmp, &DiscoverOptions { max_depth: depth }).unwrap().into_iter().map(|m| m.path).collect()
+        discover(&tmp, &DiscoverOptions { max_depth: depth, ..Default::default() }).unwrap().into_iter().map(|m| m.path).collect()
     };
     assert_eq!(DEFAULT_MAX_DEPTH, 4);
     assert_eq!(paths(DEFAULT_MAX_DEPTH), [tmp.join("1/shallow"), tmp.join("top.gguf")], "level 5 is past the default");
@@ -334,7 +334,7 @@ fn the_depth_bound_limits_the_search() {
     assert_eq!(paths(1), [tmp.join("top.gguf")]);
     assert_eq!(paths(2), [tmp.join("1/shallow"), tmp.join("top.gguf")]);
     // A model folder searched at depth 0 is itself the result.
-    let found = discover(&deep, &DiscoverOptions { max_depth: 0 }).unwrap();
+    let found = discover(&deep, &DiscoverOptions { max_depth: 0, ..Default::default() }).unwrap();
     assert_eq!(found.iter().map(|m| &m.path).collect::<Vec<_>>(), [&deep]);
 }
 

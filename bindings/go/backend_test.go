@@ -101,3 +101,13 @@ func TestRegisterAddsABackendThatLoadTextModelUses(t *testing.T) {
 		t.Errorf("LoadTextModel(fake) = %v", err)
 	}
 }
+
+func TestDiscoverJudgesTheMLXLMBackendWithTheChosenPython(t *testing.T) {
+	models, err := mlx.DiscoverAll(fixture(t, "qwen3"), mlx.WithMaxDepth(0), mlx.WithDiscoverVenv(repoPath(".deps/venv")))
+	if err != nil || len(models) != 1 {
+		t.Fatalf("DiscoverAll: %v, %d models", err, len(models))
+	}
+	if !models[0].CanLoad("native") || !models[0].CanLoad("mlx_lm") {
+		t.Errorf("backends: %+v", models[0].Backends)
+	}
+}

@@ -79,6 +79,9 @@ type DiscoverConfig struct {
 	// MaxDepth is the deepest folder level searched, baseDir being level 0 (0: baseDir
 	// itself only). The default, 4, reaches a Hugging Face cache's snapshot folders.
 	MaxDepth int
+	// Python and Venv choose the Python whose mlx-lm judges whether the mlx_lm backend
+	// can load each model, as WithPython and WithVenv do for LoadModel.
+	Python, Venv string
 }
 
 // DiscoverOption sets a DiscoverConfig field.
@@ -86,6 +89,14 @@ type DiscoverOption func(*DiscoverConfig)
 
 // WithMaxDepth bounds how many folder levels below baseDir Discover searches.
 func WithMaxDepth(n int) DiscoverOption { return func(c *DiscoverConfig) { c.MaxDepth = n } }
+
+// WithDiscoverVenv judges the mlx_lm backend with the virtualenv at dir's Python.
+func WithDiscoverVenv(dir string) DiscoverOption { return func(c *DiscoverConfig) { c.Venv = dir } }
+
+// WithDiscoverPython judges the mlx_lm backend with the Python at path.
+func WithDiscoverPython(path string) DiscoverOption {
+	return func(c *DiscoverConfig) { c.Python = path }
+}
 
 // Discover finds the models under baseDir, in path order: model folders and GGUF files,
 // searched recursively to a bounded depth, following links (a link loop is harmless:
@@ -133,6 +144,16 @@ func DiscoverAll(baseDir string, opts ...DiscoverOption) ([]DiscoveredModel, err
 	}
 	params := C.mlxrun_discover_default_params()
 	params.max_depth = C.uint32_t(min(cfg.MaxDepth, 1<<31))
+	if cfg.Python != "" {
+		if params.python, err = a.cString(cfg.Python, "python"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Venv != "" {
+		if params.venv, err = a.cString(cfg.Venv, "venv"); err != nil {
+			return nil, err
+		}
+	}
 	var list *C.mlxrun_discovered_list
 	if err := call(func() C.enum_mlxrun_status { return C.mlxrun_discover(dir, &params, &list) }); err != nil {
 		return nil, err

@@ -3,7 +3,7 @@ use std::ffi::{c_char, CString};
 
 use super::{c_str, guard, mlxrun_status, non_null, read_params};
 use crate::error::{Error, Result};
-use crate::models::discover::{discover, DiscoverOptions, DiscoveredModel};
+use crate::engine::discover::{discover, DiscoverOptions, DiscoveredModel};
 
 /// How to search. Get one from `mlxrun_discover_default_params()`.
 #[repr(C)]
@@ -14,16 +14,23 @@ pub struct mlxrun_discover_params {
     /// The deepest folder level searched, `dir` itself being level 0 (0: only `dir`;
     /// the default, 4, reaches a Hugging Face cache's snapshot folders).
     pub max_depth: u32,
+    /// The Python (NUL-terminated path) whose mlx-lm judges whether the "mlx_lm" backend
+    /// can load each model, as `mlxrun_load_params.python`; NULL: the default choice.
+    pub python: *const c_char,
+    /// A virtualenv whose `bin/python` judges it instead; NULL: none.
+    pub venv: *const c_char,
 }
 
-const DISCOVER_PARAMS_V1: usize = std::mem::size_of::<mlxrun_discover_params>();
+const DISCOVER_PARAMS_V1: usize = std::mem::offset_of!(mlxrun_discover_params, python);
 
 /// Default search settings: depth 4.
 #[no_mangle]
 pub extern "C" fn mlxrun_discover_default_params() -> mlxrun_discover_params {
     mlxrun_discover_params {
-        struct_size: DISCOVER_PARAMS_V1 as u32,
+        struct_size: std::mem::size_of::<mlxrun_discover_params>() as u32,
         max_depth: DiscoverOptions::default().max_depth as u32,
+        python: std::ptr::null(),
+        venv: std::ptr::null(),
     }
 }
 
@@ -146,7 +153,7 @@ pub unsafe extern "C" fn mlxrun_discover(
         *out = std::ptr::null_mut();
         let dir = c_str(dir, "dir")?;
         let p = read_params(params, mlxrun_discover_default_params(), DISCOVER_PARAMS_V1, "mlxrun_discover_params")?;
-        let found = discover(std::path::Path::new(dir), &DiscoverOptions { max_depth: p.max_depth as usize })?;
+        let found = discover(std::path::Path::new(dir), &DiscoverOptions { max_depth: p.max_depth as usize, mlx_lm: mlx_lm_options(&p)? })?;
         *out = Box::into_raw(Box::new(mlxrun_discovered_list { models: found.into_iter().map(CModel::new).collect() }));
         Ok(())
     })
@@ -251,4 +258,20 @@ pub unsafe extern "C" fn mlxrun_discovered_list_free(list: *mut mlxrun_discovere
     if !list.is_null() {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(list))));
     }
+}
+
+/// The `mlx_lm` backend's Python the parameters choose.
+unsafe fn mlx_lm_options(p: &mlxrun_discover_params) -> crate::error::Result<crate::engine::backend::MlxLmOptions> {
+    let path = |ptr: *const c_char, what: &str| -> crate::error::Result<Option<std::path::PathBuf>> {
+        if ptr.is_null() {
+            Ok(None)
+        } else {
+            Ok(Some(super::c_str(ptr, what)?.into()))
+        }
+    };
+    Ok(crate::engine::backend::MlxLmOptions {
+        python: path(p.python, "mlxrun_discover_params.python")?,
+        venv: path(p.venv, "mlxrun_discover_params.venv")?,
+        ..Default::default()
+    })
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::{Error, Result};
-use crate::models::discover::{discover, DiscoverOptions, DiscoveredModel, DEFAULT_MAX_DEPTH};
+use crate::engine::discover::{discover, DiscoverOptions, DiscoveredModel, DEFAULT_MAX_DEPTH};
 
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
@@ -22,10 +22,22 @@ pub struct DiscoverArgs {
     /// Print one JSON array (an object per model) instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// The Python whose mlx-lm judges the mlx_lm backend [default: --venv's, else
+    /// $MLXRUN_PYTHON, else $VIRTUAL_ENV's, else python3]
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+
+    /// A virtualenv whose bin/python judges the mlx_lm backend
+    #[arg(long, value_name = "DIR")]
+    pub venv: Option<PathBuf>,
 }
 
 pub fn run(args: DiscoverArgs) -> Result<()> {
-    let found = discover(&args.dir, &DiscoverOptions { max_depth: args.depth })?;
+    let found = discover(&args.dir, &DiscoverOptions {
+        max_depth: args.depth,
+        mlx_lm: crate::engine::backend::MlxLmOptions { python: args.python, venv: args.venv, ..Default::default() },
+    })?;
     let text = if args.json {
         serde_json::Value::Array(found.iter().map(DiscoveredModel::to_json).collect()).to_string() + "\n"
     } else {

@@ -2,6 +2,7 @@
 pub mod backend;
 pub mod batch;
 pub mod convert;
+pub mod discover;
 pub mod generate;
 pub mod inspect;
 pub mod metrics;

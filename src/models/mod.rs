@@ -3,7 +3,6 @@
 pub mod block;
 pub mod config;
 pub mod decoder;
-pub mod discover;
 pub mod gemma3;
 pub mod gguf;
 pub mod llama;
@@ -15,7 +14,6 @@ pub mod weights;
 
 use std::path::Path;
 
-pub use discover::{discover, DiscoverOptions, DiscoveredModel};
 
 use crate::error::{Error, Result};
 use crate::mlx::quant::QuantParams;
@@ -228,7 +226,7 @@ pub fn keep_quantized(opts: &LoadOptions) -> Result<bool> {
 
 /// The dtype mlx-lm's converter casts a checkpoint to before quantizing it: config.json's
 /// `torch_dtype` (or the text config's `dtype`) when it names a float type.
-fn conversion_dtype(cfg: &ConfigFile) -> Option<Dtype> {
+pub(crate) fn conversion_dtype(cfg: &ConfigFile) -> Option<Dtype> {
     let name = cfg.str("torch_dtype").or_else(|| cfg.get("text_config").and_then(|t| t.get("dtype")).and_then(|v| v.as_str()))?;
     ["float16", "bfloat16", "float32"].contains(&name).then(|| Dtype::from_name(name)).flatten()
 }

@@ -35,7 +35,7 @@ const SERVER: &str = include_str!("server.py");
 const POLL: Duration = Duration::from_millis(25);
 
 /// Where the `mlx_lm` backend finds Python and how long it waits for it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MlxLmOptions {
     /// The Python executable. `None`: `venv`'s, else `$MLXRUN_PYTHON`, else the active
     /// `$VIRTUAL_ENV`'s, else `python3` on the PATH.

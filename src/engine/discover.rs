@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::config::ConfigFile;
-use super::gguf::{self, GgmlType, GgufFile};
-use super::quantization::QuantConfig;
-use super::weights::{read_safetensors_header, weight_files, HeaderTensor};
+use crate::models::config::ConfigFile;
+use crate::models::gguf::{self, GgmlType, GgufFile};
+use crate::models::quantization::QuantConfig;
+use crate::models::weights::{read_safetensors_header, weight_files, HeaderTensor};
 use crate::chat::ChatTemplate;
-use crate::engine::backend::{can_load, ModelFacts};
+use crate::engine::backend::{can_load_with, MlxLmOptions, ModelFacts};
 use crate::error::{Error, Result};
 
 /// How deep `discover` looks when not told: deep enough for `org/name/` trees and for a
@@ -37,11 +37,13 @@ pub struct DiscoverOptions {
     /// The deepest folder level looked into, `dir` itself being level 0: 0 looks only at
     /// `dir` (a model folder, or GGUF files in it), 1 also at its subfolders, and so on.
     pub max_depth: usize,
+    /// The Python whose mlx-lm judges whether the `mlx_lm` backend can load each model.
+    pub mlx_lm: MlxLmOptions,
 }
 
 impl Default for DiscoverOptions {
     fn default() -> Self {
-        DiscoverOptions { max_depth: DEFAULT_MAX_DEPTH }
+        DiscoverOptions { max_depth: DEFAULT_MAX_DEPTH, mlx_lm: MlxLmOptions::default() }
     }
 }
 
@@ -161,6 +163,13 @@ pub fn discover(dir: &Path, opts: &DiscoverOptions) -> Result<Vec<DiscoveredMode
     walk.seen.insert(dir_key(&base, &meta));
     walk.visit(&base, entries, 0);
     walk.out.sort_by(|a, b| a.path.cmp(&b.path));
+    // Judged once the walk is done, with the caller's Python for the mlx_lm backend (its
+    // answer is kept per process, so this costs one Python start at most).
+    for m in &mut walk.out {
+        if let Some(format) = m.format {
+            m.backends = backends(m.model_type.as_deref(), format == ModelFormat::Gguf, m.error.is_some(), &opts.mlx_lm);
+        }
+    }
     Ok(walk.out)
 }
 
@@ -264,8 +273,8 @@ fn has_ext(name: &str, ext: &str) -> bool {
 
 /// Each backend's verdict on a model of `model_type`; a broken model is refused by all
 /// (whatever its type, its files would not load).
-fn backends(model_type: Option<&str>, gguf: bool, broken: bool) -> Vec<BackendSupport> {
-    can_load(&ModelFacts { model_type, gguf })
+fn backends(model_type: Option<&str>, gguf: bool, broken: bool, mlx_lm: &MlxLmOptions) -> Vec<BackendSupport> {
+    can_load_with(&ModelFacts { model_type, gguf }, mlx_lm)
         .into_iter()
         .map(|s| BackendSupport {
             backend: s.backend.to_string(),
@@ -295,7 +304,6 @@ fn folder_model(dir: &Path, entries: &[Entry]) -> DiscoveredModel {
         Err(e) => errors.push(e.to_string()),
     }
     m.error = (!errors.is_empty()).then(|| errors.join("; "));
-    m.backends = backends(m.model_type.as_deref(), false, m.error.is_some());
     m
 }
 
@@ -321,7 +329,7 @@ fn read_folder(dir: &Path, m: &mut DiscoveredModel) -> Result<()> {
             tensors.push(t);
         }
     }
-    m.dtype = stored_float_dtype(&tensors).or_else(|| super::conversion_dtype(&cfg).map(|d| d.name().to_string()));
+    m.dtype = stored_float_dtype(&tensors).or_else(|| crate::models::conversion_dtype(&cfg).map(|d| d.name().to_string()));
     m.params = Some(logical_params(&tensors, quant.as_ref(), dir)?);
     if m.model_type.is_none() {
         return Err(cfg.missing("model_type"));
@@ -448,7 +456,6 @@ fn gguf_model(path: &Path, size: u64) -> DiscoveredModel {
         }
         Err(e) => m.error = Some(e.to_string()),
     }
-    m.backends = backends(m.model_type.as_deref(), true, m.error.is_some());
     m
 }
 
