@@ -326,3 +326,17 @@ fn discover_judges_the_mlx_lm_backend_with_the_chosen_python() {
     let mlx_lm = &found[0].backends[1];
     assert!(!mlx_lm.ok && mlx_lm.reason.as_deref().unwrap_or("").contains("/nonexistent/python3"), "{mlx_lm:?}");
 }
+
+/// A C, Go or Swift host does not ignore SIGPIPE as Rust programs do: a write to a worker
+/// that closed its stdin must fail the call, not kill the host. (The default disposition
+/// is restored for the whole test process, as such a host has it.)
+#[test]
+fn a_worker_that_closed_its_stdin_fails_the_call_without_killing_the_host() {
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let dir = tempdir("closed-stdin");
+    let ready = r#"{"type": "ready", "protocol": 1, "mlx_lm": "0.32.2", "mlx_lm_ok": true, "device": "Device(cpu, 0)"}"#;
+    let python = write_script(&dir, "python", &format!("#!/bin/sh\nexec 0<&-\necho '{ready}'\nsleep 30\n"));
+    let opts = MlxLmOptions { python: Some(python), load_timeout: Duration::from_secs(5), ..MlxLmOptions::default() };
+    let e = load("qwen3", "mlx_lm", opts).err().expect("loaded");
+    assert!(matches!(e, Error::Backend(_)) && e.to_string().contains("could not be written to"), "{e}");
+}

@@ -102,7 +102,7 @@ impl Worker {
         let mut line = msg.to_string();
         line.push('\n');
         let res = match self.stdin.as_mut() {
-            Some(stdin) => stdin.write_all(line.as_bytes()).and_then(|_| stdin.flush()),
+            Some(stdin) => without_sigpipe(|| stdin.write_all(line.as_bytes()).and_then(|_| stdin.flush())),
             None => Err(std::io::Error::other("stdin closed")),
         };
         if let Err(e) = res {
@@ -192,7 +192,7 @@ impl Worker {
     /// Asks the worker to quit, then makes sure: closing stdin ends it too, and past a
     /// grace period it is killed. Always reaped.
     pub(crate) fn shutdown(&mut self, grace: Duration) {
-        if self.broken.is_none() {
+        if self.broken.is_none() && matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.send(&serde_json::json!({"op": "quit"}));
         }
         self.stdin = None;
@@ -261,4 +261,46 @@ fn read_lines(stdout: impl Read, max: usize, tx: mpsc::Sender<Line>) {
             return;
         }
     }
+}
+
+/// Runs a write to the worker's stdin with SIGPIPE blocked on this thread. A worker that
+/// has exited makes the write fail with EPIPE, and the kernel also raises SIGPIPE, whose
+/// default action ends the process: Rust programs ignore it, but a C, Go or Swift host
+/// embedding the library may not. The signal this write raised is taken off the pending
+/// set before the mask is restored; one already pending is left for its owner.
+#[cfg(unix)]
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    // SAFETY: the sigset_t values are initialised by sigemptyset/sigpending before use,
+    // and the mask is changed for the calling thread only, then restored.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let r = write();
+        if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) && !was_pending {
+            let now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            #[cfg(target_os = "linux")]
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now);
+            #[cfg(not(target_os = "linux"))]
+            {
+                // macOS has no sigtimedwait; sigwait takes the pending signal (it is
+                // pending: the failed write raised it).
+                let _ = now;
+                let mut sig = 0;
+                libc::sigwait(&pipe, &mut sig);
+            }
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
+#[cfg(not(unix))]
+fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    write()
 }
