@@ -70,6 +70,17 @@ func (m *Model) batchCall(ctx context.Context, prompts []string, cfg GenerateCon
 	batch.max_batch_size = C.uint32_t(cfg.BatchSize)
 	batch.return_logits = C.bool(cfg.ReturnLogits)
 
+	return m.blockingCall(ctx, func() error {
+		if st := call(a, &cps[0], params, batch); st != C.MLXRUN_OK {
+			return lastError(st)
+		}
+		return nil
+	})
+}
+
+// blockingCall runs f on m's worker holding the generation slot (one call at a time per
+// model), and cancels the library's work when ctx is done or Close begins.
+func (m *Model) blockingCall(ctx context.Context, f func() error) error {
 	if err := m.enter(); err != nil {
 		return err
 	}
@@ -82,7 +93,6 @@ func (m *Model) batchCall(ctx context.Context, prompts []string, cfg GenerateCon
 		return ErrClosed
 	}
 	defer func() { <-m.gen }()
-
 	callDone := make(chan struct{})
 	watcherDone := make(chan struct{})
 	stopCtx := context.AfterFunc(ctx, func() {
@@ -98,18 +108,14 @@ func (m *Model) batchCall(ctx context.Context, prompts []string, cfg GenerateCon
 		case <-callDone:
 		}
 	}()
-	var callErr error
-	m.w.do(func() {
-		if st := call(a, &cps[0], params, batch); st != C.MLXRUN_OK {
-			callErr = lastError(st)
-		}
-	})
+	var err error
+	m.w.do(func() { err = f() })
 	close(callDone)
 	if !stopCtx() {
 		<-watcherDone
 	}
 	<-closeDone
-	return callErr
+	return err
 }
 
 // rowError is a row's own status as an error (nil for MLXRUN_OK).
