@@ -67,3 +67,39 @@ pub fn cache_limit() -> Result<usize> {
 pub fn wired_limit() -> usize {
     unsafe { ffi::shim_get_wired_limit() }
 }
+
+/// Bytes MLX may still allocate under its memory limit: the limit less what live arrays
+/// hold (after clearing the cache, whose buffers MLX would reuse or release anyway).
+pub fn available() -> usize {
+    memory_limit().saturating_sub(active_memory())
+}
+
+/// Fails when `need` bytes for `what` exceed what the memory limit leaves free, with an
+/// error naming the need, the limit and what is in use, so that a caller learns which
+/// limit to raise. MLX's CPU allocator does not enforce the limit at all (it counts bytes
+/// and calls `malloc`), and on a GPU exceeding it throws from inside an evaluation after
+/// part of the work is done; checking before large allocations (a model's weights) gives
+/// the same clean refusal on every device.
+pub fn check_fits(what: &str, need: usize) -> Result<()> {
+    let (limit, active) = (memory_limit(), active_memory());
+    let free = limit.saturating_sub(active);
+    if need > free {
+        return Err(crate::error::Error::Mlx(format!(
+            "{what} needs about {need} bytes ({}), but the memory limit is {limit} bytes ({}) with {active} bytes in use, \
+             leaving {free}; raise the limit (set_memory_limit / mlxrun_set_memory_limit) or free other models",
+            human(need),
+            human(limit)
+        )));
+    }
+    Ok(())
+}
+
+/// `bytes` in MiB or GiB, for messages.
+fn human(bytes: usize) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}

@@ -180,6 +180,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
         keep: keep_quantized(opts)?,
         source_dtype: conversion_dtype(&cfg),
     };
+    crate::mlx::memory::check_fits(&format!("loading the weights of {}", path.display()), weights.estimated_bytes())?;
     build(arch, weights)
 }
 
@@ -190,7 +191,10 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     let arch = arch_of(&cfg)?;
     // Packed GGUF matrices stay packed only when the model keeps them so; otherwise the
     // project's own dequantizers (bit-identical to llama.cpp's) unpack every tensor.
-    let mut weights = gguf::weights(file, &g, Some(compute_dtype(opts)?), keep_quantized(opts)?)?;
+    let (dtype, keep) = (compute_dtype(opts)?, keep_quantized(opts)?);
+    // Checked before any tensor is read: reading a GGUF tensor copies it into MLX.
+    crate::mlx::memory::check_fits(&format!("loading the weights of {}", file.path.display()), gguf::estimated_bytes(file, dtype, keep))?;
+    let mut weights = gguf::weights(file, &g, Some(dtype), keep)?;
     weights.quant.quantize = opts.quantize;
     build(arch, weights)
 }

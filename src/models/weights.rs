@@ -237,6 +237,33 @@ impl Weights {
         Ok(RmsNorm { weight: self.take(&format!("{name}.weight"), &[dim])?, eps })
     }
 
+    /// Bytes the loaded weights will hold, from the tensors' headers alone (nothing is
+    /// read): floating tensors in the compute dtype; packed matrices as stored when they
+    /// stay packed, else unpacked to the compute dtype (their scales and biases then go).
+    /// Quantizing at load is not counted, so for it this is an upper bound. Used to refuse
+    /// a load the memory limit cannot hold before any weight is read.
+    pub fn estimated_bytes(&self) -> usize {
+        let float = |a: &Array| a.size() * self.dtype.unwrap_or(a.dtype()).size();
+        let mut total = 0;
+        for (name, a) in &self.tensors {
+            let prefix = name.rsplit_once('.').map_or(name.as_str(), |(p, _)| p);
+            let packed = self.tensors.contains_key(&format!("{prefix}.scales"));
+            total += match (packed, self.quant.keep) {
+                (true, true) => a.nbytes(),
+                (true, false) if name.ends_with(".weight") => {
+                    // One scale per group: the dense matrix has scales × group_size values.
+                    let group = self.quant.config.as_ref().and_then(|c| c.for_layer(prefix)).map_or(64, |p| p.group_size);
+                    let scales = &self.tensors[&format!("{prefix}.scales")];
+                    scales.size() * group as usize * self.dtype.unwrap_or(scales.dtype()).size()
+                }
+                (true, false) => 0,
+                (false, _) if a.dtype().is_float() => float(a),
+                (false, _) => a.nbytes(),
+            };
+        }
+        total
+    }
+
     /// Marks tensors the model does not use (e.g. precomputed rotary tables) as consumed.
     pub fn discard(&mut self, pred: impl Fn(&str) -> bool) {
         let names: Vec<String> = self.tensors.keys().filter(|k| pred(k)).cloned().collect();

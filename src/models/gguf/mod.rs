@@ -177,6 +177,21 @@ pub fn read_tensors(
     Ok((out, Some(QuantConfig { default: params(default_bits), layers })))
 }
 
+/// Bytes the model's weights will hold once loaded from `f`, from its tensor table alone:
+/// matrices that stay packed (Q4_0/Q4_1/Q8_0 with `keep_packed`) at their bits plus a
+/// 4-byte scale and bias per group, everything else dequantized into `dtype`.
+pub fn estimated_bytes(f: &GgufFile, dtype: Dtype, keep_packed: bool) -> usize {
+    let mut total = 0u64;
+    for t in f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)) {
+        let n: u64 = t.dims.iter().product();
+        total += match packed::packed_bits(t.ty).filter(|_| keep_packed && t.dims.len() == 2) {
+            Some(bits) => n * bits as u64 / 8 + n / packed::GROUP_SIZE as u64 * 8,
+            None => n * dtype.size() as u64,
+        };
+    }
+    total as usize
+}
+
 /// The tensors of `f` as a `Weights` map (dense arrays in f32, converted to `dtype` as the
 /// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0 matrices packed). Tensors are
 /// read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
