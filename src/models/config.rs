@@ -18,6 +18,13 @@ impl ConfigFile {
     /// Reads `dir/name`; a missing or malformed file is an error naming it.
     pub fn read(dir: &Path, name: &str) -> Result<ConfigFile> {
         let path = dir.join(name);
+        // A FIFO or a device would block the read (or never end); a folder fails with an
+        // unclear OS message.
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if !meta.is_file() {
+                return Err(Error::Config(format!("{} is not a regular file", path.display())));
+            }
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::Config(format!("{} not found (is {} a model folder?)", path.display(), dir.display()))
@@ -92,7 +99,7 @@ impl ConfigFile {
     fn as_dim(&self, key: &str, v: &Value) -> Result<i32> {
         match v.as_i64() {
             Some(n) if n > 0 && n <= i32::MAX as i64 => Ok(n as i32),
-            _ => Err(self.bad(key, "a positive integer", v)),
+            _ => Err(self.bad(key, "a positive integer (at most 2147483647)", v)),
         }
     }
 

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::block::{self, Block};
+use super::dims::Dims;
 use super::weights::Weights;
 use super::{LayerLinears, ModelInfo};
 use crate::mlx::Array;
@@ -23,6 +24,8 @@ pub struct DecoderSpec {
     pub n_heads: i32,
     pub n_kv_heads: i32,
     pub head_dim: i32,
+    /// True when `head_dim` is `hidden / n_heads` rather than a config field.
+    pub head_dim_derived: bool,
     pub vocab: i32,
     pub norm_eps: f32,
     pub rope_base: f32,
@@ -37,6 +40,24 @@ pub struct DecoderSpec {
     pub qk_norm: bool,
     pub tie_embeddings: bool,
     pub max_position_embeddings: Option<i32>,
+}
+
+impl DecoderSpec {
+    /// The dimensions the shared checks look at.
+    pub fn dims(&self) -> Dims {
+        Dims {
+            hidden: self.hidden,
+            intermediate: self.intermediate,
+            layers: self.layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            head_dim_derived: self.head_dim_derived,
+            vocab: self.vocab,
+            norm_eps: self.norm_eps,
+            ropes: vec![("rope_theta", self.rope_base, self.rope_scaling.clone())],
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use super::block::{self, Block};
 use super::config::ConfigFile;
+use super::dims::Dims;
 use super::weights::Weights;
 use super::{LanguageModel, LayerLinears, ModelInfo};
 use crate::error::{Error, Result};
@@ -95,14 +96,6 @@ pub fn spec(cfg: &ConfigFile) -> Result<Gemma3Spec> {
     // mlx-lm's defaults; a multimodal config's text model defaults to 8 / 4 heads.
     let n_heads = text.opt_dim("num_attention_heads")?.unwrap_or(if multimodal { 8 } else { 4 });
     let n_kv_heads = text.opt_dim("num_key_value_heads")?.unwrap_or(if multimodal { 4 } else { 1 });
-    if n_heads % n_kv_heads != 0 {
-        return Err(Error::Config(format!(
-            "{}: {:?} ({n_heads}) must be a multiple of {:?} ({n_kv_heads})",
-            text.path.display(),
-            text.field("num_attention_heads"),
-            text.field("num_key_value_heads")
-        )));
-    }
     // A multimodal model's vocabulary (with the image tokens' rows) is a top-level field.
     let vocab = if multimodal {
         match cfg.opt_dim("vocab_size")? {
@@ -131,17 +124,38 @@ pub fn spec(cfg: &ConfigFile) -> Result<Gemma3Spec> {
     let rope_global_scaling = text.get("rope_scaling").or(kind("full_attention")).cloned();
     let rope_local_scaling = kind("sliding_attention").cloned();
 
-    Ok(Gemma3Spec {
-        model_type,
-        multimodal,
-        hidden: text.dim("hidden_size")?,
-        intermediate: text.dim("intermediate_size")?,
+    let (hidden, intermediate) = (text.dim("hidden_size")?, text.dim("intermediate_size")?);
+    let head_dim = text.opt_dim("head_dim")?.unwrap_or(256);
+    let norm_eps = text.f64_or("rms_norm_eps", 1e-6)? as f32;
+    // The shared checks, before `layer_kinds` sizes a list by the layer count.
+    Dims {
+        hidden,
+        intermediate,
         layers,
         n_heads,
         n_kv_heads,
-        head_dim: text.opt_dim("head_dim")?.unwrap_or(256),
+        head_dim,
+        head_dim_derived: false,
         vocab,
-        norm_eps: text.f64_or("rms_norm_eps", 1e-6)? as f32,
+        norm_eps,
+        ropes: vec![
+            ("rope_theta", rope_global_base as f32, rope_global_scaling.clone()),
+            ("rope_local_base_freq", rope_local_base as f32, rope_local_scaling.clone()),
+        ],
+    }
+    .check(text)?;
+
+    Ok(Gemma3Spec {
+        model_type,
+        multimodal,
+        hidden,
+        intermediate,
+        layers,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        vocab,
+        norm_eps,
         query_pre_attn_scalar,
         sliding_window: text.opt_dim("sliding_window")?.unwrap_or(512),
         sliding: layer_kinds(text, layers)?,

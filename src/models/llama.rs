@@ -17,6 +17,7 @@ pub fn spec(cfg: &ConfigFile) -> Result<DecoderSpec> {
         n_heads,
         n_kv_heads: cfg.opt_dim("num_key_value_heads")?.unwrap_or(n_heads),
         head_dim: cfg.opt_dim("head_dim")?.unwrap_or(hidden / n_heads),
+        head_dim_derived: cfg.get("head_dim").is_none(),
         vocab: cfg.dim("vocab_size")?,
         norm_eps: cfg.f64("rms_norm_eps")? as f32,
         rope_base: cfg.rope_theta(Some(10000.0))? as f32,

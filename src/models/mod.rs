@@ -3,6 +3,7 @@
 pub mod block;
 pub mod config;
 pub mod decoder;
+pub mod dims;
 pub mod gemma3;
 pub mod gguf;
 pub mod llama;
@@ -205,10 +206,15 @@ fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
         .str("model_type")
         .ok_or_else(|| Error::Config(format!("{}: required field \"model_type\" is missing", cfg.path.display())))?
         .to_string();
+    let decoder = |spec: decoder::DecoderSpec| -> Result<Arch> {
+        spec.dims().check(cfg)?;
+        Ok(Arch::Decoder(spec))
+    };
     Ok(match model_type.as_str() {
-        "llama" => Arch::Decoder(llama::spec(cfg)?),
-        "qwen2" => Arch::Decoder(qwen2::spec(cfg)?),
-        "qwen3" => Arch::Decoder(qwen3::spec(cfg)?),
+        "llama" => decoder(llama::spec(cfg)?)?,
+        "qwen2" => decoder(qwen2::spec(cfg)?)?,
+        "qwen3" => decoder(qwen3::spec(cfg)?)?,
+        // Gemma 3 checks its dimensions itself: they may sit in a `text_config` section.
         "gemma3" | "gemma3_text" => Arch::Gemma3(gemma3::spec(cfg)?),
         other => {
             return Err(Error::Config(format!(

@@ -15,6 +15,7 @@ pub fn spec(cfg: &ConfigFile) -> Result<DecoderSpec> {
         n_heads,
         n_kv_heads: cfg.dim("num_key_value_heads")?,
         head_dim: hidden / n_heads,
+        head_dim_derived: true,
         vocab: cfg.dim("vocab_size")?,
         norm_eps: cfg.f64("rms_norm_eps")? as f32,
         rope_base: cfg.rope_theta(Some(1_000_000.0))? as f32,

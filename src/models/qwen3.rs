@@ -13,6 +13,7 @@ pub fn spec(cfg: &ConfigFile) -> Result<DecoderSpec> {
         n_heads: cfg.dim("num_attention_heads")?,
         n_kv_heads: cfg.dim("num_key_value_heads")?,
         head_dim: cfg.dim("head_dim")?,
+        head_dim_derived: false,
         vocab: cfg.dim("vocab_size")?,
         norm_eps: cfg.f64("rms_norm_eps")? as f32,
         rope_base: cfg.rope_theta(None)? as f32,

@@ -41,9 +41,14 @@ impl Rope {
             .or_else(|| cfg.get("rope_type").and_then(Value::as_str))
             .unwrap_or("default");
         let num = |key: &str, default: Option<f64>| -> Result<f64> {
-            cfg.get(key).and_then(Value::as_f64).or(default).ok_or_else(|| {
+            let v = cfg.get(key).and_then(Value::as_f64).or(default).ok_or_else(|| {
                 Error::Config(format!("rope_scaling of type {kind:?} needs a numeric {key:?}"))
-            })
+            })?;
+            // Every one of them divides or scales positions: 0 or less gives inf or NaN.
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::Config(format!("rope_scaling {key:?} is {v}; it must be a finite number > 0")));
+            }
+            Ok(v)
         };
         match kind {
             "default" => Ok(Rope::new(dims, base, traditional)),
