@@ -36,17 +36,7 @@ fn build_c_test(root: &Path, work: &Path) -> PathBuf {
         Command::new("pkg-config").env("PKG_CONFIG_PATH", &pc).args(["--cflags", "--libs", "mlxrun"]),
         "pkg-config",
     );
-    let compile = |src: &str, exe: &Path| {
-        run(
-            Command::new("cc")
-                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-g"])
-                .arg(root.join(src))
-                .args(flags.split_whitespace())
-                .args(["-lpthread", "-lm", "-o"])
-                .arg(exe),
-            &format!("compiling {src}"),
-        )
-    };
+    let compile = |src: &str, exe: &Path| compile_c(root, &flags, src, exe, &[]);
     // The examples must keep compiling cleanly too.
     compile("examples/c/generate.c", &work.join("generate_example"));
     compile("examples/c/chat.c", &work.join("chat_example"));
@@ -54,6 +44,21 @@ fn build_c_test(root: &Path, work: &Path) -> PathBuf {
     let exe = work.join("capi_test");
     compile("tests/c/capi_test.c", &exe);
     exe
+}
+
+/// Compiles the C program `src` (relative to the repository) against the installed
+/// library (`flags`: pkg-config's) with warnings as errors, plus `extra` flags.
+fn compile_c(root: &Path, flags: &str, src: &str, exe: &Path, extra: &[&str]) -> String {
+    run(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-g"])
+            .args(extra)
+            .arg(root.join(src))
+            .args(flags.split_whitespace())
+            .args(["-lpthread", "-lm", "-o"])
+            .arg(exe),
+        &format!("compiling {src}"),
+    )
 }
 
 /// A copy of the fixture whose weights are truncated.
@@ -170,4 +175,36 @@ fn c_tests_pass_memcheck() {
     } else {
         println!("memcheck skipped: valgrind is not installed, or MLXRUN_SKIP_VALGRIND is set");
     }
+}
+
+/// tests/c/concurrency_test.c: threads generating on one model and on two at once with
+/// `mlxrun_cancel` racing them and a third model loaded and freed beside them (greedy
+/// output equal to a serial run's, cancelled output a prefix of it, no deadlock within its
+/// SIGALRM deadline), then a load refused by the memory limit. Run as built, then built
+/// with AddressSanitizer: the program and its use of the library's memory are
+/// instrumented, the library and MLX are not (ThreadSanitizer would need MLX and the Rust
+/// library instrumented too; see docs/reliability.md). Leak detection is off under ASan:
+/// MLX's process-lifetime allocations are not freed at exit (the memcheck test counts
+/// leaks instead).
+#[test]
+fn c_threads_share_and_cancel_models_also_under_asan() {
+    let Setup { root, work, .. } = setup();
+    let flags = run(
+        Command::new("pkg-config").env("PKG_CONFIG_PATH", work.join("prefix/lib/pkgconfig")).args(["--cflags", "--libs", "mlxrun"]),
+        "pkg-config",
+    );
+    let models: Vec<PathBuf> = ["qwen3", "gemma3", "llama-linear"].iter().map(|f| common::deps_file(&format!("fixtures/{f}"))).collect();
+    let plain = work.join("concurrency_test");
+    compile_c(root, &flags, "tests/c/concurrency_test.c", &plain, &[]);
+    let t = std::time::Instant::now();
+    let out = run(Command::new(&plain).args(&models), "concurrency_test");
+    println!("{}plain build: {:.1} s", out, t.elapsed().as_secs_f64());
+    assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
+
+    let asan = work.join("concurrency_test_asan");
+    compile_c(root, &flags, "tests/c/concurrency_test.c", &asan, &["-fsanitize=address", "-fno-omit-frame-pointer"]);
+    let t = std::time::Instant::now();
+    let out = run(Command::new(&asan).args(&models).env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:halt_on_error=1"), "concurrency_test under ASan");
+    println!("{}AddressSanitizer build: {:.1} s", out, t.elapsed().as_secs_f64());
+    assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
 }
