@@ -139,12 +139,17 @@ pub struct SampleOut {
     pub top_ids: Option<Array>,
     /// float32 log-probabilities matching `top_ids`.
     pub top_logprobs: Option<Array>,
+    /// bool, same shape as `token`: true where the row's logits held a NaN (a model with
+    /// NaN weights, or activations that overflowed the compute dtype). Such a row's
+    /// token is garbage (argmax picks a NaN entry), so `read` and `check_nan` refuse it.
+    pub nan: Option<Array>,
 }
 
 impl SampleOut {
     /// Every array of the result, for `eval` / `async_eval`.
     pub fn arrays(&self) -> Vec<&Array> {
         let mut v = vec![&self.token];
+        v.extend(self.nan.iter());
         v.extend(self.logprob.iter());
         v.extend(self.top_ids.iter());
         v.extend(self.top_logprobs.iter());
@@ -154,6 +159,7 @@ impl SampleOut {
     /// Evaluates the result and reads one `SampledToken` per row.
     pub fn read(&self) -> Result<Vec<SampledToken>> {
         transforms::eval(&self.arrays())?;
+        self.check_nan()?;
         let tokens = self.token.to_vec::<u32>()?;
         let logprobs = self.logprob.as_ref().map(|a| a.to_vec::<f32>()).transpose()?;
         let top_ids = self.top_ids.as_ref().map(|a| a.to_vec::<u32>()).transpose()?.unwrap_or_default();
@@ -174,6 +180,27 @@ impl SampleOut {
                 SampledToken { token, logprob: logprobs.as_ref().map(|l| l[r]), top_logprobs: top }
             })
             .collect())
+    }
+}
+
+impl SampleOut {
+    /// Fails when a row's logits held a NaN; evaluates the flag if it is not yet.
+    pub fn check_nan(&self) -> Result<()> {
+        self.check_nan_rows(|r| r)
+    }
+
+    /// `check_nan` for a result over a subset of a batch: `row` maps its rows to the
+    /// batch's, which the error names.
+    fn check_nan_rows(&self, row: impl Fn(usize) -> usize) -> Result<()> {
+        let Some(nan) = &self.nan else { return Ok(()) };
+        if let Some(r) = nan.to_vec::<bool>()?.iter().position(|&b| b) {
+            return Err(Error::Weights(format!(
+                "the logits contain NaN (batch row {}): the model's weights hold NaN or Inf, or its \
+                 activations overflowed the compute dtype; no token was sampled",
+                row(r)
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -226,6 +253,7 @@ impl Sampler {
                     logprob: out.logprob.map(|a| a.reshape(&[])).transpose()?,
                     top_ids: out.top_ids.map(|a| a.reshape(&[-1])).transpose()?,
                     top_logprobs: out.top_logprobs.map(|a| a.reshape(&[-1])).transpose()?,
+                    nan: out.nan.map(|a| a.reshape(&[])).transpose()?,
                 })
             }
             [1, _] => self.draw(logits, &[history]),
@@ -295,17 +323,21 @@ impl Sampler {
         transforms::eval(&[&token, &unsure])?;
         let unsure: Vec<u32> = unsure.to_vec::<bool>()?.iter().enumerate().filter(|(_, &u)| u).map(|(r, _)| r as u32).collect();
         if unsure.is_empty() {
-            return Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None });
+            return Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None, nan: None });
         }
-        // Only the unsure rows take the full path (each row's log-softmax is its own).
+        // Only the unsure rows take the full path (each row's log-softmax is its own); a
+        // row with a NaN is always unsure (its maximum is NaN), so the check is there.
         let rows = Array::from_slice(&unsure, &[unsure.len() as i32])?;
-        let exact = self.draw(&logits.take(&rows, 0)?, &[])?.token.to_vec::<u32>()?;
+        let out = self.draw(&logits.take(&rows, 0)?, &[])?;
+        transforms::eval(&out.arrays())?;
+        out.check_nan_rows(|r| unsure[r] as usize)?;
+        let exact = out.token.to_vec::<u32>()?;
         let mut tokens = token.to_vec::<u32>()?;
         for (&r, &t) in unsure.iter().zip(&exact) {
             tokens[r as usize] = t;
         }
         let token = Array::from_slice(&tokens, &[tokens.len() as i32])?;
-        Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None })
+        Ok(SampleOut { token, logprob: None, top_ids: None, top_logprobs: None, nan: None })
     }
 
     /// The chain over `[batch, vocab]` logits; tokens of shape `[batch]`.
@@ -321,6 +353,9 @@ impl Sampler {
         let p = self.params.clone();
 
         let logits = self.penalise(logits, histories, vocab)?;
+        // One vocabulary-wide test per row, evaluated with the token (no extra sync); the
+        // log-sum-exp cannot stand in for it, as a +inf logit makes it NaN too.
+        let nan = logits.isnan()?.any(Some(&[-1]), false)?;
         let logprobs = logits.sub(&logits.logsumexp(Some(&[-1]), true)?)?;
 
         let token = if p.is_greedy() {
@@ -365,7 +400,7 @@ impl Sampler {
                 top_logprobs = Some(vals.take_along_axis(&order, -1)?);
             }
         }
-        Ok(SampleOut { token, logprob, top_ids, top_logprobs })
+        Ok(SampleOut { token, logprob, top_ids, top_logprobs, nan: Some(nan) })
     }
 
     /// The repetition penalty over each row's last `repetition_context_size` tokens. A token

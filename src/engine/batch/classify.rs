@@ -128,6 +128,7 @@ impl Model {
         arrays.extend(f32_logits.iter());
         eval(&arrays)?;
         drop(caches);
+        out.check_nan()?;
         let tokens = out.token.to_vec::<u32>()?;
         let logprobs = out.logprob.as_ref().map(|a| a.to_vec::<f32>()).transpose()?;
         let logits = f32_logits.map(|a| a.to_vec::<f32>()).transpose()?;

@@ -3,7 +3,7 @@
 use super::super::generate::CancelToken;
 use super::super::sampler::SampleOut;
 use crate::error::Result;
-use crate::mlx::{concatenate, eval, memory, Array};
+use crate::mlx::{concatenate, eval, memory, Array, Dtype};
 use crate::models::LanguageModel;
 use crate::nn::KvCache;
 
@@ -76,6 +76,15 @@ pub(super) fn join_rows(a: SampleOut, b: SampleOut) -> Result<SampleOut> {
         logprob: cat(a.logprob, b.logprob)?,
         top_ids: None,
         top_logprobs: None,
+        // A side without the flag was checked when it was sampled (the greedy shortcut):
+        // it joins as all-false, so the other side's flags are kept.
+        nan: match (a.nan, b.nan) {
+            (None, None) => None,
+            (x, y) => {
+                let flag = |f: Option<Array>, token: &Array| f.map_or_else(|| Array::zeros(&token.shape(), Dtype::Bool), Ok);
+                Some(concatenate(&[&flag(x, &a.token)?, &flag(y, &b.token)?], 0)?)
+            }
+        },
     })
 }
 
@@ -86,6 +95,7 @@ pub(super) fn keep_rows(out: SampleOut, keep: &Array) -> Result<SampleOut> {
         logprob: out.logprob.map(|l| l.take(keep, 0)).transpose()?,
         top_ids: None,
         top_logprobs: None,
+        nan: out.nan.map(|l| l.take(keep, 0)).transpose()?,
     })
 }
 
