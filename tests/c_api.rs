@@ -41,6 +41,7 @@ fn build_c_test(root: &Path, work: &Path) -> PathBuf {
     compile("examples/c/generate.c", &work.join("generate_example"));
     compile("examples/c/chat.c", &work.join("chat_example"));
     compile("examples/c/train.c", &work.join("train_example"));
+    compile("tests/c/bad_inputs_test.c", &work.join("bad_inputs_test"));
     let exe = work.join("capi_test");
     compile("tests/c/capi_test.c", &exe);
     exe
@@ -147,6 +148,17 @@ fn c_programs_use_the_installed_library() {
     let mut model = mlxrun::Model::load(&fixture, &mlxrun::LoadOptions::default()).unwrap();
     let rust = model.generate(PROMPT, &mlxrun::GenerateParams { max_tokens: 24, ..Default::default() }, |_| true).unwrap();
     assert_eq!(c_ids, rust.tokens, "greedy tokens through the C API equal the Rust API's");
+}
+
+/// NULL handles and out-pointers at every entry point, struct sizes 0, too small and
+/// newer than the library, invalid UTF-8, out-of-range sampler values: an error status
+/// naming the problem each time, and the model handle keeps working
+/// (tests/c/bad_inputs_test.c; docs/reliability.md lists them).
+#[test]
+fn c_bad_inputs_are_errors_not_crashes() {
+    let Setup { work, fixture, .. } = setup();
+    let out = run(Command::new(work.join("bad_inputs_test")).arg(fixture), "bad_inputs_test");
+    assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
 }
 
 /// Memcheck on the C tests (without the training checks, minutes under it): invalid
