@@ -174,6 +174,22 @@ impl Array {
         Ok(v)
     }
 
+    /// The elements' bytes, row-major and little-endian as MLX stores them, borrowed from
+    /// MLX's buffer without a copy (for writing files). The array must already be evaluated
+    /// and row-contiguous — `contiguous()` then `eval()` makes it so — or this fails.
+    pub fn bytes(&self) -> Result<&[u8]> {
+        let mut data: *const std::ffi::c_void = std::ptr::null();
+        let mut n = 0usize;
+        check(unsafe { ffi::shim_array_bytes(self.as_ptr(), &mut data, &mut n) })?;
+        if n == 0 || data.is_null() {
+            return Ok(&[]);
+        }
+        // SAFETY: an evaluated array's buffer holds `n` bytes at `data` for as long as the
+        // array holds its data, which `self` keeps alive for the borrow. MLX writes into an
+        // input's buffer only when donating it, which needs the only reference to the array.
+        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), n) })
+    }
+
     /// The single element of a one-element array.
     pub fn item<T: Element>(&self) -> Result<T> {
         if self.size() != 1 {

@@ -62,6 +62,7 @@ extern "C" {
     pub fn shim_array_size(a: *const shim_array) -> usize;
     pub fn shim_array_nbytes(a: *const shim_array) -> usize;
     pub fn shim_array_copy_out(a: *const shim_array, dst: *mut c_void, len: usize) -> c_int;
+    pub fn shim_array_bytes(a: *const shim_array, data: *mut *const c_void, nbytes: *mut usize) -> c_int;
 
     pub fn shim_vec_new() -> *mut shim_vec;
     pub fn shim_vec_free(v: *mut shim_vec);
@@ -447,15 +448,6 @@ extern "C" {
         i: usize,
         key: *mut *const c_char,
         value: *mut *const c_char,
-    ) -> c_int;
-    pub fn shim_save_safetensors(
-        path: *const c_char,
-        names: *const *const c_char,
-        arrs: *const *const shim_array,
-        n: usize,
-        meta_keys: *const *const c_char,
-        meta_values: *const *const c_char,
-        nmeta: usize,
     ) -> c_int;
 
     pub fn shim_vjp(

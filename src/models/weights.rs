@@ -1,18 +1,20 @@
 //! Finding, validating and taking a model's tensors from its safetensors files.
 //!
-//! Files are checked before MLX maps them: a truncated or corrupted file is reported with
-//! its name (and the tensor whose bytes are missing) instead of failing later inside a
-//! forward pass. Tensors are taken by name with the shape the config implies; anything
-//! missing or misshapen is an error naming the tensor, and tensors left over are reported
+//! Files are checked by the `safetensors` crate before MLX reads them (`mlx::io`): a
+//! truncated or corrupted file, or one whose tensors overlap, is reported with its name
+//! (and the tensor, expected and found) instead of failing later inside a forward pass.
+//! Tensors are taken by name with the shape the config implies; anything missing or
+//! misshapen is an error naming the tensor, and tensors left over are reported
 //! too (a checkpoint that does not match its config is refused, as mlx-lm refuses it).
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::mlx::{io, Array, Dtype};
+use crate::mlx::io;
+pub(crate) use crate::mlx::io::HeaderTensor;
+use crate::mlx::{Array, Dtype};
 use super::quantization::{QuantLoad, QuantSummary};
 use crate::nn::{Embedding, Linear, RmsNorm};
 
@@ -63,80 +65,18 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn dtype_size(name: &str) -> Option<u64> {
-    Some(match name {
-        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
-        "U16" | "I16" | "F16" | "BF16" => 2,
-        "U32" | "I32" | "F32" => 4,
-        "U64" | "I64" | "F64" => 8,
-        _ => return None,
-    })
-}
-
-/// Checks a safetensors file's header against its size: every tensor's byte range must
-/// match its dtype and shape and lie inside the file.
+/// Checks a safetensors file's header against its size with the `safetensors` crate:
+/// dtypes, shapes and `data_offsets` (contiguous, non-overlapping, covering the data
+/// exactly). See [`io::read_header`].
 pub fn validate_safetensors(path: &Path) -> Result<()> {
-    read_safetensors_header(path).map(|_| ())
+    io::read_header(path).map(|_| ())
 }
 
-/// One tensor as a safetensors header describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct HeaderTensor {
-    pub name: String,
-    /// The safetensors dtype name (`F32`, `BF16`, `U32`, ...).
-    pub dtype: String,
-    pub shape: Vec<u64>,
-}
-
-/// The tensors a safetensors file's header lists, checked as `validate_safetensors`
-/// checks them; only the header is read, never the tensor data (model discovery counts
+/// The tensors a safetensors file's header lists, validated as [`validate_safetensors`]
+/// validates them; only the header is read, never the tensor data (model discovery counts
 /// parameters this way).
 pub(crate) fn read_safetensors_header(path: &Path) -> Result<Vec<HeaderTensor>> {
-    let bad = |what: String| Error::Weights(format!("{}: {what}", path.display()));
-    let mut f = std::fs::File::open(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    let size = f.metadata().map_err(|e| Error::Io(format!("{}: {e}", path.display())))?.len();
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| bad(format!("only {size} bytes, too short for a safetensors header")))?;
-    let header_len = u64::from_le_bytes(len);
-    if header_len > size - 8 || header_len > 100 << 20 {
-        return Err(bad(format!("header claims {header_len} bytes but the file holds {size} (truncated or not safetensors)")));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header).map_err(|e| bad(format!("reading header: {e}")))?;
-    let json: Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not valid JSON ({e})")))?;
-    let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
-    let data_len = size - 8 - header_len;
-    let mut tensors = Vec::with_capacity(obj.len());
-    for (name, t) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let dtype = t.get("dtype").and_then(Value::as_str).unwrap_or("?");
-        let item = dtype_size(dtype).ok_or_else(|| bad(format!("tensor {name} has unsupported dtype {dtype}")))?;
-        let shape: Option<Vec<u64>> = t.get("shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect());
-        let offs: Option<Vec<u64>> = t.get("data_offsets").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect());
-        let (Some(shape), Some(offs)) = (shape, offs) else {
-            return Err(bad(format!("tensor {name} lacks a valid shape or data_offsets")));
-        };
-        if offs.len() != 2 || offs[1] < offs[0] {
-            return Err(bad(format!("tensor {name} has invalid data_offsets {offs:?}")));
-        }
-        let want = shape.iter().product::<u64>() * item;
-        if offs[1] - offs[0] != want {
-            return Err(bad(format!(
-                "tensor {name} ({dtype} {shape:?}) needs {want} bytes but its offsets span {}",
-                offs[1] - offs[0]
-            )));
-        }
-        if offs[1] > data_len {
-            return Err(bad(format!(
-                "tensor {name} ends at data byte {} but the file holds only {data_len} data bytes (truncated?)",
-                offs[1]
-            )));
-        }
-        tensors.push(HeaderTensor { name: name.clone(), dtype: dtype.to_string(), shape });
-    }
-    Ok(tensors)
+    io::read_header(path).map(|h| h.tensors)
 }
 
 impl Weights {
@@ -146,7 +86,7 @@ impl Weights {
         let files = weight_files(dir)?;
         for (i, file) in files.iter().enumerate() {
             let file = file.as_path();
-            validate_safetensors(file)?;
+            // Validated by the `safetensors` crate before MLX's loader takes it.
             let st = io::load_safetensors(&file)?;
             for (name, arr) in st.tensors {
                 if tensors.insert(name.clone(), arr).is_some() {

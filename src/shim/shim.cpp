@@ -222,6 +222,19 @@ int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len) {
   })
 }
 
+int shim_array_bytes(const shim_array* a, const void** data, size_t* nbytes) {
+  SHIM_TRY({
+    if (!a || !data || !nbytes) throw std::invalid_argument("null argument");
+    const mx::array& x = A(a);
+    if (!x.is_available())
+      throw std::invalid_argument("array bytes asked of an array that is not evaluated");
+    if (!x.flags().row_contiguous)
+      throw std::invalid_argument("array bytes asked of an array that is not row-contiguous");
+    *nbytes = x.nbytes();
+    *data = x.nbytes() ? x.data<char>() : nullptr;
+  })
+}
+
 // ---- vectors ------------------------------------------------------------------------------
 
 shim_vec* shim_vec_new(void) {
@@ -731,21 +744,6 @@ int shim_map_meta_entry(const shim_map* m, size_t i, const char** key, const cha
     if (!s || i >= s->meta.size()) throw std::out_of_range("metadata index out of range");
     *key = s->meta[i].first.c_str();
     *value = s->meta[i].second.c_str();
-  })
-}
-int shim_save_safetensors(const char* path, const char* const* names,
-                          const shim_array* const* arrs, size_t n, const char* const* meta_keys,
-                          const char* const* meta_values, size_t nmeta) {
-  SHIM_TRY({
-    if (!path) throw std::invalid_argument("null path");
-    std::unordered_map<std::string, mx::array> m;
-    for (size_t i = 0; i < n; ++i) {
-      if (!m.emplace(names[i], A(arrs[i])).second)
-        throw std::invalid_argument(std::string("duplicate tensor name ") + names[i]);
-    }
-    std::unordered_map<std::string, std::string> meta;
-    for (size_t i = 0; i < nmeta; ++i) meta[meta_keys[i]] = meta_values[i];
-    mx::save_safetensors(std::string(path), std::move(m), std::move(meta));
   })
 }
 

@@ -58,6 +58,10 @@ size_t shim_array_nbytes(const shim_array* a);
 // Evaluates `a`, makes a row-contiguous copy if needed and copies its bytes into dst,
 // which must hold exactly nbytes(a) bytes.
 int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len);
+// The bytes of an evaluated, row-contiguous array, borrowed from MLX's buffer: valid while
+// the array lives. Fails (never waits or copies) when `a` is not yet computed or its layout
+// is not row-major contiguous; *data is NULL for an empty array.
+int shim_array_bytes(const shim_array* a, const void** data, size_t* nbytes);
 
 // ---- vectors of arrays (multi-output ops, eval lists, callbacks) ----------------------
 shim_vec* shim_vec_new(void);
@@ -217,6 +221,8 @@ typedef void (*shim_device_info_fn)(void* ctx, const char* key, const char* text
 int shim_device_info(int type, int index, shim_device_info_fn entry, void* ctx);
 
 // ---- safetensors ------------------------------------------------------------------------------
+// Reading only: headers are validated and files written in Rust by the `safetensors` crate
+// (src/mlx/io.rs); MLX's loader then reads the validated file lazily.
 int shim_load_safetensors(const char* path, shim_map** out);
 void shim_map_free(shim_map* m);
 size_t shim_map_len(const shim_map* m);
@@ -224,9 +230,6 @@ size_t shim_map_len(const shim_map* m);
 int shim_map_entry(const shim_map* m, size_t i, const char** name, shim_array** arr);
 size_t shim_map_meta_len(const shim_map* m);
 int shim_map_meta_entry(const shim_map* m, size_t i, const char** key, const char** value);
-int shim_save_safetensors(const char* path, const char* const* names,
-                          const shim_array* const* arrs, size_t n, const char* const* meta_keys,
-                          const char* const* meta_values, size_t nmeta);
 
 // ---- transformations -------------------------------------------------------------------------
 // A function from arrays to arrays implemented by the caller. It receives borrowed input
