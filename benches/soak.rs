@@ -24,7 +24,7 @@ fn main() {
         match a.as_str() {
             "--calls" => {
                 cfg.calls = num("--calls");
-                cfg.sample_every = (cfg.calls / 50).max(5);
+                cfg.sample_every = soak::SoakConfig::with_calls(cfg.calls).sample_every;
             }
             "--load-every" => cfg.load_every = num("--load-every"),
             "--max-tokens" => cfg.max_tokens = num("--max-tokens"),

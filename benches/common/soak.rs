@@ -28,6 +28,13 @@ pub const ACTIVE_SLACK_BYTES: usize = 4096;
 /// of a call's activations, KV cache or logits (each several KiB to MiB on the fixtures).
 pub const RSS_SLOPE_BOUND_BYTES_PER_1000: f64 = 2.0e6;
 
+/// One-off growth allowed over the last 80% besides the slope: even with the C heap
+/// trimmed, the resident set rises in one to three steps (32, 13 and 7 MB seen) at calls
+/// that vary from run to run — the latest seen at call 240 — and then stays flat to 0.1
+/// MB; the thread count stays at 9. A leak is linear instead: keeping one call's logits
+/// (600 KB on the Qwen3 fixture) per call adds 170 MB over the CI test's 288 calls.
+pub const RSS_STEP_ALLOWANCE_BYTES: f64 = 48.0e6;
+
 /// The fixtures the workload uses: two kept loaded throughout, one loaded and freed again
 /// and again.
 pub const RESIDENT: [&str; 2] = ["qwen3", "gemma3"];
@@ -47,9 +54,14 @@ pub struct SoakConfig {
     pub verbose: bool,
 }
 
+/// Calls after which the workload is back in the same state: 4 kinds of call × 2 models,
+/// and a session restarted every third turn. Resident memory is sampled at multiples of
+/// it, so that a session's growing KV cache does not read as growth.
+pub const PERIOD: usize = 24;
+
 impl SoakConfig {
     pub fn with_calls(calls: usize) -> SoakConfig {
-        SoakConfig { calls, load_every: 50, sample_every: (calls / 50).max(5), max_tokens: 8, verbose: false }
+        SoakConfig { calls, load_every: 50, sample_every: PERIOD * (calls / (50 * PERIOD)).max(1), max_tokens: 8, verbose: false }
     }
 }
 
@@ -87,6 +99,10 @@ pub struct SoakReport {
     pub rss: Vec<(usize, usize)>,
     /// Least-squares slope of RSS over the last 80% of the samples, bytes per 1000 calls.
     pub rss_slope_per_1000: f64,
+    /// RSS at the end less RSS at the start of the last 80%, bytes.
+    pub rss_growth: f64,
+    /// Calls in the last 80%.
+    pub measured_calls: usize,
 }
 
 impl SoakReport {
@@ -107,13 +123,18 @@ impl SoakReport {
                 self.baseline.active
             ));
         }
-        if self.rss_slope_per_1000 > RSS_SLOPE_BOUND_BYTES_PER_1000 {
+        if self.rss_growth > self.rss_bound() {
             out.push(format!(
-                "resident memory grew {:.0} bytes per 1000 calls over the last 80% of the run (bound {:.0})",
-                self.rss_slope_per_1000, RSS_SLOPE_BOUND_BYTES_PER_1000
+                "resident memory grew {:.0} bytes over the last {} calls ({:.0} per 1000; bound {:.0}: {:.0} per 1000 calls plus {:.0} once)",
+                self.rss_growth, self.measured_calls, self.rss_slope_per_1000, self.rss_bound(), RSS_SLOPE_BOUND_BYTES_PER_1000, RSS_STEP_ALLOWANCE_BYTES
             ));
         }
         out
+    }
+
+    /// The most the resident set may grow over the last 80% of the calls.
+    pub fn rss_bound(&self) -> f64 {
+        RSS_SLOPE_BOUND_BYTES_PER_1000 * self.measured_calls as f64 / 1000.0 + RSS_STEP_ALLOWANCE_BYTES
     }
 
     pub fn print(&self) {
@@ -136,9 +157,11 @@ impl SoakReport {
             println!("  {}", line.join("  "));
         }
         println!(
-            "RSS slope over the last 80%: {:+.3} MB per 1000 calls (bound {:.1}); active memory after free: {:+} bytes (bound ±{})",
+            "RSS over the last 80% ({} calls): {:+.1} MB, slope {:+.3} MB per 1000 calls (bound {:.1} MB); active memory after free: {:+} bytes (bound ±{})",
+            self.measured_calls,
+            self.rss_growth / 1e6,
             self.rss_slope_per_1000 / 1e6,
-            RSS_SLOPE_BOUND_BYTES_PER_1000 / 1e6,
+            self.rss_bound() / 1e6,
             self.active_after_free(),
             ACTIVE_SLACK_BYTES
         );
@@ -154,8 +177,25 @@ impl SoakReport {
     }
 }
 
-/// The process's resident set in bytes, from /proc/self/statm (its second field, in pages).
+/// The process's resident set in bytes after handing the C heap's free pages back to the
+/// system (glibc's `malloc_trim`). Untrimmed, the resident set grows in steps of 10–20 MB
+/// during the first few hundred calls and then stays flat (measured: 479 → 512 MB by call
+/// 240 in a debug run, 409 → 437 MB by call 400 in a release run, flat to call 900): freed
+/// chunks of loads' tokenizers and of threads' arenas that the heap keeps, not live memory.
+/// Trimmed, what remains is what the process holds, so a leak shows from the first calls.
 pub fn rss_bytes() -> usize {
+    // MLX's buffer cache (up to its cache limit) is freed memory too.
+    memory::clear_cache();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    untrimmed_rss_bytes()
+}
+
+/// The process's resident set in bytes, from /proc/self/statm (its second field, in pages).
+pub fn untrimmed_rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     pages * page_size()
@@ -169,6 +209,12 @@ fn page_size() -> usize {
     } else {
         4096
     }
+}
+
+/// The process's threads, from /proc/self/status.
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Least-squares slope of `y` over `x`.
@@ -259,10 +305,16 @@ pub fn run(cfg: &SoakConfig) -> SoakReport {
             drop(m);
             load_cycles += 1;
         }
-        if (i + 1) % cfg.sample_every == 0 || i + 1 == cfg.calls {
+        if (i + 1) % cfg.sample_every == 0 {
             rss.push((i + 1, rss_bytes()));
             if cfg.verbose {
-                println!("  {:>6} calls: RSS {:.1} MB, MLX active {} bytes", i + 1, rss_bytes() as f64 / 1e6, memory::active_memory());
+                println!(
+                    "  {:>6} calls: RSS {:.1} MB, MLX active {} bytes, {} threads",
+                    i + 1,
+                    rss_bytes() as f64 / 1e6,
+                    memory::active_memory(),
+                    thread_count()
+                );
             }
         }
     }
@@ -272,7 +324,12 @@ pub fn run(cfg: &SoakConfig) -> SoakReport {
     drop(models);
     phase("every model freed", &mut phases, cfg.verbose);
 
-    let skip = rss.len() / 5;
-    let rss_slope_per_1000 = slope(&rss[skip..]) * 1000.0;
-    SoakReport { calls: cfg.calls, load_cycles, elapsed: start.elapsed(), baseline, phases, rss, rss_slope_per_1000 }
+    // The first 20% of the calls warm the process up (heap arenas, thread buffers, caches
+    // filled once); growth after that is what a long-running service would keep seeing.
+    let measured: Vec<(usize, usize)> = rss.iter().copied().filter(|&(c, _)| c >= cfg.calls / 5).collect();
+    let rss_slope_per_1000 = slope(&measured) * 1000.0;
+    let (first, last) = (measured.first().copied().unwrap_or_default(), measured.last().copied().unwrap_or_default());
+    let rss_growth = last.1 as f64 - first.1 as f64;
+    let measured_calls = last.0 - first.0;
+    SoakReport { calls: cfg.calls, load_cycles, elapsed: start.elapsed(), baseline, phases, rss, rss_slope_per_1000, rss_growth, measured_calls }
 }
