@@ -47,6 +47,17 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts `python -u -c SCRIPT ARGS…` with piped stdio.
     pub(crate) fn spawn(python: &Path, script: &str, args: &[&str], max_line: usize) -> Result<Worker> {
+        // Looked up here rather than left to the spawn: where exec's failure cannot reach
+        // the parent (posix_spawn's vfork emulated by a plain fork, as under valgrind), a
+        // missing interpreter "starts" and its child writes the host's unflushed stdio
+        // buffers into the protocol pipe.
+        if !is_executable(python) {
+            return Err(Error::Backend(format!(
+                "mlx_lm: cannot start {}: no such executable file{}",
+                python.display(),
+                if python.components().count() > 1 { "" } else { " on PATH" }
+            )));
+        }
         let mut cmd = Command::new(python);
         cmd.arg("-u").arg("-c").arg(script).arg("mlxrun-mlx-lm-worker").args(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -303,4 +314,22 @@ fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Re
 #[cfg(not(unix))]
 fn without_sigpipe<T>(write: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
     write()
+}
+
+/// Whether `program` names an executable file: a path as given, a bare name through PATH
+/// (as the spawn would search it).
+fn is_executable(program: &Path) -> bool {
+    #[cfg(unix)]
+    fn runnable(p: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    fn runnable(p: &Path) -> bool {
+        p.is_file()
+    }
+    if program.components().count() > 1 {
+        return runnable(program);
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
 }
