@@ -7,8 +7,10 @@ mod soak;
 
 #[test]
 fn calls_and_load_cycles_leak_nothing() {
-    let mut cfg = soak::SoakConfig::with_calls(12 * soak::PERIOD);
-    cfg.load_every = soak::PERIOD;
+    // MLXRUN_SOAK_CALLS shortens the run, e.g. to run it under valgrind's memcheck.
+    let calls = std::env::var("MLXRUN_SOAK_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(12 * soak::PERIOD);
+    let mut cfg = soak::SoakConfig::with_calls(calls);
+    cfg.load_every = soak::PERIOD.min(calls / 2).max(1);
     cfg.sample_every = soak::PERIOD;
     cfg.verbose = std::env::var_os("MLXRUN_SOAK_VERBOSE").is_some();
     let report = soak::run(&cfg);
