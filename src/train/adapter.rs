@@ -200,16 +200,13 @@ pub fn save_config(dir: &Path, cfg: &LoraConfig, info: &AdapterInfo) -> Result<(
     write_atomic(&dir.join(CONFIG_FILE), text.as_bytes())
 }
 
-/// Writes the adapter weights to `file` (through a temporary file and a rename, so that a
-/// crash or cancellation never leaves a half-written adapter where the last one was).
+/// Writes the adapter weights to `file`. `io::save_safetensors` writes a temporary file and
+/// renames it over `file`, so a crash or cancellation never leaves a half-written adapter
+/// where the last one was.
 pub fn save_weights(model: &mut dyn LanguageModel, file: &Path) -> Result<()> {
     let params = parameters(model);
-    // MLX names what it writes *.safetensors, so the temporary name ends so too.
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = file.with_file_name(format!(".{stem}.partial.safetensors"));
     let named: Vec<(&str, &Array)> = params.iter().map(|(n, a)| (n.as_str(), a)).collect();
-    io::save_safetensors(&tmp, &named, &[])?;
-    std::fs::rename(&tmp, file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))
+    io::save_safetensors(file, &named, &[])
 }
 
 /// Writes `path` through a `.partial` file renamed over it, so a reader never sees half of it.

@@ -251,10 +251,8 @@ fn write_tensors(out: &Path, tensors: &BTreeMap<String, Array>) -> Result<Vec<St
     }
     let mut map = serde_json::Map::new();
     for (shard, name) in shards.iter().zip(&names) {
-        // MLX appends `.safetensors` to a path without it.
-        let tmp = out.join(format!(".{}.partial.safetensors", name.trim_end_matches(".safetensors")));
-        io::save_safetensors(&tmp, shard, &[("format", "mlx")])?;
-        std::fs::rename(&tmp, out.join(name)).map_err(|e| Error::Io(format!("{}: {e}", out.join(name).display())))?;
+        // Written to a temporary file renamed over `name` by `io::save_safetensors`.
+        io::save_safetensors(out.join(name), shard, &[("format", "mlx")])?;
         for (t, _) in shard {
             map.insert(t.to_string(), Json::String(name.clone()));
         }
