@@ -280,7 +280,7 @@ pub fn run(cfg: &SoakConfig) -> SoakReport {
     let start = Instant::now();
     let baseline = MlxMemory::now();
     let mut phases = Vec::new();
-    let mut phase = |name: &str, phases: &mut Vec<Phase>, verbose: bool| {
+    let phase = |name: &str, phases: &mut Vec<Phase>, verbose: bool| {
         let p = Phase { name: name.to_string(), memory: MlxMemory::now() };
         if verbose {
             println!("  {:<28} active {} bytes, RSS {:.1} MB", p.name, p.memory.active, rss_bytes() as f64 / 1e6);
