@@ -147,16 +147,28 @@ fn st_dtype(d: Dtype) -> Option<StDtype> {
 #[cfg(unix)]
 fn set_default_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    // SAFETY: umask only swaps the process's mask; it is put back at once. (POSIX has no
-    // way to read it without setting it.)
-    let mask = unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m
-    };
-    let mode = 0o666 & !(mask as u32);
+    let mask = current_umask();
+    let mode = 0o666 & !mask;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+/// The process's umask. Linux reports it in /proc/self/status; elsewhere POSIX has no way
+/// to read it without setting it, so it is swapped and put back at once (a file another
+/// thread creates in that instant gets 022).
+#[cfg(unix)]
+fn current_umask() -> u32 {
+    let reported = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("Umask:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+    });
+    reported.unwrap_or_else(|| {
+        // SAFETY: umask takes and returns plain integers.
+        unsafe {
+            let m = libc::umask(0o022);
+            libc::umask(m);
+            m as u32
+        }
+    })
 }
 
 #[cfg(not(unix))]
