@@ -46,14 +46,33 @@ func TestConcurrentModelsCancelsAndClose(t *testing.T) {
 			refs[f+"\x00"+p] = reference(t, f, p, maxTokens)
 		}
 	}
+	// Paths are looked up here: t.Fatal belongs to the test's goroutine.
+	paths := make([]string, len(concurrencyFixtures))
+	for i, f := range concurrencyFixtures {
+		paths[i] = fixture(t, f)
+	}
+	cycled := fixture(t, "llama-linear")
 	withinDeadline(t, 4*time.Minute, "the concurrent calls", func() {
+		// Loaded concurrently; errors are reported from this goroutine (t.Fatal may
+		// not be called from the loaders).
 		models := make([]*mlx.Model, len(concurrencyFixtures))
+		loadErrs := make([]error, len(concurrencyFixtures))
 		var wg sync.WaitGroup
-		for i, f := range concurrencyFixtures {
+		for i := range concurrencyFixtures {
 			wg.Add(1)
-			go func(i int, f string) { defer wg.Done(); models[i] = load(t, f) }(i, f)
+			go func(i int, path string) {
+				defer wg.Done()
+				models[i], loadErrs[i] = mlx.LoadModel(path)
+			}(i, paths[i])
 		}
 		wg.Wait()
+		for i, err := range loadErrs {
+			if err != nil {
+				t.Errorf("LoadModel(%s): %v", concurrencyFixtures[i], err)
+				return
+			}
+			defer models[i].Close()
+		}
 
 		errs := make(chan error, 256)
 		var cancelled, completed sync.Map
@@ -112,7 +131,7 @@ func TestConcurrentModelsCancelsAndClose(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 4; i++ {
-				m, err := mlx.LoadModel(fixture(t, "llama-linear"))
+				m, err := mlx.LoadModel(cycled)
 				if err != nil {
 					errs <- err
 					return
