@@ -21,9 +21,9 @@ pub const ACTIVE_SLACK_BYTES: usize = 4096;
 
 /// Bound on the resident-set growth over the last 80% of the run, in bytes per 1000 calls
 /// (the slope of a least-squares line through the RSS samples, so one late allocation
-/// burst does not decide it). Measured on the 2-core x86-64 machine: within ±0.3 MB per
-/// 1000 calls for 5000 calls (release) and 400 calls (debug); the glibc heap and MLX's
-/// buffer cache settle after the first few dozen calls, hence the first 20% is warm-up.
+/// burst does not decide it). Measured on the 2-core x86-64 machine (release, 2000
+/// calls): once past its one-off steps the resident set moved 0.07 MB per 1000 calls
+/// (calls 600 to 2000); the first 20% of the calls are warm-up.
 /// A leak of one 1 KiB array per call is 1 MB per 1000 calls, so 2 MB catches any leak
 /// of a call's activations, KV cache or logits (each several KiB to MiB on the fixtures).
 pub const RSS_SLOPE_BOUND_BYTES_PER_1000: f64 = 2.0e6;
