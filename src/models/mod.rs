@@ -200,6 +200,15 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     build(arch, weights)
 }
 
+/// The checks `load` makes on a folder's config.json before it reads any weight: the
+/// family is supported, its fields describe a valid architecture, and its quantization
+/// section is valid. (The fuzz target for config.json runs this.)
+pub fn check_config(cfg: &ConfigFile) -> Result<()> {
+    arch_of(cfg)?;
+    QuantConfig::from_config(cfg)?;
+    Ok(())
+}
+
 /// The architecture a config describes.
 fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
     let model_type = cfg

@@ -1,0 +1,9 @@
+//! Fuzz target: see fuzz/entries/capi_params.rs for what one input exercises.
+#![no_main]
+
+#[path = "../entries/mod.rs"]
+mod entries;
+
+// The fixtures a target reads are loaded before the first input, so that their loading
+// is not counted against that input's time limit.
+libfuzzer_sys::fuzz_target!(init: entries::capi_params::init(), |data: &[u8]| entries::capi_params::run(data));

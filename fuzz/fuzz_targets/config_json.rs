@@ -1,0 +1,9 @@
+//! Fuzz target: see fuzz/entries/config_json.rs for what one input exercises.
+#![no_main]
+
+#[path = "../entries/mod.rs"]
+mod entries;
+
+// The fixtures a target reads are loaded before the first input, so that their loading
+// is not counted against that input's time limit.
+libfuzzer_sys::fuzz_target!(init: entries::config_json::init(), |data: &[u8]| entries::config_json::run(data));

@@ -1,0 +1,9 @@
+//! Fuzz target: see fuzz/entries/safetensors_header.rs for what one input exercises.
+#![no_main]
+
+#[path = "../entries/mod.rs"]
+mod entries;
+
+// The fixtures a target reads are loaded before the first input, so that their loading
+// is not counted against that input's time limit.
+libfuzzer_sys::fuzz_target!(init: entries::safetensors_header::init(), |data: &[u8]| entries::safetensors_header::run(data));
