@@ -9,6 +9,8 @@
 #   Go      scripts/test_go.sh: go vet + go test -race
 #   Swift   scripts/test_swift.sh: swift build + swift test in the Debian-trixie chroot
 #           (needs root)
+#   Fuzz    scripts/fuzz.sh: the fuzz targets built, their seeds and regression inputs
+#           replayed, then fuzzed briefly (MLXRUN_FUZZ_SECONDS each, default 10)
 #
 # Ends with one line per suite and a last line "N passed, N failed" over all of them; the
 # exit status is non-zero when a test failed or a suite could not run. Each suite's whole
@@ -101,6 +103,19 @@ read -r sw_passed sw_failed < <(grep -E 'Executed [0-9]+ tests?, with [0-9]+ fai
     | sed -E 's/.*Executed ([0-9]+) tests?, with ([0-9]+) failures?.*/\1 \2/' | awk '{ print $1 - $2, $2 } END { if (NR == 0) print 0, 0 }')
 record Swift "$sw_passed" "$sw_failed" "$status" "$((SECONDS - t0)) s"
 
+# --- Fuzz: build the fuzz targets, replay their seeds and regression inputs, then a brief
+# run of each (scripts/fuzz.sh; the long runs are done by hand, see docs/reliability.md) ---
+t0=$SECONDS
+MLXRUN_FUZZ_NO_SETUP=1 bash scripts/fuzz.sh --replay 2>&1 | tee "$LOGS/fuzz.log"
+fuzz_status=${PIPESTATUS[0]}
+if [ "$fuzz_status" = 0 ]; then
+    MLXRUN_FUZZ_NO_SETUP=1 bash scripts/fuzz.sh --seconds "${MLXRUN_FUZZ_SECONDS:-10}" 2>&1 | tee -a "$LOGS/fuzz.log"
+    fuzz_status=${PIPESTATUS[0]}
+fi
+fuzz_passed=$(grep -c '^fuzz.sh: .* passed$' "$LOGS/fuzz.log")
+fuzz_failed=$(grep -c '^fuzz.sh: .* FAILED$' "$LOGS/fuzz.log")
+fuzz_secs=$((SECONDS - t0))
+
 wait "$memcheck_pid"
 mem_status=$?
 mem_secs=$((SECONDS - t_mem))
@@ -114,6 +129,7 @@ fi
 record C "$c_passed" "$c_failed" "$c_status" "(in Rust's time; C checks counted; memcheck $mem_secs s beside Go and Swift)"
 # Recorded last, listed second: Rust, C, Go, Swift.
 SUMMARY=("${SUMMARY[0]}" "${SUMMARY[3]}" "${SUMMARY[1]}" "${SUMMARY[2]}")
+record Fuzz "$fuzz_passed" "$fuzz_failed" "$fuzz_status" "$fuzz_secs s (build, replay, ${MLXRUN_FUZZ_SECONDS:-10} s per target)"
 
 echo
 echo "== test suites =="
