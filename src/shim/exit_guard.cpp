@@ -13,8 +13,8 @@
 // destructors can likewise free what a running task still uses.
 //
 // So the first WorkScope registers an exit handler that runs before those: it stops new
-// work from starting, waits for the shim calls already queueing or waiting on work, then
-// waits until every stream that was used has drained. When it returns, no BLAS call is in
+// work from starting on other threads, waits for the shim calls already queueing or
+// waiting on work, then waits until every stream that was used has drained. When it returns, no BLAS call is in
 // flight and OpenBLAS's shutdown joins idle workers. A thread that calls into MLX after
 // that is parked where it stands (before touching MLX, holding none of its locks): the
 // process is ending, and the exit system call ends that thread with the rest.
@@ -35,6 +35,11 @@ namespace shim_exit {
 namespace {
 
 std::atomic<bool> g_exiting{false};
+// Set on the thread that runs the exit handler: the handlers and destructors that run
+// after it on that thread (a global object freeing a model, say) may still use MLX, since
+// nothing else can run beside them.
+thread_local bool t_exit_thread = false;
+thread_local bool t_stream_known = false;
 // Shim calls between WorkScope's constructor and destructor.
 std::atomic<int> g_busy{0};
 std::once_flag g_registered;
@@ -68,6 +73,7 @@ void remember(const mx::Stream& s) {
 void quiesce_at_exit() {
   // A forked child inherits this handler but not MLX's threads: nothing there to wait for.
   if (getpid() != g_pid) return;
+  t_exit_thread = true;
   g_exiting.store(true);
   const auto deadline = std::chrono::steady_clock::now() + kBusyWaitLimit;
   while (g_busy.load() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -86,13 +92,11 @@ void quiesce_at_exit() {
   }
 }
 
-thread_local bool t_stream_known = false;
-
 }  // namespace
 
 WorkScope::WorkScope() {
   g_busy.fetch_add(1);
-  if (g_exiting.load()) {
+  if (g_exiting.load() && !t_exit_thread) {
     g_busy.fetch_sub(1);
     park();
   }

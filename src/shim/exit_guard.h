@@ -7,7 +7,8 @@ namespace shim_exit {
 
 // Held by every shim call that queues MLX work or waits for it (eval, async_eval, reading
 // an array, synchronize, save). Its first use registers the exit handler; once the process
-// has begun to exit, constructing one parks the calling thread for good.
+// has begun to exit, constructing one on any other thread than the exiting one parks that
+// thread for good.
 class WorkScope {
  public:
   WorkScope();
