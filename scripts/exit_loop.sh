@@ -7,7 +7,8 @@
 #   scripts/exit_loop.sh [N] [--profile debug|release] [--timeout S] [--model DIR] [--modes "busy free keep"]
 #
 #   N          runs (default 500)
-#   --modes    the program's modes, used in turn (default: busy free keep; see the C file)
+#   --modes    the program's modes, used in turn (default: busy free keep; atexit is the
+#              fourth, see the C file)
 #   --timeout  seconds one run may take before it counts as hung (default 60)
 #
 # OpenBLAS runs with 2 threads (OPENBLAS_NUM_THREADS=2 unless set): its exit race needs a

@@ -1,5 +1,5 @@
 /*
- * The whole life of a short-lived program that uses the library, ended in one of three
+ * The whole life of a short-lived program that uses the library, ended in one of four
  * ways; the process must then exit promptly. tests/clean_exit.rs and scripts/exit_loop.sh
  * run it many times in a row, each under a timeout, to catch a hang (or a crash) in the
  * exit handlers of the libraries it loads: OpenBLAS's, which joins its worker threads, and
@@ -13,6 +13,9 @@
  *      busy: generate on a second thread and return from main as soon as the first token
  *      arrives, while that thread is still generating (MAX_TOKENS defaults to 10000), as a
  *      program that exits without stopping its work does.
+ *      atexit: generate, return from main, and free the model in an exit handler that runs
+ *      after the library's own (registered before it), as a global object's destructor
+ *      would.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -58,37 +61,46 @@ static void *generate_thread(void *arg) {
     return NULL;
 }
 
+static job g_job;
+
+static void free_at_exit(void) {
+    mlxrun_model_free(g_job.model);
+    printf("freed at exit\n");
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 2 ? argv[2] : "free";
-    bool busy = strcmp(mode, "busy") == 0;
-    if (argc < 2 || (!busy && strcmp(mode, "free") != 0 && strcmp(mode, "keep") != 0)) {
-        fprintf(stderr, "usage: %s MODEL [free|keep|busy [MAX_TOKENS]]\n", argv[0]);
+    bool busy = strcmp(mode, "busy") == 0, at_exit = strcmp(mode, "atexit") == 0;
+    if (argc < 2 || (!busy && !at_exit && strcmp(mode, "free") != 0 && strcmp(mode, "keep") != 0)) {
+        fprintf(stderr, "usage: %s MODEL [free|keep|busy|atexit [MAX_TOKENS]]\n", argv[0]);
         return 2;
     }
-    /* Static: in busy mode the generating thread still uses it after main has returned. */
-    static job j;
-    j.max_tokens = argc > 3 ? (uint32_t)atoi(argv[3]) : busy ? 10000 : 8;
-    pthread_mutex_init(&j.lock, NULL);
-    pthread_cond_init(&j.first_token, NULL);
-    if (mlxrun_model_load(argv[1], NULL, &j.model) != MLXRUN_OK) {
+    /* Static: the generating thread or the exit handler still uses it after main returned. */
+    job *j = &g_job;
+    j->max_tokens = argc > 3 ? (uint32_t)atoi(argv[3]) : busy ? 10000 : 8;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->first_token, NULL);
+    if (at_exit) atexit(free_at_exit); /* before the library's first call registers its own */
+    if (mlxrun_model_load(argv[1], NULL, &j->model) != MLXRUN_OK) {
         fprintf(stderr, "load failed: %s\n", mlxrun_last_error());
         return 1;
     }
     if (busy) {
         pthread_t t;
-        if (pthread_create(&t, NULL, generate_thread, &j) != 0) return 1;
-        pthread_mutex_lock(&j.lock);
-        while (j.tokens == 0) pthread_cond_wait(&j.first_token, &j.lock);
-        pthread_mutex_unlock(&j.lock);
+        if (pthread_create(&t, NULL, generate_thread, j) != 0) return 1;
+        pthread_mutex_lock(&j->lock);
+        while (j->tokens == 0) pthread_cond_wait(&j->first_token, &j->lock);
+        pthread_mutex_unlock(&j->lock);
         printf("leaving while generating\n");
         fflush(stdout);
         return 0; /* the generating thread, the model and MLX's stream are all still busy */
     }
-    if (generate(&j) != 0) {
-        mlxrun_model_free(j.model);
+    if (generate(j) != 0) {
+        mlxrun_model_free(j->model);
         return 1;
     }
-    printf("%u tokens\n", j.tokens);
-    if (strcmp(mode, "free") == 0) mlxrun_model_free(j.model);
+    printf("%u tokens\n", j->tokens);
+    fflush(stdout);
+    if (strcmp(mode, "free") == 0) mlxrun_model_free(j->model);
     return 0;
 }
