@@ -4,11 +4,11 @@
 # fails when any run hangs at exit or does not exit with status 0. tests/clean_exit.rs runs
 # a CI-sized version of this inside `cargo test`; this is the long run:
 #
-#   scripts/exit_loop.sh [N] [--profile debug|release] [--timeout S] [--model DIR] [--modes "busy free keep"]
+#   scripts/exit_loop.sh [N] [--profile debug|release] [--timeout S] [--model DIR] [--modes "busy free keep atexit"]
 #
 #   N          runs (default 500)
-#   --modes    the program's modes, used in turn (default: busy free keep; atexit is the
-#              fourth, see the C file)
+#   --modes    the program's modes, used in turn (default: busy free keep atexit; see the
+#              C file)
 #   --timeout  seconds one run may take before it counts as hung (default 60)
 #
 # OpenBLAS runs with 2 threads (OPENBLAS_NUM_THREADS=2 unless set): its exit race needs a
@@ -16,7 +16,7 @@
 # killed. Ends with "N passed, N failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-N=500 PROFILE=debug TIMEOUT=60 MODEL="$ROOT/.deps/fixtures/qwen3" MODES="busy free keep"
+N=500 PROFILE=debug TIMEOUT=60 MODEL="$ROOT/.deps/fixtures/qwen3" MODES="busy free keep atexit"
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) PROFILE="$2"; shift 2 ;;
