@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=src/shim/shim.cpp");
     println!("cargo:rerun-if-changed=src/shim/shim.h");
+    println!("cargo:rerun-if-changed=src/shim/exit_guard.cpp");
+    println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
     for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -32,6 +34,7 @@ fn main() {
         .cpp(true)
         .std("c++20")
         .file("src/shim/shim.cpp")
+        .file("src/shim/exit_guard.cpp")
         .include("src/shim")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

@@ -4,8 +4,9 @@ use std::io::Write;
 fn main() {
     // Usage and runtime errors are printed there, as `mlxrun: ...`, with status 1.
     let code = mlxrun::cli::main(std::env::args_os());
-    // Flush what was written, then leave without the C exit handlers (see exit_now).
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    mlxrun::mlx::exit_now(code)
+    // An ordinary exit, with the C exit handlers: the library's own handler waits for MLX
+    // work still in flight before OpenBLAS joins its threads (src/shim/exit_guard.cpp).
+    std::process::exit(code)
 }

@@ -8,58 +8,21 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::c_programs::{run, Installed};
+
 const PROMPT: &str = "The capital of France is";
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Builds the shared and static libraries (`cargo test` builds only the rlib), installs
-/// them with the header, and compiles the C test.
-fn build_c_test(root: &Path, work: &Path) -> PathBuf {
-    run(Command::new(env!("CARGO")).current_dir(root).args(["build", "--lib", "--quiet"]), "cargo build --lib");
-    let prefix = work.join("prefix");
-    run(
-        Command::new("bash").arg(root.join("scripts/install.sh")).arg(&prefix).args(["--profile", "debug", "--no-build"]),
-        "install.sh",
-    );
-    let pc = prefix.join("lib/pkgconfig");
-    let flags = run(
-        Command::new("pkg-config").env("PKG_CONFIG_PATH", &pc).args(["--cflags", "--libs", "mlxrun"]),
-        "pkg-config",
-    );
-    let compile = |src: &str, exe: &Path| compile_c(root, &flags, src, exe, &[]);
+/// Installs the library and header under target/ and compiles the C test and examples.
+fn build_c_test(root: &Path, work: &Path) -> (Installed, PathBuf) {
+    let installed = Installed::new(root, work);
     // The examples must keep compiling cleanly too.
-    compile("examples/c/generate.c", &work.join("generate_example"));
-    compile("examples/c/chat.c", &work.join("chat_example"));
-    compile("examples/c/train.c", &work.join("train_example"));
-    compile("tests/c/bad_inputs_test.c", &work.join("bad_inputs_test"));
+    installed.compile("examples/c/generate.c", &work.join("generate_example"));
+    installed.compile("examples/c/chat.c", &work.join("chat_example"));
+    installed.compile("examples/c/train.c", &work.join("train_example"));
+    installed.compile("tests/c/bad_inputs_test.c", &work.join("bad_inputs_test"));
     let exe = work.join("capi_test");
-    compile("tests/c/capi_test.c", &exe);
-    exe
-}
-
-/// Compiles the C program `src` (relative to the repository) against the installed
-/// library (`flags`: pkg-config's) with warnings as errors, plus `extra` flags.
-fn compile_c(root: &Path, flags: &str, src: &str, exe: &Path, extra: &[&str]) -> String {
-    run(
-        Command::new("cc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-g"])
-            .args(extra)
-            .arg(root.join(src))
-            .args(flags.split_whitespace())
-            .args(["-lpthread", "-lm", "-o"])
-            .arg(exe),
-        &format!("compiling {src}"),
-    )
+    installed.compile("tests/c/capi_test.c", &exe);
+    (installed, exe)
 }
 
 /// A copy of the fixture whose weights are truncated.
@@ -78,6 +41,7 @@ fn corrupt_copy(src: &Path, dst: &Path) {
 /// The installed library, the compiled C programs, the fixture and its corrupt copy: made
 /// once for both tests of this file (which cargo runs side by side).
 struct Setup {
+    installed: Installed,
     root: PathBuf,
     work: PathBuf,
     exe: PathBuf,
@@ -91,17 +55,17 @@ fn setup() -> &'static Setup {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
         let work = root.join("target/c-api-test");
         std::fs::create_dir_all(&work).unwrap();
-        let exe = build_c_test(&root, &work);
+        let (installed, exe) = build_c_test(&root, &work);
         let fixture = common::deps_file("fixtures/qwen3");
         let corrupt = work.join("corrupt-model");
         corrupt_copy(&fixture, &corrupt);
-        Setup { root, work, exe, fixture, corrupt }
+        Setup { installed, root, work, exe, fixture, corrupt }
     })
 }
 
 #[test]
 fn c_programs_use_the_installed_library() {
-    let Setup { root, work, exe, fixture, corrupt } = setup();
+    let Setup { root, work, exe, fixture, corrupt, .. } = setup();
     let (root, work, exe, fixture, corrupt) = (root.as_path(), work.as_path(), exe.as_path(), fixture.as_path(), corrupt.as_path());
 
     let example = run(Command::new(work.join("generate_example")).arg(&fixture).arg(PROMPT).arg("8"), "the C example");
@@ -182,7 +146,16 @@ fn c_tests_pass_memcheck() {
             .output()
             .unwrap();
         let report = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(status.status.success(), "valgrind found problems ({}):\n{}", status.status, report);
+        // Exit status 1 is a failed check of the program (its own output says which),
+        // 99 an error valgrind found.
+        assert!(
+            status.status.success(),
+            "under valgrind ({}): the program's output:\n{}\n{}\nvalgrind's report:\n{}",
+            status.status,
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr),
+            report
+        );
         println!("{}", report.lines().filter(|l| l.contains("ERROR SUMMARY") || l.contains("definitely lost")).collect::<Vec<_>>().join("\n"));
     } else {
         println!("memcheck skipped: valgrind is not installed, or MLXRUN_SKIP_VALGRIND is set");
@@ -200,21 +173,17 @@ fn c_tests_pass_memcheck() {
 /// leaks instead).
 #[test]
 fn c_threads_share_and_cancel_models_also_under_asan() {
-    let Setup { root, work, .. } = setup();
-    let flags = run(
-        Command::new("pkg-config").env("PKG_CONFIG_PATH", work.join("prefix/lib/pkgconfig")).args(["--cflags", "--libs", "mlxrun"]),
-        "pkg-config",
-    );
+    let Setup { installed, work, .. } = setup();
     let models: Vec<PathBuf> = ["qwen3", "gemma3", "llama-linear"].iter().map(|f| common::deps_file(&format!("fixtures/{f}"))).collect();
     let plain = work.join("concurrency_test");
-    compile_c(root, &flags, "tests/c/concurrency_test.c", &plain, &[]);
+    installed.compile("tests/c/concurrency_test.c", &plain);
     let t = std::time::Instant::now();
     let out = run(Command::new(&plain).args(&models), "concurrency_test");
     println!("{}plain build: {:.1} s", out, t.elapsed().as_secs_f64());
     assert!(out.lines().any(|l| l.starts_with("PASSED")), "{out}");
 
     let asan = work.join("concurrency_test_asan");
-    compile_c(root, &flags, "tests/c/concurrency_test.c", &asan, &["-fsanitize=address", "-fno-omit-frame-pointer"]);
+    installed.compile_with("tests/c/concurrency_test.c", &asan, &["-fsanitize=address", "-fno-omit-frame-pointer"]);
     let t = std::time::Instant::now();
     let out = run(Command::new(&asan).args(&models).env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:halt_on_error=1"), "concurrency_test under ASan");
     println!("{}AddressSanitizer build: {:.1} s", out, t.elapsed().as_secs_f64());

@@ -25,19 +25,3 @@ pub use transforms::{async_eval, eval, value_and_grad, with_compiled, Compiled};
 pub fn version() -> String {
     unsafe { std::ffi::CStr::from_ptr(ffi::shim_mlx_version()) }.to_string_lossy().into_owned()
 }
-
-/// Ends the process at once with `code`, without running C and C++ exit handlers.
-///
-/// Why: Debian's OpenBLAS 0.3.21 (pthreads build), which the Linux CPU build links, can
-/// deadlock in its exit handler — it joins a worker thread that missed the shutdown
-/// wake-up while still spinning after the last BLAS call, which is exactly the state of a
-/// program that exits right after generating. The command-line program flushes its
-/// output and leaves through here. (The serial build has no such race, but changes
-/// float32 results relative to the references, which are recorded with this build.)
-pub fn exit_now(code: i32) -> ! {
-    extern "C" {
-        fn _exit(code: i32) -> !;
-    }
-    // SAFETY: _exit takes no pointers and never returns.
-    unsafe { _exit(code) }
-}

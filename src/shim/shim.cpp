@@ -3,6 +3,7 @@
 // exception escaping an extern "C" function aborts the host process). See shim.h for the
 // conventions.
 #include "shim.h"
+#include "exit_guard.h"
 
 #include <algorithm>
 #include <atomic>
@@ -202,6 +203,7 @@ size_t shim_array_nbytes(const shim_array* a) { return a ? A(a).nbytes() : 0; }
 
 int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len) {
   SHIM_TRY({
+    shim_exit::WorkScope work;
     // Wait for this array alone. Only when its layout needs it is a contiguous copy
     // made: that copy is a new op, queued behind whatever was queued after the array (in
     // the decode loop, the whole next step), so reading a token through it would wait
@@ -257,9 +259,14 @@ int shim_vec_push(shim_vec* v, const shim_array* a) { SHIM_TRY(V(v).push_back(A(
 
 // ---- evaluation ---------------------------------------------------------------------------
 
-int shim_eval(const shim_array* const* arrs, size_t n) { SHIM_TRY(mx::eval(to_arrays(arrs, n))) }
+// Every call that queues MLX work or waits for it holds a WorkScope, so that a process
+// exiting meanwhile waits for that work instead of tearing OpenBLAS down under it (see
+// exit_guard.cpp).
+int shim_eval(const shim_array* const* arrs, size_t n) {
+  SHIM_TRY(shim_exit::WorkScope work; mx::eval(to_arrays(arrs, n)))
+}
 int shim_async_eval(const shim_array* const* arrs, size_t n) {
-  SHIM_TRY(mx::async_eval(to_arrays(arrs, n)))
+  SHIM_TRY(shim_exit::WorkScope work; mx::async_eval(to_arrays(arrs, n)))
 }
 
 // ---- element-wise, matrix, reductions -------------------------------------------------------
@@ -624,13 +631,18 @@ int shim_default_stream(int type, int* stream_index) {
   SHIM_TRY(*stream_index = mx::default_stream(to_device(type)).index)
 }
 int shim_new_stream(int type, int* stream_index) {
-  SHIM_TRY(*stream_index = mx::new_stream(to_device(type)).index)
+  SHIM_TRY({
+    auto s = mx::new_stream(to_device(type));
+    shim_exit::track_stream(s);
+    *stream_index = s.index;
+  })
 }
 int shim_set_default_stream(int type, int stream_index) {
   SHIM_TRY(mx::set_default_stream(mx::Stream(stream_index, to_device(type))))
 }
 int shim_synchronize(int type, int stream_index) {
   SHIM_TRY({
+    shim_exit::WorkScope work;
     if (stream_index < 0)
       mx::synchronize(mx::default_stream(to_device(type)));
     else

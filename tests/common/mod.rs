@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 pub mod bad_model;
+pub mod c_programs;
 pub mod gguf_writer;
 pub mod reference;
 

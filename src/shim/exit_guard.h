@@ -1,0 +1,23 @@
+// Lets the process exit while MLX work is in flight: see exit_guard.cpp.
+#pragma once
+
+#include "mlx/mlx.h"
+
+namespace shim_exit {
+
+// Held by every shim call that queues MLX work or waits for it (eval, async_eval, reading
+// an array, synchronize, save). Its first use registers the exit handler; once the process
+// has begun to exit, constructing one on any other thread than the exiting one parks that
+// thread for good.
+class WorkScope {
+ public:
+  WorkScope();
+  ~WorkScope();
+  WorkScope(const WorkScope&) = delete;
+  WorkScope& operator=(const WorkScope&) = delete;
+};
+
+// A stream the exit handler must also wait for (one made by shim_new_stream).
+void track_stream(const mlx::core::Stream& s);
+
+}  // namespace shim_exit

@@ -1,0 +1,86 @@
+//! A program that uses the library exits promptly, run after run: tests/c/exit_after_generate.c,
+//! compiled against the installed library, loads the qwen3 fixture, generates and leaves
+//! again and again, each run under a timeout, with two OpenBLAS threads (OpenBLAS's exit
+//! handler joins its worker threads; with work still in flight it used to wait forever in
+//! about one exit in twelve, see src/shim/exit_guard.cpp). `scripts/exit_loop.sh 500` is the
+//! long version of the same loop.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::c_programs::Installed;
+
+/// Far above a run's few seconds on a busy two-core machine; a hung exit never ends.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn program() -> &'static PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let work = root.join("target/clean-exit-test");
+        std::fs::create_dir_all(&work).unwrap();
+        let exe = work.join("exit_after_generate");
+        Installed::new(root, &work).compile("tests/c/exit_after_generate.c", &exe);
+        exe
+    })
+}
+
+/// Runs the program in `mode` once; panics naming the run when it hangs, fails or prints
+/// something else than `expect`.
+fn run_once(run: usize, mode: &str, expect: &str) {
+    let fixture = common::deps_file("fixtures/qwen3");
+    let mut child = Command::new(program())
+        .arg(&fixture)
+        .arg(mode)
+        // The race needs an OpenBLAS worker thread; scripts/test.sh sets one thread for
+        // bit-exact references, so the count is set here.
+        .env("OPENBLAS_NUM_THREADS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting exit_after_generate");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run {run} ({mode}) had not exited after {RUN_TIMEOUT:?}: a hang at exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success() && stdout.contains(expect),
+        "run {run} ({mode}) exited with {status}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Load, generate, return from main: 10 runs, freeing the model first, never, or in an
+/// exit handler that runs after the library's own.
+#[test]
+fn returning_from_main_after_generating_exits() {
+    for run in 0..10 {
+        match run % 3 {
+            0 => run_once(run, "free", "8 tokens"),
+            1 => run_once(run, "keep", "8 tokens"),
+            _ => run_once(run, "atexit", "freed at exit"),
+        }
+    }
+}
+
+/// Return from main while a second thread is still generating, so that MLX's stream
+/// thread is inside OpenBLAS when the exit handlers start: 40 runs. Before the exit guard
+/// this hung in 5 of 60 runs and crashed in 2.
+#[test]
+fn exiting_while_another_thread_generates_exits() {
+    for run in 0..40 {
+        run_once(run, "busy", "leaving while generating");
+    }
+}
