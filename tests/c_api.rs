@@ -8,51 +8,19 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::c_programs::{run, Installed};
+
 const PROMPT: &str = "The capital of France is";
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Builds the shared and static libraries (`cargo test` builds only the rlib), installs
-/// them with the header, and compiles the C test.
+/// Installs the library and header under target/ and compiles the C test and examples.
 fn build_c_test(root: &Path, work: &Path) -> PathBuf {
-    run(Command::new(env!("CARGO")).current_dir(root).args(["build", "--lib", "--quiet"]), "cargo build --lib");
-    let prefix = work.join("prefix");
-    run(
-        Command::new("bash").arg(root.join("scripts/install.sh")).arg(&prefix).args(["--profile", "debug", "--no-build"]),
-        "install.sh",
-    );
-    let pc = prefix.join("lib/pkgconfig");
-    let flags = run(
-        Command::new("pkg-config").env("PKG_CONFIG_PATH", &pc).args(["--cflags", "--libs", "mlxrun"]),
-        "pkg-config",
-    );
-    let compile = |src: &str, exe: &Path| {
-        run(
-            Command::new("cc")
-                .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L", "-g"])
-                .arg(root.join(src))
-                .args(flags.split_whitespace())
-                .args(["-lpthread", "-lm", "-o"])
-                .arg(exe),
-            &format!("compiling {src}"),
-        )
-    };
+    let installed = Installed::new(root, work);
     // The examples must keep compiling cleanly too.
-    compile("examples/c/generate.c", &work.join("generate_example"));
-    compile("examples/c/chat.c", &work.join("chat_example"));
-    compile("examples/c/train.c", &work.join("train_example"));
+    installed.compile("examples/c/generate.c", &work.join("generate_example"));
+    installed.compile("examples/c/chat.c", &work.join("chat_example"));
+    installed.compile("examples/c/train.c", &work.join("train_example"));
     let exe = work.join("capi_test");
-    compile("tests/c/capi_test.c", &exe);
+    installed.compile("tests/c/capi_test.c", &exe);
     exe
 }
 

@@ -1,5 +1,5 @@
-//! Building C programs against the installed library (tests/clean_exit.rs; the same steps
-//! as tests/c_api.rs's setup).
+//! Building C programs against the installed library: what tests/c_api.rs and
+//! tests/clean_exit.rs share.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
