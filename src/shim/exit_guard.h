@@ -6,7 +6,7 @@
 namespace shim_exit {
 
 // Held by every shim call that queues MLX work or waits for it (eval, async_eval, reading
-// an array, synchronize, save). Its first use registers the exit handler; once the process
+// an array, synchronize). Its first use registers the exit handler; once the process
 // has begun to exit, constructing one on any other thread than the exiting one parks that
 // thread for good.
 class WorkScope {
