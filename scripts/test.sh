@@ -67,15 +67,16 @@ rust_status=$status
 [ "$rust_failed" = 0 ] && [ "$c_failed" != 0 ] && rust_status=0
 record Rust "$rust_passed" "$rust_failed" "$rust_status" "$secs s (build and both suites)"
 # The C suite's own status: its failures, or no result at all when cargo test stopped early.
-# Its passes are the checks tests/c/capi_test.c counted ("PASSED <n>", kept by
+# Its passes are the checks tests/c/capi_test.c and tests/c/bad_inputs_test.c counted ("PASSED <n>", kept by
 # tests/c_api.rs), beside the test functions of tests/c_api.rs.
 c_status=0
 grep -q '^ *Running tests/c_api.rs' "$LOGS/cargo-test.log" || c_status=$status
-C_OUT="$ROOT/target/c-api-test/capi_test.out"
-if [ "$c_failed" = 0 ] && [ -f "$C_OUT" ] && [ "$C_OUT" -nt "$LOGS/build.log" ]; then
-    c_checks="$(sed -n 's/^PASSED \([0-9][0-9]*\).*/\1/p' "$C_OUT" | tail -n 1)"
-    [ -z "$c_checks" ] || c_passed=$((c_passed + c_checks))
-fi
+for C_OUT in "$ROOT/target/c-api-test/capi_test.out" "$ROOT/target/c-api-test/bad_inputs_test.out"; do
+    if [ "$c_failed" = 0 ] && [ -f "$C_OUT" ] && [ "$C_OUT" -nt "$LOGS/build.log" ]; then
+        c_checks="$(sed -n 's/^PASSED \([0-9][0-9]*\).*/\1/p' "$C_OUT" | tail -n 1)"
+        [ -z "$c_checks" ] || c_passed=$((c_passed + c_checks))
+    fi
+done
 
 # --- C under valgrind, in the background while Go and Swift run -------------------------------
 t_mem=$SECONDS
