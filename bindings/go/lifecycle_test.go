@@ -164,15 +164,7 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 		t.Fatal("Info changed after Close")
 	}
 	// The model's sessions were closed with it.
-	if ids, _ := collect(s.Send(bg, mlx.Message{Role: "user", Content: "hi"})); len(ids) != 0 || !errors.Is(s.Err(), mlx.ErrClosed) {
-		t.Fatalf("Send after the model's Close: %v, %v", ids, s.Err())
-	}
-	if err := s.Add(mlx.Message{Role: "user", Content: "hi"}); !errors.Is(err, mlx.ErrClosed) {
-		t.Fatalf("Add: %v", err)
-	}
-	if err := s.Reset(); !errors.Is(err, mlx.ErrClosed) {
-		t.Fatalf("Reset: %v", err)
-	}
+	expectSessionClosed(t, s, "after the model's Close")
 	if s.Len() != 0 || s.Close() != nil || s.Close() != nil {
 		t.Fatal("Len or Close on a closed session")
 	}
@@ -180,6 +172,21 @@ func TestCloseTwiceAndUseAfterClose(t *testing.T) {
 
 // Close while generations run and wait: the running one stops before its next token,
 // waiting ones are refused, Close returns once C is done, and nothing is used after free.
+// expectSessionClosed checks that a closed session's Send, Add and Reset return ErrClosed
+// (Send as an empty sequence with Err() = ErrClosed); when says how it was closed.
+func expectSessionClosed(t *testing.T, s *mlx.Session, when string) {
+	t.Helper()
+	if ids, _ := collect(s.Send(bg, mlx.Message{Role: "user", Content: "hi"})); len(ids) != 0 || !errors.Is(s.Err(), mlx.ErrClosed) {
+		t.Fatalf("Send %s: %v, %v", when, ids, s.Err())
+	}
+	if err := s.Add(mlx.Message{Role: "user", Content: "hi"}); !errors.Is(err, mlx.ErrClosed) {
+		t.Fatalf("Add %s: %v", when, err)
+	}
+	if err := s.Reset(); !errors.Is(err, mlx.ErrClosed) {
+		t.Fatalf("Reset %s: %v", when, err)
+	}
+}
+
 func TestCloseWhileGenerating(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		m, err := mlx.LoadModel(fixture(t, "qwen3"))

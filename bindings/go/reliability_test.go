@@ -24,15 +24,7 @@ func TestEveryCallAfterCloseReturnsErrClosed(t *testing.T) {
 	if err := s.Close(); err != nil || s.Close() != nil {
 		t.Fatalf("session Close twice: %v", err)
 	}
-	if ids, _ := collect(s.Send(bg, mlx.Message{Role: "user", Content: "hi"})); len(ids) != 0 || !errors.Is(s.Err(), mlx.ErrClosed) {
-		t.Fatalf("Send on a closed session: %v, %v", ids, s.Err())
-	}
-	if err := s.Add(mlx.Message{Role: "user", Content: "hi"}); !errors.Is(err, mlx.ErrClosed) {
-		t.Fatalf("Add on a closed session: %v", err)
-	}
-	if err := s.Reset(); !errors.Is(err, mlx.ErrClosed) {
-		t.Fatalf("Reset on a closed session: %v", err)
-	}
+	expectSessionClosed(t, s, "after its own Close")
 	// The model is untouched by its session's close.
 	if _, err := m.Tokenize("still works", true); err != nil {
 		t.Fatalf("the model after its session's Close: %v", err)

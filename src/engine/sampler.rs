@@ -181,9 +181,7 @@ impl SampleOut {
             })
             .collect())
     }
-}
 
-impl SampleOut {
     /// Fails when a row's logits held a NaN; evaluates the flag if it is not yet.
     pub fn check_nan(&self) -> Result<()> {
         self.check_nan_rows(|r| r)

@@ -68,12 +68,6 @@ pub fn wired_limit() -> usize {
     unsafe { ffi::shim_get_wired_limit() }
 }
 
-/// Bytes MLX may still allocate under its memory limit: the limit less what live arrays
-/// hold (after clearing the cache, whose buffers MLX would reuse or release anyway).
-pub fn available() -> usize {
-    memory_limit().saturating_sub(active_memory())
-}
-
 /// Fails when `need` bytes for `what` exceed what the memory limit leaves free, with an
 /// error naming the need, the limit and what is in use, so that a caller learns which
 /// limit to raise. MLX's CPU allocator does not enforce the limit at all (it counts bytes
