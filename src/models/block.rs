@@ -22,6 +22,14 @@ pub trait Block: Clone + Send + 'static {
     }
 }
 
+/// Stacks the layer's q/k/v and gate/up projections for single-position steps where that
+/// pays (a GPU; see `nn::stacked`).
+pub fn stack_projections<B: Block>(block: &mut B) -> Result<()> {
+    let (attn, mlp) = block.parts_mut();
+    attn.stack_projections()?;
+    mlp.stack_projections()
+}
+
 /// Runs `block` on `h`; with `checkpoint`, as a checkpointed function of `h` and the
 /// block's adapter weights (the only arrays training differentiates), so that gradients
 /// still reach them. Checkpointing is for training's whole-sequence passes: `cache` must be

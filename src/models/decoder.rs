@@ -112,6 +112,7 @@ impl Decoder {
                 q_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.q_norm"), s.head_dim, s.norm_eps)?) } else { None },
                 k_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.k_norm"), s.head_dim, s.norm_eps)?) } else { None },
                 rope: Rope::from_config(s.head_dim, s.rope_base, s.rope_traditional, s.rope_scaling.as_ref())?,
+                qkv: None,
             };
             let m = format!("{p}.mlp");
             layers.push(Layer {
@@ -123,8 +124,12 @@ impl Decoder {
                     up: w.linear(&format!("{m}.up_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
                     down: w.linear(&format!("{m}.down_proj"), s.hidden, s.intermediate, s.mlp_bias)?,
                     activation: Activation::Silu,
+                    gate_up: None,
                 },
             });
+            if w.stack_projections {
+                block::stack_projections(layers.last_mut().expect("a layer was just pushed"))?;
+            }
         }
         let norm_out = w.rms_norm("model.norm", s.hidden, s.norm_eps)?;
         let lm_head = if s.tie_embeddings {

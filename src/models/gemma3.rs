@@ -270,6 +270,7 @@ impl Gemma3 {
                 q_norm: Some(norm(w, &format!("{a}.q_norm"), s.head_dim, eps)?),
                 k_norm: Some(norm(w, &format!("{a}.k_norm"), s.head_dim, eps)?),
                 rope,
+                qkv: None,
             };
             let m = format!("{p}.mlp");
             layers.push(Layer {
@@ -282,10 +283,14 @@ impl Gemma3 {
                     up: w.linear(&format!("{m}.up_proj"), s.intermediate, s.hidden, false)?,
                     down: w.linear(&format!("{m}.down_proj"), s.hidden, s.intermediate, false)?,
                     activation: Activation::GeluTanh,
+                    gate_up: None,
                 },
                 post_ff_norm: norm(w, &format!("{p}.post_feedforward_layernorm"), s.hidden, eps)?,
                 sliding,
             });
+            if w.stack_projections {
+                block::stack_projections(layers.last_mut().expect("a layer was just pushed"))?;
+            }
         }
         let norm_out = norm(w, &format!("{root}model.norm"), s.hidden, eps)?;
         // As mlx-lm decides it: tied exactly when the checkpoint has no head of its own.

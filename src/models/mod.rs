@@ -61,6 +61,10 @@ pub struct LoadOptions {
     /// An adapter folder in mlx-lm's layout (`adapters.safetensors` +
     /// `adapter_config.json`) to put on the model once it is loaded.
     pub adapter_path: Option<std::path::PathBuf>,
+    /// Stack each layer's q/k/v and gate/up matrices, so that a single-position step
+    /// multiplies its input once per group (see `nn::stacked`). `None`: on a GPU, where at
+    /// decode sizes a product's launch costs more than its arithmetic; not on the CPU.
+    pub stack_projections: Option<bool>,
 }
 
 impl LoadOptions {
@@ -181,6 +185,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
         keep: keep_quantized(opts)?,
         source_dtype: conversion_dtype(&cfg),
     };
+    weights.stack_projections = stack_projections(opts)?;
     crate::mlx::memory::check_fits(&format!("loading the weights of {}", path.display()), weights.estimated_bytes())?;
     build(arch, weights)
 }
@@ -197,6 +202,7 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     crate::mlx::memory::check_fits(&format!("loading the weights of {}", file.path.display()), gguf::estimated_bytes(file, dtype, keep))?;
     let mut weights = gguf::weights(file, &g, Some(dtype), keep)?;
     weights.quant.quantize = opts.quantize;
+    weights.stack_projections = stack_projections(opts)?;
     build(arch, weights)
 }
 
@@ -239,6 +245,14 @@ fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
 pub fn keep_quantized(opts: &LoadOptions) -> Result<bool> {
     match opts.keep_quantized {
         Some(k) => Ok(k),
+        None => Ok(Device::default_device()? != Device::cpu()),
+    }
+}
+
+/// Whether each layer's projections are stacked: as asked, else on GPUs only.
+pub fn stack_projections(opts: &LoadOptions) -> Result<bool> {
+    match opts.stack_projections {
+        Some(s) => Ok(s),
         None => Ok(Device::default_device()? != Device::cpu()),
     }
 }

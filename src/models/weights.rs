@@ -28,6 +28,8 @@ pub struct Weights {
     pub quant: QuantLoad,
     /// What the matrices taken so far hold (for `ModelInfo`).
     pub(super) quant_summary: QuantSummary,
+    /// Stack each layer's projections once they are built (`LoadOptions::stack_projections`).
+    pub stack_projections: bool,
 }
 
 /// The safetensors files of a model folder: those an index names, else every
@@ -106,6 +108,7 @@ impl Weights {
             taken: BTreeSet::new(),
             dtype,
             quant: QuantLoad::default(),
+            stack_projections: false,
             quant_summary: QuantSummary::default(),
         }
     }

@@ -2,6 +2,7 @@
 //! biases, rotary positions and a KV cache — the attention of Llama, Qwen2, Qwen3 and
 //! Gemma 3 — and the causal masks it uses.
 use super::quantized_kv_cache::{quantized_sdpa, Fetched};
+use super::stacked::Stacked;
 use super::{KvCache, Linear, RmsNorm, Rope};
 use crate::mlx::fast::{self, AttentionMask};
 use crate::mlx::{Array, Dtype};
@@ -27,6 +28,9 @@ pub struct Attention {
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
     pub rope: Rope,
+    /// q, k and v stacked for single-position steps on a GPU (see `stacked`); dropped
+    /// whenever the projections are handed out for changes (`linears_mut`).
+    pub qkv: Option<Stacked>,
 }
 
 /// How a forward pass masks attention; `Causal` also covers a chunk that follows cached
@@ -58,18 +62,42 @@ impl Attention {
     pub fn forward(&self, x: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
         let shape = x.shape();
         let (b, l) = (shape[0], shape[1]);
-        let heads = |proj: &Linear, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
-            let h = proj.forward(x)?.reshape(&[b, l, n, -1])?;
+        // `[b, l, n·d]` → `[b, n, l, d]`. For one position the two layouts hold the same bytes
+        // in the same order, so a reshape alone does it: one graph node instead of two, and
+        // at decode sizes each node's bookkeeping costs more than its arithmetic.
+        let one = l == 1;
+        let heads = |h: Array, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
+            let h = if one { h.reshape(&[b, n, 1, -1])? } else { h.reshape(&[b, l, n, -1])? };
             let h = match norm {
                 Some(nrm) => nrm.forward(&h)?,
                 None => h,
             };
-            h.transpose(&[0, 2, 1, 3])
+            if one {
+                Ok(h)
+            } else {
+                h.transpose(&[0, 2, 1, 3])
+            }
+        };
+        // And back: `[b, n, l, d]` → `[b, l, n·d]`.
+        let merge = |o: Array| -> Result<Array> {
+            if one {
+                o.reshape(&[b, 1, -1])
+            } else {
+                o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])
+            }
         };
         let c = &self.cfg;
-        let q = heads(&self.q_proj, c.n_heads, self.q_norm.as_ref())?;
-        let k = heads(&self.k_proj, c.n_kv_heads, self.k_norm.as_ref())?;
-        let v = heads(&self.v_proj, c.n_kv_heads, None)?;
+        let (q, k, v) = match &self.qkv {
+            Some(s) if s.serves(x) => {
+                let [q, k, v]: [Array; 3] =
+                    s.forward(x)?.try_into().map_err(|_| crate::Error::Mlx("the stacked q/k/v split into other than 3".into()))?;
+                (q, k, v)
+            }
+            _ => (self.q_proj.forward(x)?, self.k_proj.forward(x)?, self.v_proj.forward(x)?),
+        };
+        let q = heads(q, c.n_heads, self.q_norm.as_ref())?;
+        let k = heads(k, c.n_kv_heads, self.k_norm.as_ref())?;
+        let v = heads(v, c.n_kv_heads, None)?;
         // A batch cache gives one offset per row (rows are left-padded differently).
         let offset = cache.rope_offset();
         let q = self.rope.forward(&q, offset)?;
@@ -81,7 +109,7 @@ impl Attention {
             KvCache::Quantized(qc) => match qc.update_and_fetch(&k, &v)? {
                 Fetched::Packed(k, v) => {
                     let o = quantized_sdpa(&q, &k, &v, c.scale, mask, qc.params)?;
-                    return self.o_proj.forward(&o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?);
+                    return self.o_proj.forward(&merge(o)?);
                 }
                 Fetched::Dense(k, v) => (k, v),
             },
@@ -93,13 +121,21 @@ impl Attention {
             Mask::Array(a) => AttentionMask::Array(a),
         };
         let o = fast::scaled_dot_product_attention(&q, &k, &v, c.scale, m, None)?;
-        self.o_proj.forward(&o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?)
+        self.o_proj.forward(&merge(o)?)
     }
 }
 
 impl Attention {
-    /// The projections by the names mlx-lm gives them inside a decoder layer.
+    /// Stacks q, k and v for single-position steps where that pays (see `stacked`).
+    pub fn stack_projections(&mut self) -> Result<()> {
+        self.qkv = Stacked::new(&mut [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj])?;
+        Ok(())
+    }
+
+    /// The projections by the names mlx-lm gives them inside a decoder layer. Whoever takes
+    /// them may change them (adapters, fusing), so the stacked copy is dropped.
     pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 4] {
+        self.qkv = None;
         [
             ("self_attn.q_proj", &mut self.q_proj),
             ("self_attn.k_proj", &mut self.k_proj),

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 /// Columns allocated at a time.
 const STEP: i32 = 256;
 
+#[derive(Clone)]
 pub struct BatchKvCache {
     keys: Option<Array>,
     values: Option<Array>,

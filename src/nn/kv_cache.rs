@@ -24,6 +24,9 @@ use crate::Result;
 /// Positions allocated at a time.
 const STEP: i32 = 256;
 
+/// `Clone` is cheap and safe: it copies array handles, and since MLX arrays are immutable
+/// (a write makes a new array) the copy and the original never see each other's writes.
+#[derive(Clone)]
 pub enum KvCache {
     /// No cache: each call attends over its own keys only and keeps nothing (training's
     /// whole-sequence passes, as mlx-lm's models run without a cache). Writing the keys
@@ -228,7 +231,7 @@ fn zeros_like_with_len(like: &Array, len: i32) -> Result<Array> {
 }
 
 /// A cache's key and value buffers, `[batch, kv_heads, positions, head_dim]` each.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Buffers {
     keys: Option<Array>,
     values: Option<Array>,
@@ -251,7 +254,7 @@ impl Buffers {
 }
 
 /// Every position, grown in `STEP` blocks (mlx-lm's `KVCache`).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct FullKvCache {
     buf: Buffers,
     offset: i32,
@@ -315,6 +318,7 @@ fn prefix(k: &Array, v: &Array, len: i32) -> Result<(Array, Array)> {
 /// still sees a full window (the buffer briefly holds up to `max_size - 1 + n`). A
 /// single-token update writes into a ring buffer of exactly `max_size` positions, at `idx`,
 /// wrapping back to `keep`; attention then reads the ring in buffer order, unmasked.
+#[derive(Clone)]
 pub struct RotatingKvCache {
     buf: Buffers,
     offset: i32,

@@ -13,6 +13,7 @@ pub mod norm;
 pub mod quantized;
 pub mod quantized_kv_cache;
 pub mod rope;
+pub mod stacked;
 
 pub use attention::{causal_mask, Attention, AttentionConfig, Mask};
 pub use batch_kv_cache::BatchKvCache;

@@ -74,6 +74,7 @@ pub fn quantize_caches(caches: &mut [KvCache], q: KvQuantization) -> Result<()> 
 /// Packed `[batch, kv_heads, positions, head_dim]`: words, scales, biases.
 type Packed = [Array; 3];
 
+#[derive(Clone)]
 pub struct QuantizedKvCache {
     pub params: KvQuantization,
     /// The full cache used until `params.start` positions are held.

@@ -1,0 +1,146 @@
+//! Projections of one input stacked into one matrix, for decoding on a GPU.
+//!
+//! A decode step multiplies one row by each layer's q, k and v matrices and by its gate and
+//! up matrices: five matrix-vector products, each a kernel launch that costs more than its
+//! arithmetic at that size. Stacked row-wise they are two. Each part's own weights become
+//! a view of its rows of the stacked matrix, so nothing is held twice, and the parts still
+//! serve multi-row passes (prefill), which thus compute exactly what mlx-lm computes. A
+//! one-row product through the stack computes the same dot products over the same columns.
+//!
+//! Models stack their projections on a GPU (`LoadOptions::stack_projections`): on the CPU
+//! a product has no launch cost to save.
+use super::quantized::Weight;
+use super::Linear;
+use crate::mlx::quant::Quantized;
+use crate::mlx::{concatenate, eval, Array};
+use crate::Result;
+
+#[derive(Clone)]
+pub struct Stacked {
+    linear: Linear,
+    /// Output columns of each part, in order.
+    sizes: Vec<i32>,
+}
+
+impl Stacked {
+    /// Stacks `parts` when they can be (no adapters; all dense in one dtype, or all packed
+    /// alike; biases on all or none) and points each part at its rows of the stack.
+    /// `None` leaves the parts as they were.
+    pub fn new(parts: &mut [&mut Linear]) -> Result<Option<Stacked>> {
+        if parts.len() < 2 || parts.iter().any(|p| p.lora.is_some()) {
+            return Ok(None);
+        }
+        let bias = match parts.iter().filter(|p| p.bias.is_some()).count() {
+            0 => None,
+            n if n == parts.len() => Some(concatenate(
+                &parts
+                    .iter()
+                    .filter_map(|p| p.bias.as_ref())
+                    .collect::<Vec<_>>(),
+                0,
+            )?),
+            _ => return Ok(None),
+        };
+        let weight = match &parts[0].weight {
+            Weight::Dense(w0) => {
+                let ws: Option<Vec<&Array>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::Dense(w)
+                            if w.dtype() == w0.dtype() && w.shape()[1] == w0.shape()[1] =>
+                        {
+                            Some(w)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let Some(ws) = ws else { return Ok(None) };
+                Weight::Dense(concatenate(&ws, 0)?)
+            }
+            Weight::Quantized { q: q0, dtype } => {
+                let qs: Option<Vec<&Quantized>> = parts
+                    .iter()
+                    .map(|p| match &p.weight {
+                        Weight::Quantized { q, dtype: d }
+                            if d == dtype
+                                && q.params() == q0.params()
+                                && q.weight.shape()[1] == q0.weight.shape()[1]
+                                && q.biases.is_some() == q0.biases.is_some() =>
+                        {
+                            Some(q)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let Some(qs) = qs else { return Ok(None) };
+                let cat = |f: fn(&Quantized) -> Option<&Array>| -> Result<Option<Array>> {
+                    let arrays: Option<Vec<&Array>> = qs.iter().map(|q| f(q)).collect();
+                    arrays.map(|a| concatenate(&a, 0)).transpose()
+                };
+                let stacked = Quantized {
+                    weight: cat(|q| Some(&q.weight))?.expect("every part has packed weights"),
+                    scales: cat(|q| Some(&q.scales))?.expect("every part has scales"),
+                    biases: cat(|q| q.biases.as_ref())?,
+                    ..q0.clone()
+                };
+                Weight::Quantized {
+                    q: stacked,
+                    dtype: *dtype,
+                }
+            }
+        };
+        let sizes: Vec<i32> = parts.iter().map(|p| p.dims().1).collect();
+        let linear = Linear {
+            weight,
+            bias,
+            lora: None,
+        };
+        // Made now, so that the parts' old arrays can go.
+        let mut arrays = match &linear.weight {
+            Weight::Dense(w) => vec![w],
+            Weight::Quantized { q, .. } => [Some(&q.weight), Some(&q.scales), q.biases.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        arrays.extend(linear.bias.as_ref());
+        eval(&arrays)?;
+        let mut start = 0;
+        for (part, &n) in parts.iter_mut().zip(&sizes) {
+            let rows = |a: &Array| a.slice_axis(0, start, start + n);
+            part.weight = match &linear.weight {
+                Weight::Dense(w) => Weight::Dense(rows(w)?),
+                Weight::Quantized { q, dtype } => Weight::Quantized {
+                    q: Quantized {
+                        weight: rows(&q.weight)?,
+                        scales: rows(&q.scales)?,
+                        biases: q.biases.as_ref().map(rows).transpose()?,
+                        ..q.clone()
+                    },
+                    dtype: *dtype,
+                },
+            };
+            part.bias = linear.bias.as_ref().map(rows).transpose()?;
+            start += n;
+        }
+        Ok(Some(Stacked { linear, sizes }))
+    }
+
+    /// Whether the stack serves input `x: [batch, seq, in]`: single-position steps only
+    /// (multi-row products go through the parts, as mlx-lm computes them).
+    pub fn serves(&self, x: &Array) -> bool {
+        x.ndim() == 3 && x.shape()[1] == 1
+    }
+
+    /// Each part's output for `x`, in order.
+    pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
+        let y = self.linear.forward(x)?;
+        let mut cuts = Vec::with_capacity(self.sizes.len() - 1);
+        let mut at = 0;
+        for n in &self.sizes[..self.sizes.len() - 1] {
+            at += n;
+            cuts.push(at);
+        }
+        y.split_at(&cuts, -1)
+    }
+}
