@@ -9,7 +9,7 @@
 //!
 //! `cargo bench --bench suite -- [MODEL_DIR ...] [options]` (`--help` lists them). Without
 //! folders it measures the fixtures in .deps/fixtures. Writes results.json, results.md
-//! and one SVG plot per figure into `--out` (default target/bench-suite).
+//! and one SVG plot per figure into `--out` (default target/bench-suite), after each model.
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -321,20 +321,21 @@ fn main() {
     report::print_header();
     let _ = std::io::stdout().flush();
     let mut outcomes = Vec::new();
-    for dir in &o.dirs {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    for (i, dir) in o.dirs.iter().enumerate() {
         run_model(dir, &o, &mut reference, &mut outcomes);
         memory::clear_cache();
+        // Written after every model, so that a long run cut short keeps what it measured.
+        let last = i + 1 == o.dirs.len();
+        if let Err(e) = write_results(&o.out, &outcomes, machine(reference.as_ref()), json!(args), last) {
+            eprintln!("writing the results: {e}");
+            std::process::exit(1);
+        }
     }
-    let machine = machine(reference.as_ref());
     drop(reference); // the worker quits
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if let Err(e) = write_results(&o.out, &outcomes, machine, json!(args)) {
-        eprintln!("writing the results: {e}");
-        std::process::exit(1);
-    }
 }
 
-fn write_results(out: &Path, outcomes: &[Outcome], machine: Value, args: Value) -> Result<(), String> {
+fn write_results(out: &Path, outcomes: &[Outcome], machine: Value, args: Value, say: bool) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let write = |name: &str, text: String| std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"));
     let heading = format!(
@@ -349,6 +350,8 @@ fn write_results(out: &Path, outcomes: &[Outcome], machine: Value, args: Value) 
     write("results.md", report::markdown(outcomes, &heading))?;
     write("results.json", serde_json::to_string_pretty(&report::json(outcomes, machine, args)).unwrap())?;
     let plots = report::plots(outcomes, out)?;
-    println!("wrote {}: results.json, results.md, {}", out.display(), plots.join(", "));
+    if say {
+        println!("wrote {}: results.json, results.md, {}", out.display(), plots.join(", "));
+    }
     Ok(())
 }
