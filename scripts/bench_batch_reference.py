@@ -9,6 +9,9 @@ Usage: bench_batch_reference.py MODEL_DIR N_PROMPTS PROMPT_LEN BATCH MAX_TOKENS 
 - generate: batch_generate with max_tokens=MAX_TOKENS over the first N prompts (default: all),
   generated tokens/s over the call.
 Each figure is the best of REPEAT timed runs after one warm-up run.
+
+scripts/bench_worker.py (the interleaved suite's reference side) times its runs with this
+script's `timed_batch`.
 """
 import json
 import sys
@@ -17,6 +20,8 @@ import time
 import mlx.core as mx
 from mlx_lm import load
 from mlx_lm.generate import batch_generate
+
+from bench_reference import vocab_size
 
 
 def prompts_for(n, length, vocab):
@@ -28,6 +33,16 @@ def prompts_for(n, length, vocab):
     return out
 
 
+def timed_batch(model, tokenizer, prompts, max_tokens, batch):
+    """One batch_generate call over `prompts` (lists of ids), `batch` rows at a time for
+    both prefill and completion: (seconds, tokens generated)."""
+    start = time.perf_counter()
+    r = batch_generate(model, tokenizer, prompts, max_tokens=max_tokens, completion_batch_size=batch,
+                       prefill_batch_size=batch, return_token_ids=True)
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(len(t) for t in r.token_ids)
+
+
 def main():
     model_dir = sys.argv[1]
     n, length, batch, max_tokens, repeat = (int(a) for a in sys.argv[2:7])
@@ -35,17 +50,12 @@ def main():
     model, tokenizer = load(model_dir)
     if not native:
         model.set_dtype(mx.float32)
-    vocab = model.args.vocab_size if hasattr(model.args, "vocab_size") else model.args.text_config["vocab_size"]
-    prompts = prompts_for(n, length, vocab)
+    prompts = prompts_for(n, length, vocab_size(model))
 
     n_gen = int(sys.argv[sys.argv.index("--gen-prompts") + 1]) if "--gen-prompts" in sys.argv else n
 
     def run(tokens):
-        start = time.perf_counter()
-        r = batch_generate(model, tokenizer, prompts if tokens == 1 else prompts[:n_gen], max_tokens=tokens, completion_batch_size=batch,
-                           prefill_batch_size=batch, return_token_ids=True)
-        elapsed = time.perf_counter() - start
-        return elapsed, sum(len(t) for t in r.token_ids)
+        return timed_batch(model, tokenizer, prompts if tokens == 1 else prompts[:n_gen], tokens, batch)
 
     out = {}
     run(1)  # warm-up

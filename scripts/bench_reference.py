@@ -7,6 +7,9 @@ Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS REPEAT [--dtype DTY
 DTYPE: float32 (the default), bfloat16, float16, or native (the checkpoint's own); the Rust
 bench passes the dtype its side computes in, so both run the same arithmetic.
 Each figure is the best of REPEAT timed runs after one warm-up run.
+
+scripts/bench_worker.py (the interleaved suite's reference side) times its runs with this
+script's `timed_generate`, so both benches measure mlx-lm the same way.
 """
 import json
 import sys
@@ -17,34 +20,51 @@ from mlx_lm import load
 from mlx_lm.generate import generate_step
 
 
+def set_compute_dtype(model, dtype):
+    """Casts the model to `dtype` ("float32", "bfloat16", "float16"), or leaves it as the
+    checkpoint has it ("native"). mlx's Module.set_dtype casts floating-point parameters
+    only, so a quantized model's packed weights stay packed (its scales and biases cast)."""
+    if dtype != "native":
+        model.set_dtype(getattr(mx, dtype))
+
+
+def vocab_size(model):
+    """The vocabulary size, also for multimodal configs that keep it in text_config."""
+    args = model.args
+    return args.vocab_size if hasattr(args, "vocab_size") else args.text_config["vocab_size"]
+
+
+def prompt_ids(n_prompt, vocab):
+    """A fixed, deterministic prompt of token ids (the same one the Rust side uses)."""
+    return mx.array([(i * 7919 + 13) % vocab for i in range(n_prompt)], dtype=mx.uint32)
+
+
+def timed_generate(model, prompt, n_gen):
+    """One greedy run: (prefill seconds = start until the first token is available,
+    decode seconds = the rest, tokens generated)."""
+    start = time.perf_counter()
+    first = None
+    n = 0
+    for _tok, _ in generate_step(prompt, model, max_tokens=n_gen, sampler=lambda x: mx.argmax(x, axis=-1)):
+        n += 1
+        if first is None:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    return first - start, end - first, n
+
+
 def main():
     model_dir, n_prompt, n_gen, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     dtype = sys.argv[sys.argv.index("--dtype") + 1] if "--dtype" in sys.argv else "float32"
     model, _ = load(model_dir)
-    if dtype != "native":
-        model.set_dtype(getattr(mx, dtype))
-    vocab = model.args.vocab_size
-    # A fixed, deterministic prompt of token ids (the same one the Rust side uses).
-    prompt = mx.array([(i * 7919 + 13) % vocab for i in range(n_prompt)], dtype=mx.uint32)
+    set_compute_dtype(model, dtype)
+    prompt = prompt_ids(n_prompt, vocab_size(model))
 
     def run():
-        start = time.perf_counter()
-        first = None
-        n = 0
-        for _tok, _ in generate_step(prompt, model, max_tokens=n_gen, sampler=lambda x: mx.argmax(x, axis=-1)):
-            n += 1
-            if first is None:
-                first = time.perf_counter()
-                peaks["prefill"] = max(peaks["prefill"], mx.get_peak_memory())
-        end = time.perf_counter()
-        return first - start, end - first, n
-
-    # The peak up to the first token (prefill) apart from the whole run's.
-    peaks = {"prefill": 0}
+        return timed_generate(model, prompt, n_gen)
 
     run()  # warm-up: kernels, allocator
     mx.reset_peak_memory()
-    peaks["prefill"] = 0
     best_prefill, best_decode = 0.0, 0.0
     for _ in range(repeat):
         mx.clear_cache()
@@ -55,7 +75,6 @@ def main():
         "prefill_tok_s": best_prefill,
         "decode_tok_s": best_decode,
         "peak_memory": mx.get_peak_memory(),
-        "prefill_peak_memory": peaks["prefill"],
         "generated": n,
     }))
 

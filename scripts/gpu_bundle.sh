@@ -2,9 +2,10 @@
 # Packs what the benchmarks need on a Linux NVIDIA machine that has Python 3.12 and the
 # CUDA libraries (e.g. a PyTorch install) but no network and no Rust toolchain:
 #   OUT/wheels/     mlx, mlx-cuda-13 and mlx-lm, pinned to the versions the project uses
-#   OUT/bin/        mlxrun, bench-generate, bench-batch and bench-train, release builds without
-#                   OpenBLAS (the CUDA backend does not use it), debug info stripped
-#   OUT/tokenizers/ the qwen3 and gemma3 tokenizers, for the benchmark models
+#   OUT/bin/        mlxrun, bench-generate, bench-batch, bench-train, bench-suite and
+#                   bench-micro, release builds without OpenBLAS (the CUDA backend does not
+#                   use it), debug info stripped
+#   OUT/tokenizers/ the qwen3, gemma3 and llama3_1 tokenizers, for the benchmark models
 # Then, on that machine, from a copy of this repository: scripts/gpu_bench.sh OUT
 # Usage: scripts/gpu_bundle.sh OUT
 set -euo pipefail
@@ -20,7 +21,7 @@ if ! ls "$OUT"/wheels/mlx_cuda_13-*.whl >/dev/null 2>&1; then
 fi
 # The executables cargo built, by name, from its JSON messages.
 MLXRUN_NO_OPENBLAS=1 CARGO_TARGET_DIR="$ROOT/target/gpu" cargo build --release --locked \
-    --bin mlxrun --bench generate --bench batch --bench train --message-format=json \
+    --bin mlxrun --bench generate --bench batch --bench train --bench suite --bench micro --message-format=json \
   | .deps/venv/bin/python -c '
 import json, sys
 for line in sys.stdin:
@@ -31,7 +32,7 @@ for line in sys.stdin:
         case "$name" in mlxrun) dest=mlxrun ;; *) dest="bench-$name" ;; esac
         objcopy --strip-debug "$exe" "$OUT/bin/$dest"
     done
-for t in qwen3 gemma3; do
+for t in qwen3 gemma3 llama3_1; do
     mkdir -p "$OUT/tokenizers/$t"
     cp .deps/tokenizers/$t/tokenizer.json .deps/tokenizers/$t/tokenizer_config.json "$OUT/tokenizers/$t/"
 done

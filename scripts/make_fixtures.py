@@ -7,7 +7,7 @@ random but seeded, so every run writes byte-identical files.
 
 Usage: make_fixtures.py OUT_DIR
        make_fixtures.py --bench-model NAME OUT_DIR   (one benchmark model of a real model's
-                         shape: gemma3-1b or qwen3-0.6b, see BENCH_MODELS below)
+                         shape: gemma3-1b, qwen3-0.6b or llama3.2-1b, see BENCH_MODELS)
 
 Each fixture goes to OUT_DIR/<name>/, replacing whatever was there. The tokenizers are read
 from .deps/tokenizers/<family>/ (the real ones, from scripts/setup.sh); set TOKENIZERS_DIR to
@@ -584,9 +584,24 @@ def qwen3_06b():
     return dict(base, name="qwen3-0.6b-shape", seed=1102, dtype="bfloat16", config=config)
 
 
+def llama32_1b():
+    """A random model of Llama-3.2-1B's exact shape (hidden 2048, 16 layers, 32 query / 8 KV
+    heads of 64, MLP 8192, the full 128256-token vocabulary, rope_theta 5e5 with "llama3"
+    rope scaling of factor 32, tied, bfloat16; ~2.5 GB), built on the llama3 fixture's
+    config (and so its Llama 3.1 tokenizer, which Llama 3.2 shares)."""
+    base = next(f for f in FIXTURES if f["name"] == "llama3")
+    rope_scaling = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                    "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+    config = dict(base["config"], head_dim=64, hidden_size=2048, intermediate_size=8192,
+                  num_attention_heads=32, num_hidden_layers=16, num_key_value_heads=8,
+                  rope_theta=500000.0, rope_scaling=rope_scaling, tie_word_embeddings=True,
+                  torch_dtype="bfloat16")
+    return dict(base, name="llama3.2-1b-shape", seed=1103, dtype="bfloat16", config=config)
+
+
 # Benchmark models, written only on request (`--bench-model NAME OUT_DIR`), each to
 # OUT_DIR/<name>-shape.
-BENCH_MODELS = {"gemma3-1b": gemma3_1b, "qwen3-0.6b": qwen3_06b}
+BENCH_MODELS = {"gemma3-1b": gemma3_1b, "qwen3-0.6b": qwen3_06b, "llama3.2-1b": llama32_1b}
 
 
 def main():
