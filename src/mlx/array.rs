@@ -106,6 +106,12 @@ impl Array {
         new_array(|out| unsafe { ffi::shim_array_arange(start, stop, step, dtype as c_int, out) })
     }
 
+    /// The array's identity: equal for every handle of one array (clones included), unequal
+    /// for two arrays that are both alive.
+    pub fn id(&self) -> usize {
+        unsafe { ffi::shim_array_id(self.as_ptr()) }
+    }
+
     pub fn ndim(&self) -> usize {
         unsafe { ffi::shim_array_ndim(self.as_ptr()) }
     }

@@ -57,6 +57,7 @@ extern "C" {
         out: *mut *mut shim_array,
     ) -> c_int;
     pub fn shim_array_ndim(a: *const shim_array) -> usize;
+    pub fn shim_array_id(a: *const shim_array) -> usize;
     pub fn shim_array_shape(a: *const shim_array, out: *mut i32);
     pub fn shim_array_dtype(a: *const shim_array) -> c_int;
     pub fn shim_array_size(a: *const shim_array) -> usize;

@@ -158,7 +158,9 @@ impl Weights {
     pub fn linear(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
         let weight = self.matrix(name, out, inp)?;
         let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
-        Ok(Linear { weight, bias, lora: None })
+        let mut linear = Linear { weight, bias, lora: None, transposed: None };
+        linear.prepare()?;
+        Ok(linear)
     }
 
     /// The linear layer `name` if the checkpoint has `name.weight`.

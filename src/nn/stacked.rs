@@ -90,11 +90,7 @@ impl Stacked {
             }
         };
         let sizes: Vec<i32> = parts.iter().map(|p| p.dims().1).collect();
-        let linear = Linear {
-            weight,
-            bias,
-            lora: None,
-        };
+        let mut linear = Linear { weight, bias, lora: None, transposed: None };
         // Made now, so that the parts' old arrays can go.
         let mut arrays = match &linear.weight {
             Weight::Dense(w) => vec![w],
@@ -121,8 +117,10 @@ impl Stacked {
                 },
             };
             part.bias = linear.bias.as_ref().map(rows).transpose()?;
+            part.prepare()?;
             start += n;
         }
+        linear.prepare()?;
         Ok(Some(Stacked { linear, sizes }))
     }
 

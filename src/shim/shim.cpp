@@ -192,6 +192,7 @@ int shim_array_arange(double start, double stop, double step, int dtype, shim_ar
 }
 
 size_t shim_array_ndim(const shim_array* a) { return a ? A(a).ndim() : 0; }
+uintptr_t shim_array_id(const shim_array* a) { return a ? A(a).id() : 0; }
 void shim_array_shape(const shim_array* a, int32_t* out) {
   if (!a || !out) return;
   const auto& s = A(a).shape();

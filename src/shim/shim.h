@@ -51,6 +51,8 @@ int shim_array_full(const int32_t* shape, size_t ndim, double value, int dtype,
                     shim_array** out);
 int shim_array_arange(double start, double stop, double step, int dtype, shim_array** out);
 size_t shim_array_ndim(const shim_array* a);
+/* The array's identity: equal for every handle of one array, unequal for two live arrays. */
+uintptr_t shim_array_id(const shim_array* a);
 void shim_array_shape(const shim_array* a, int32_t* out);
 int shim_array_dtype(const shim_array* a);
 size_t shim_array_size(const shim_array* a);
