@@ -9,8 +9,8 @@ use plotters::prelude::*;
 
 /// Plot size in pixels; the right-hand `LEGEND` pixels of it take the legend, so that a
 /// dozen series never cover the data.
-const SIZE: (u32, u32) = (960, 520);
-const LEGEND: u32 = 240;
+const SIZE: (u32, u32) = (1020, 520);
+const LEGEND: u32 = 300;
 
 /// matplotlib's "tab10" colours, one per model.
 const PALETTE: [RGBColor; 10] = [
