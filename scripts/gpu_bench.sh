@@ -5,7 +5,10 @@
 # bench generate (single-sequence prefill/decode, also 4-bit) and bench batch (Classify and
 # BatchGenerate at batch 64, 256 and 1024) and bench train (LoRA training: bf16, 4-bit
 # base, float32; with and without gradient checkpointing), ours beside mlx-lm in each run.
-# SUITES (default "generate batch train") picks which run; "suite" runs bench suite (ours
+# SUITES (default "generate batch train") picks which run; "fixtures" writes the project's
+# fixtures there (byte-identical to this machine's) and prints their greedy float32 tokens
+# into RESULTS_DIR/fixture_tokens.txt, which must equal `scripts/fixture_tokens.sh
+# target/release/mlxrun .deps/fixtures` on the CPU; "suite" runs bench suite (ours
 # and mlx-lm interleaved run by run, medians and spreads, plots) on Qwen3-0.6B, Gemma 3 1B
 # and Llama-3.2-1B shapes, bf16, and the Qwen3 and Llama 4-bit conversions, prompts of
 # 128..16384 tokens, into RESULTS_DIR/suite.
@@ -64,4 +67,8 @@ if has suite; then
 "$B/bin/bench-suite" "$M/qwen3-0.6b-shape" "$M/qwen3-0.6b-shape-q4" "$M/gemma3-1b-shape" \
     "$M/llama3.2-1b-shape" "$M/llama3.2-1b-shape-q4" --lengths 128,512,1024,2048,4096,8192,16384 \
     --out "$RES/suite" 2>&1 | tee "$RES/suite.txt"
+fi
+if has fixtures; then
+[ -f "$B/fixtures/qwen3/config.json" ] || TOKENIZERS_DIR="$B/tokenizers" "$PY" scripts/make_fixtures.py "$B/fixtures" >/dev/null
+PATH="$(dirname "$PY"):$PATH" bash scripts/fixture_tokens.sh "$B/bin/mlxrun" "$B/fixtures" | tee "$RES/fixture_tokens.txt"
 fi

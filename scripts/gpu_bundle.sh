@@ -21,7 +21,7 @@ if ! ls "$OUT"/wheels/mlx_cuda_13-*.whl >/dev/null 2>&1; then
 fi
 # The executables cargo built, by name, from its JSON messages.
 MLXRUN_NO_OPENBLAS=1 CARGO_TARGET_DIR="$ROOT/target/gpu" cargo build --release --locked \
-    --bin mlxrun --bench generate --bench batch --bench train --bench suite --bench micro --message-format=json \
+    --bin mlxrun --bench generate --bench batch --bench train --bench suite --bench micro --bench decode_overhead --message-format=json \
   | .deps/venv/bin/python -c '
 import json, sys
 for line in sys.stdin:
