@@ -33,17 +33,6 @@ fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The prompts both sides use: lengths from `len / 2` to `len`, fixed ids (as
-/// scripts/bench_batch_reference.py makes them).
-fn prompts(n: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
-    (0..n)
-        .map(|i| {
-            let n_tok = (len / 2 + (i * 7) % (len - len / 2 + 1)).max(1);
-            (0..n_tok).map(|j| ((i * 31 + j * 7919 + 13) % vocab) as u32).collect()
-        })
-        .collect()
-}
-
 struct Figures {
     classify_prompts_s: f64,
     generate_tok_s: f64,
@@ -97,7 +86,7 @@ fn main() {
     let mut model = Model::load(&dir, &LoadOptions::default()).expect("load the model");
     let dtype = model.info().dtype;
     let native = default_dtype().map(|d| d != Dtype::F32).unwrap_or(false);
-    let prompts = prompts(n, len, model.info().vocab_size as usize);
+    let prompts = common::batch_prompts(n, len, model.info().vocab_size as usize);
     println!(
         "{}: {n} prompts of {}..{len} tokens (BatchGenerate: the first {n_gen}), batch {batch}, {max_tokens} tokens each, {dtype}, best of {repeat}",
         dir.display(),

@@ -18,6 +18,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use mlxrun::engine::generate::{generate_tokens, DEFAULT_PREFILL_STEP};
 use mlxrun::engine::{Sampler, SamplerParams};
 use mlxrun::mlx::{async_eval, eval, memory, Array, Device};
@@ -51,9 +53,7 @@ struct Split {
 
 fn measure(model: &dyn LanguageModel, n_prompt: usize, steps: usize) -> Result<Split> {
     let vocab = model.info().vocab_size as usize;
-    let prompt: Vec<u32> = (0..n_prompt)
-        .map(|i| ((i * 7919 + 13) % vocab) as u32)
-        .collect();
+    let prompt = common::prompt_ids(n_prompt, vocab);
     let mut caches = model.new_caches();
     let mut first = 0u32;
     memory::clear_cache();

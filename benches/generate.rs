@@ -24,7 +24,7 @@ fn ours(dir: &Path, n_prompt: usize, n_gen: usize) -> mlxrun::Result<(f64, f64, 
     let model = load(dir, &LoadOptions::default())?;
     let dtype = model.info().dtype;
     let vocab = model.info().vocab_size as usize;
-    let prompt: Vec<u32> = (0..n_prompt).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let prompt = common::prompt_ids(n_prompt, vocab);
     let run = || {
         let mut caches = model.new_caches();
         generate_tokens(

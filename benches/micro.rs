@@ -80,7 +80,7 @@ fn forward(dir: &Path) -> Case {
     let ours = (|| {
         let model = load(dir, &LoadOptions::default())?;
         let vocab = model.info().vocab_size as usize;
-        let prompt: Vec<u32> = (0..CONTEXT).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+        let prompt = common::prompt_ids(CONTEXT, vocab);
         let mut caches = model.new_caches();
         model.forward_last(&Array::from_slice(&prompt, &[1, CONTEXT as i32])?, &mut caches)?.eval()?;
         let tok = Array::from_slice(&[13u32], &[1, 1])?;

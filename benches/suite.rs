@@ -173,22 +173,6 @@ fn mib(bytes: f64) -> f64 {
     bytes / 1048576.0
 }
 
-/// The prompt both sides run for a generate case (scripts/bench_reference.py's ids).
-fn prompt_ids(n: usize, vocab: usize) -> Vec<u32> {
-    (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
-}
-
-/// The prompts of a classify or batch case: lengths from `len / 2` to `len`, fixed ids
-/// (as benches/batch.rs and scripts/bench_batch_reference.py make them).
-fn batch_prompts(n: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
-    (0..n)
-        .map(|i| {
-            let n_tok = (len / 2 + (i * 7) % (len - len / 2 + 1)).max(1);
-            (0..n_tok).map(|j| ((i * 31 + j * 7919 + 13) % vocab) as u32).collect()
-        })
-        .collect()
-}
-
 /// Times `f` with the allocator's cache cleared and peak reset before: (seconds, peak bytes).
 fn timed<T>(f: impl FnOnce() -> mlxrun::Result<T>) -> Result<(f64, usize, T), String> {
     memory::clear_cache();
@@ -222,7 +206,7 @@ fn run_model(dir: &Path, o: &Opts, reference: &mut Option<Reference>, outcomes: 
 
     if o.cases.iter().any(|c| c == "generate") {
         for &len in &o.lengths {
-            let prompt = prompt_ids(len, vocab);
+            let prompt = common::prompt_ids(len, vocab);
             let lm = model.language_model();
             let mut ours = || -> Result<Vec<f64>, String> {
                 memory::clear_cache();
@@ -245,7 +229,7 @@ fn run_model(dir: &Path, o: &Opts, reference: &mut Option<Reference>, outcomes: 
         }
     }
 
-    let prompts = batch_prompts(o.prompts.max(1), o.prompt_len, vocab);
+    let prompts = common::batch_prompts(o.prompts.max(1), o.prompt_len, vocab);
     let gen_prompts = &prompts[..o.gen_prompts.clamp(1, prompts.len())];
     for (kind, case) in [(&CLASSIFY, "classify"), (&BATCH, "batch")] {
         if !o.cases.iter().any(|c| c == case) {

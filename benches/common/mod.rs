@@ -12,6 +12,23 @@ pub mod report;
 pub mod stats;
 pub mod worker;
 
+/// The prompt of a single-sequence case: fixed ids, the same as the reference scripts'
+/// `prompt_ids` (scripts/bench_reference.py).
+pub fn prompt_ids(n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
+}
+
+/// The prompts of a Classify or BatchGenerate case: lengths from `len / 2` to `len`, fixed
+/// ids (as scripts/bench_batch_reference.py makes them).
+pub fn batch_prompts(n: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..n)
+        .map(|i| {
+            let n_tok = (len / 2 + (i * 7) % (len - len / 2 + 1)).max(1);
+            (0..n_tok).map(|j| ((i * 31 + j * 7919 + 13) % vocab) as u32).collect()
+        })
+        .collect()
+}
+
 /// The repository the reference scripts are read from: where the bench was built, or —
 /// for a bench binary taken to another machine (a GPU machine without cargo) — the
 /// repository copy it is started in.

@@ -243,16 +243,18 @@ fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
 
 /// Whether quantized matrices stay packed: as asked, else on GPUs only.
 pub fn keep_quantized(opts: &LoadOptions) -> Result<bool> {
-    match opts.keep_quantized {
-        Some(k) => Ok(k),
-        None => Ok(Device::default_device()? != Device::cpu()),
-    }
+    asked_else_on_gpu(opts.keep_quantized)
 }
 
 /// Whether each layer's projections are stacked: as asked, else on GPUs only.
 pub fn stack_projections(opts: &LoadOptions) -> Result<bool> {
-    match opts.stack_projections {
-        Some(s) => Ok(s),
+    asked_else_on_gpu(opts.stack_projections)
+}
+
+/// A load choice the caller made, or, left open, whether the default device is a GPU.
+fn asked_else_on_gpu(asked: Option<bool>) -> Result<bool> {
+    match asked {
+        Some(on) => Ok(on),
         None => Ok(Device::default_device()? != Device::cpu()),
     }
 }

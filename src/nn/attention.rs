@@ -87,14 +87,7 @@ impl Attention {
             }
         };
         let c = &self.cfg;
-        let (q, k, v) = match &self.qkv {
-            Some(s) if s.serves(x) => {
-                let [q, k, v]: [Array; 3] =
-                    s.forward(x)?.try_into().map_err(|_| crate::Error::Mlx("the stacked q/k/v split into other than 3".into()))?;
-                (q, k, v)
-            }
-            _ => (self.q_proj.forward(x)?, self.k_proj.forward(x)?, self.v_proj.forward(x)?),
-        };
+        let [q, k, v] = Stacked::project(self.qkv.as_ref(), [&self.q_proj, &self.k_proj, &self.v_proj], x)?;
         let q = heads(q, c.n_heads, self.q_norm.as_ref())?;
         let k = heads(k, c.n_kv_heads, self.k_norm.as_ref())?;
         let v = heads(v, c.n_kv_heads, None)?;

@@ -78,14 +78,7 @@ impl Activation {
 
 impl SwiGlu {
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let (g, u) = match &self.gate_up {
-            Some(s) if s.serves(x) => {
-                let [g, u]: [Array; 2] =
-                    s.forward(x)?.try_into().map_err(|_| crate::Error::Mlx("the stacked gate/up split into other than 2".into()))?;
-                (g, u)
-            }
-            _ => (self.gate.forward(x)?, self.up.forward(x)?),
-        };
+        let [g, u] = Stacked::project(self.gate_up.as_ref(), [&self.gate, &self.up], x)?;
         self.down.forward(&self.activation.gated(&g, &u)?)
     }
 

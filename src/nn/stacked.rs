@@ -130,6 +130,17 @@ impl Stacked {
         x.ndim() == 3 && x.shape()[1] == 1
     }
 
+    /// Each of `parts`' outputs for `x`: through `stack`, the stack of those parts, where it
+    /// serves `x`, else part by part.
+    pub fn project<const N: usize>(stack: Option<&Stacked>, parts: [&Linear; N], x: &Array) -> Result<[Array; N]> {
+        let outs = match stack.filter(|s| s.serves(x)) {
+            Some(s) => s.forward(x)?,
+            None => parts.iter().map(|p| p.forward(x)).collect::<Result<Vec<_>>>()?,
+        };
+        let n = outs.len();
+        outs.try_into().map_err(|_| crate::Error::Mlx(format!("{n} projections where {N} were stacked")))
+    }
+
     /// Each part's output for `x`, in order.
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
         let y = self.linear.forward(x)?;
