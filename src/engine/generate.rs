@@ -4,7 +4,8 @@
 //! - prefill: all prompt tokens but the last go through the model in chunks of
 //!   `prefill_step_size`, evaluating only the caches (the logits of those positions are
 //!   never computed) and freeing MLX's buffer cache after each chunk;
-//! - the last prompt token is the first decode step: logits → log-probs → sampler;
+//! - the last prompt token is the first decode step: logits → log-probs → sampler (a
+//!   greedy sampler skips the log-softmax when it cannot change the token: `Queued`);
 //! - pipelining: step n+1's graph is built and queued with `async_eval` before token n is
 //!   read back, so the device never waits for the host between tokens. (With a
 //!   repetition penalty the next step needs token n on the host, so those calls read
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::metrics::Metrics;
-use super::sampler::{SampleOut, SampledToken, Sampler, SamplerParams};
+use super::sampler::{greedy_unchecked, SampleOut, SampledToken, Sampler, SamplerParams};
 use super::utilization::UtilizationSampler;
 use crate::error::{Error, Result};
 use crate::mlx::{async_eval, eval, memory, Array, Dtype};
@@ -189,28 +190,33 @@ pub fn generate_tokens_after(
     // History for the repetition penalty: prompt plus what has been generated.
     let needs_history = sampler_params.repetition_penalty != 1.0;
     let mut history: Vec<u32> = if needs_history { [cached, prompt].concat() } else { vec![] };
-    let mut step = |input: &Array, sampler: &mut Sampler, history: &[u32]| -> Result<SampleOut> {
+    let step = |input: &Array, sampler: &mut Sampler, history: &[u32], caches: &mut [KvCache]| -> Result<Queued> {
         let logits = model.forward(input, caches)?;
         let last = logits.slice_axis(1, -1 + logits.dim(1)?, logits.dim(1)?)?.squeeze(&[1])?;
-        sampler.sample_lazy(&last, history)
+        if !needs_history && sampler.greedy_shortcut_applies(&last) {
+            let (token, unsure) = greedy_unchecked(&last)?;
+            let out = SampleOut { token: token.reshape(&[])?, logprob: None, top_ids: None, top_logprobs: None, nan: None };
+            return Ok(Queued { out, check: Some((unsure, last)) });
+        }
+        Ok(Queued { out: sampler.sample_lazy(&last, history)?, check: None })
     };
 
-    let mut current = step(&ids_array(rest)?, &mut sampler, &history)?;
+    let mut current = step(&ids_array(rest)?, &mut sampler, &history, caches)?;
     async_eval(&current.arrays())?;
     let mut n = 0usize;
     let end = loop {
         // Queue step n+1 before reading token n (unless the sampler must see token n).
         let mut next = None;
         if n + 1 < max_tokens && !needs_history {
-            let input = current.token.reshape(&[1, 1])?;
-            let out = step(&input, &mut sampler, &history)?;
+            let input = current.out.token.reshape(&[1, 1])?;
+            let out = step(&input, &mut sampler, &history, caches)?;
             async_eval(&out.arrays())?;
             next = Some(out);
         }
         if n >= max_tokens {
             break LoopEnd::MaxTokens;
         }
-        let tok = current.read()?.pop().ok_or_else(|| Error::Mlx("sampler returned no token".into()))?;
+        let tok = current.confirm(&mut sampler, &mut next, caches)?;
         if n == 0 {
             metrics.prefill = start.elapsed();
         }
@@ -233,7 +239,7 @@ pub fn generate_tokens_after(
             None => {
                 history.push(tok.token);
                 let input = Array::from_slice(&[tok.token], &[1, 1])?;
-                let out = step(&input, &mut sampler, &history)?;
+                let out = step(&input, &mut sampler, &history, caches)?;
                 async_eval(&out.arrays())?;
                 out
             }
@@ -247,6 +253,46 @@ pub fn generate_tokens_after(
     metrics.finish_memory();
     UtilizationSampler::finish_into(gpu, &mut metrics);
     Ok((metrics, end))
+}
+
+/// A queued step's sample. A greedy sampler without log-probabilities takes the argmax of
+/// the logits instead of mlx-lm's argmax of their log-softmax, whose vocabulary-wide `exp`
+/// is a large part of a small model's decode step on the CPU. The two can differ only
+/// when an earlier entry lies within rounding of the maximum: `check` holds that flag and
+/// the logits, and `confirm` redoes such a step the exact way.
+struct Queued {
+    out: SampleOut,
+    check: Option<(Array, Array)>,
+}
+
+impl Queued {
+    fn arrays(&self) -> Vec<&Array> {
+        let mut v = self.out.arrays();
+        v.extend(self.check.as_ref().map(|(unsure, _)| unsure));
+        v
+    }
+
+    /// Reads the token. When the shortcut was unsure and the exact token differs, the
+    /// step already queued after it (fed the wrong token) is dropped and its cache
+    /// position taken back, so the caller queues it again from the right token.
+    fn confirm(&self, sampler: &mut Sampler, next: &mut Option<Queued>, caches: &mut [KvCache]) -> Result<SampledToken> {
+        eval(&self.arrays())?;
+        let none = || Error::Mlx("sampler returned no token".into());
+        let tok = self.out.read()?.pop().ok_or_else(none)?;
+        let Some((unsure, logits)) = &self.check else { return Ok(tok) };
+        if !unsure.to_vec::<bool>()?.first().copied().unwrap_or(false) {
+            return Ok(tok);
+        }
+        let exact = sampler.sample_lazy(logits, &[])?.read()?.pop().ok_or_else(none)?;
+        if exact.token != tok.token && next.take().is_some() {
+            for (i, c) in caches.iter_mut().enumerate() {
+                if !c.rewind_step() {
+                    return Err(Error::Mlx(format!("layer {i}'s cache cannot take back a decode step")));
+                }
+            }
+        }
+        Ok(exact)
+    }
 }
 
 /// Waits for everything queued on the default device's stream.

@@ -145,6 +145,22 @@ pub struct SampleOut {
     pub nan: Option<Array>,
 }
 
+/// The lazy half of the greedy shortcut (see `Sampler::sample_batch_greedy_now`) over
+/// `[batch, vocab]` logits: each row's argmax, uint32 `[batch]`, and whether mlx-lm's
+/// argmax of the log-softmax might differ from it, bool `[batch]`: an earlier entry lies
+/// within rounding of the maximum, or the maximum is not finite (a NaN row among them).
+pub(crate) fn greedy_unchecked(logits: &Array) -> Result<(Array, Array)> {
+    let best = logits.argmax(-1, true)?;
+    let max = logits.take_along_axis(&best, -1)?;
+    // `x - c` with `m <= c <= m + ln(vocab)`: two entries round together only if they
+    // differ by at most 2^-22 * |x - c| < 5e-6 (vocab < 2^24). `tol` is ten times
+    // that, plus enough for `max - tol` itself to round.
+    let tol = max.abs()?.mul_scalar(2f64.powi(-20))?.add_scalar(2f64.powi(-14))?;
+    let first_near = logits.greater_equal(&max.sub(&tol)?)?.argmax(-1, false)?;
+    let unsure = first_near.not_equal(&best.squeeze(&[-1])?)?.logical_or(&max.sub(&max)?.isnan()?.squeeze(&[-1])?)?;
+    Ok((best.squeeze(&[-1])?.astype(Dtype::U32)?, unsure))
+}
+
 impl SampleOut {
     /// Every array of the result, for `eval` / `async_eval`.
     pub fn arrays(&self) -> Vec<&Array> {
@@ -309,15 +325,7 @@ impl Sampler {
     pub fn sample_batch_greedy_now(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
         let vocab = logits.dim(1)?;
         let logits = self.penalise(logits, histories, vocab)?;
-        let best = logits.argmax(-1, true)?;
-        let max = logits.take_along_axis(&best, -1)?;
-        // `x - c` with `m <= c <= m + ln(vocab)`: two entries round together only if they
-        // differ by at most 2^-22 * |x - c| < 5e-6 (vocab < 2^24). `tol` is ten times
-        // that, plus enough for `max - tol` itself to round.
-        let tol = max.abs()?.mul_scalar(2f64.powi(-20))?.add_scalar(2f64.powi(-14))?;
-        let first_near = logits.greater_equal(&max.sub(&tol)?)?.argmax(-1, false)?;
-        let unsure = first_near.not_equal(&best.squeeze(&[-1])?)?.logical_or(&max.sub(&max)?.isnan()?.squeeze(&[-1])?)?;
-        let token = best.squeeze(&[-1])?.astype(Dtype::U32)?;
+        let (token, unsure) = greedy_unchecked(&logits)?;
         transforms::eval(&[&token, &unsure])?;
         let unsure: Vec<u32> = unsure.to_vec::<bool>()?.iter().enumerate().filter(|(_, &u)| u).map(|(r, _)| r as u32).collect();
         if unsure.is_empty() {
@@ -339,7 +347,7 @@ impl Sampler {
     }
 
     /// The chain over `[batch, vocab]` logits; tokens of shape `[batch]`.
-    fn draw(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
+    pub(crate) fn draw(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
         let dtype = logits.dtype();
         if !matches!(dtype, Dtype::F32 | Dtype::Bf16 | Dtype::F16) {
             return Err(Error::invalid(format!("logits must be float32, bfloat16 or float16, got {dtype}")));

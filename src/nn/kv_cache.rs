@@ -193,6 +193,29 @@ impl KvCache {
         n
     }
 
+    /// Takes back the last single-position write, so that the next write lands in its
+    /// slot at the same position. Generation queues step n+1 before it has read token n;
+    /// when reading shows that step was fed the wrong token, its position is written again.
+    /// Unlike `trim` this works on a full sliding window: the slot the write took held the
+    /// position that had just left the window, which the rewritten position does not see
+    /// either. Returns false (and changes nothing) for an empty cache, batch caches and no
+    /// cache.
+    pub fn rewind_step(&mut self) -> bool {
+        if self.offset() < 1 {
+            return false;
+        }
+        match self {
+            KvCache::Full(c) => c.offset -= 1,
+            KvCache::Rotating(c) => {
+                c.offset -= 1;
+                c.idx -= 1;
+            }
+            KvCache::Quantized(c) => return c.trim(1) == 1,
+            KvCache::Uncached | KvCache::Batch(_) => return false,
+        }
+        true
+    }
+
     /// The batch cache of `rows` empty rows to hold the same kind of layer as this
     /// (unbounded, or a sliding window of this cache's size), left-padded by
     /// `left_padding` columns each.
