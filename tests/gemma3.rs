@@ -127,7 +127,7 @@ fn rotating_cache_layout_masks_and_trimming() {
 
     // A chunk after wrapping: the last 7 positions in temporal order, then the chunk; the
     // mask lets each query see itself and the 7 positions before it.
-    let mask = match c.make_mask(3, Some(8)).unwrap() {
+    let mask = match c.make_mask(3, Some(8)).unwrap().built(3).unwrap() {
         Mask::Array(m) => m,
         _ => panic!("a chunk that crosses the window needs an array mask"),
     };

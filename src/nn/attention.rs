@@ -1,10 +1,10 @@
 //! Multi-head attention with grouped-query heads, optional q/k norms and projection
 //! biases, rotary positions and a KV cache — the attention of Llama, Qwen2, Qwen3 and
 //! Gemma 3 — and the causal masks it uses.
+use super::banded;
 use super::quantized_kv_cache::{quantized_sdpa, Fetched};
 use super::stacked::Stacked;
 use super::{KvCache, Linear, RmsNorm, Rope};
-use crate::mlx::fast::{self, AttentionMask};
 use crate::mlx::{Array, Dtype};
 use crate::Result;
 
@@ -39,8 +39,22 @@ pub struct Attention {
 pub enum Mask {
     None,
     Causal,
+    /// `causal_mask(n, offset, Some(window))` for `n` queries over `offset + n` keys, kept
+    /// as numbers so that attention can leave out the keys outside a block of queries'
+    /// band (see `banded`) instead of scoring them and masking afterwards.
+    Window { offset: i32, window: i32 },
     /// Boolean (true = attend) or additive, broadcastable to `[batch, heads, queries, keys]`.
     Array(Array),
+}
+
+impl Mask {
+    /// The mask with a `Window` built into its array, for `n` queries.
+    pub fn built(&self, n: i32) -> Result<Mask> {
+        Ok(match self {
+            Mask::Window { offset, window } => Mask::Array(causal_mask(n, *offset, Some(*window))?),
+            m => m.clone(),
+        })
+    }
 }
 
 /// The boolean `[n, offset + n]` mask of `n` queries at positions `offset..offset + n` over
@@ -48,8 +62,14 @@ pub enum Mask {
 /// only the last `window` of those (itself included). Built with the same ops as mlx-lm's
 /// `create_causal_mask`.
 pub fn causal_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Array> {
-    let keys = Array::arange(0.0, (offset + n) as f64, 1.0, Dtype::I32)?.expand_dims(&[0])?;
-    let queries = Array::arange(offset as f64, (offset + n) as f64, 1.0, Dtype::I32)?.expand_dims(&[1])?;
+    band_mask(offset, n, 0, offset + n, window)
+}
+
+/// The causal (and with a `window`, banded) mask of `n` queries at positions
+/// `first_query..first_query + n` over the keys at positions `key_start..key_end`.
+pub(super) fn band_mask(first_query: i32, n: i32, key_start: i32, key_end: i32, window: Option<i32>) -> Result<Array> {
+    let keys = Array::arange(key_start as f64, key_end as f64, 1.0, Dtype::I32)?.expand_dims(&[0])?;
+    let queries = Array::arange(first_query as f64, (first_query + n) as f64, 1.0, Dtype::I32)?.expand_dims(&[1])?;
     let mask = queries.greater_equal(&keys)?;
     match window {
         Some(w) => mask.logical_and(&queries.less(&keys.add_scalar(w as f64)?)?),
@@ -108,12 +128,7 @@ impl Attention {
             },
             _ => cache.update_and_fetch(&k, &v)?,
         };
-        let m = match mask {
-            Mask::None => AttentionMask::None,
-            Mask::Causal => AttentionMask::Causal,
-            Mask::Array(a) => AttentionMask::Array(a),
-        };
-        let o = fast::scaled_dot_product_attention(&q, &k, &v, c.scale, m, None)?;
+        let o = banded::attention(&q, &k, &v, c.scale, mask)?;
         self.o_proj.forward(&merge(o)?)
     }
 }

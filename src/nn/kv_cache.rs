@@ -14,7 +14,7 @@
 //! The full and rotating kinds reproduce mlx-lm's buffer layouts step for step — sizes,
 //! growth, the ring order of the rotating buffer — because attention sums over the keys in
 //! buffer order, and any other order or length changes the last bits of the result.
-use super::attention::{causal_mask, Mask};
+use super::attention::Mask;
 use super::batch_kv_cache::BatchKvCache;
 use super::quantized_kv_cache::{KvQuantization, QuantizedKvCache};
 use crate::mlx::fast::RopeOffset;
@@ -319,7 +319,7 @@ impl FullKvCache {
 /// The mask of `n` new positions after `offset` cached ones, all of them kept.
 fn full_mask(n: i32, offset: i32, window: Option<i32>) -> Result<Mask> {
     Ok(match window {
-        Some(w) => Mask::Array(causal_mask(n, offset, Some(w))?),
+        Some(w) => Mask::Window { offset, window: w },
         None if n == 1 => Mask::None,
         None => Mask::Causal,
     })
@@ -452,7 +452,7 @@ impl RotatingKvCache {
             let window = window.unwrap_or(self.max_size);
             // Positions relative to the oldest one the buffer will hold.
             let offset = (self.max_size - 1).min(self.offset);
-            return Ok(if offset + n > window { Mask::Array(causal_mask(n, offset, Some(window))?) } else { Mask::Causal });
+            return Ok(if offset + n > window { Mask::Window { offset, window } } else { Mask::Causal });
         }
         let Some(window) = window else { return Ok(Mask::None) };
         if !(self.offset >= window && self.max_size > window) {

@@ -2,6 +2,7 @@
 //! quantized), norms, rotary embeddings, attention and KV caches. Each computes exactly what mlx-lm's counterpart
 //! computes (same ops in the same order), so that greedy tokens match it bit for bit.
 pub mod attention;
+mod banded;
 pub mod batch_kv_cache;
 pub mod capture;
 pub mod embedding;

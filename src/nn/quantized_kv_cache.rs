@@ -239,7 +239,8 @@ pub fn quantized_sdpa(q: &Array, keys: &Packed, values: &Packed, scale: f32, mas
         quantized_matmul(x, &w[0], &w[1], Some(&w[2]), transpose, p.group_size, p.bits, QuantMode::Affine)
     };
     let mut scores = qmm(&queries, &keys, true)?;
-    let mask = match mask {
+    let n = queries.shape()[queries.ndim() - 2];
+    let mask = match mask.built(n)? {
         Mask::None => None,
         Mask::Causal => {
             let sh = scores.shape();
@@ -249,7 +250,8 @@ pub fn quantized_sdpa(q: &Array, keys: &Packed, values: &Packed, scale: f32, mas
             Some(qi.greater_equal(&ki)?)
         }
         Mask::Array(m) if repeats > 1 && m.ndim() > 3 => Some(m.expand_dims(&[-3])?),
-        Mask::Array(m) => Some(m.clone()),
+        Mask::Array(m) => Some(m),
+        Mask::Window { .. } => return Err(Error::Mlx("a window mask left unbuilt".into())),
     };
     if let Some(m) = mask {
         scores = if m.dtype() == Dtype::Bool {
