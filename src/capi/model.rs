@@ -245,7 +245,7 @@ pub unsafe extern "C" fn mlxrun_model_load(
             Some(std::path::PathBuf::from(c_str(p.adapter_path, "mlxrun_load_params.adapter_path")?))
         };
         let choice = backend_choice(&p)?;
-        let model = backend::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path, stack_projections: None }, &choice)?;
+        let model = backend::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path, stack_projections: None, group: None }, &choice)?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),

@@ -157,7 +157,7 @@ impl ModelArgs {
             (false, true) => Some(false),
             (false, false) => None,
         };
-        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None })
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None, group: None })
     }
 
     /// Loads the model with a progress bar (see [`progress::load_model`]).

@@ -30,6 +30,9 @@ pub struct Weights {
     pub(super) quant_summary: QuantSummary,
     /// Stack each layer's projections once they are built (`LoadOptions::stack_projections`).
     pub stack_projections: bool,
+    /// The group whose ranks share the model (tensor parallelism, see `shard`): each
+    /// layer's projections are cut to this rank's slice as they are taken.
+    pub group: Option<crate::mlx::distributed::Group>,
 }
 
 /// The safetensors files of a model folder: those an index names, else every
@@ -109,6 +112,7 @@ impl Weights {
             dtype,
             quant: QuantLoad::default(),
             stack_projections: false,
+            group: None,
             quant_summary: QuantSummary::default(),
         }
     }
@@ -158,7 +162,7 @@ impl Weights {
     pub fn linear(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
         let weight = self.matrix(name, out, inp)?;
         let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
-        let mut linear = Linear { weight, bias, lora: None, transposed: None };
+        let mut linear = Linear { weight, bias, lora: None, transposed: None, parallel: Default::default() };
         linear.prepare()?;
         Ok(linear)
     }
@@ -207,6 +211,14 @@ impl Weights {
             };
         }
         total
+    }
+
+    /// Drops the tensors already taken whose names start with `prefix`, so that the whole
+    /// arrays can be freed once what was made from them is evaluated (a shard keeps only its
+    /// slice). `finish` does not miss them: only untaken tensors are reported.
+    pub(crate) fn release(&mut self, prefix: &str) {
+        let taken = &self.taken;
+        self.tensors.retain(|k, _| !(k.starts_with(prefix) && taken.contains(k)));
     }
 
     /// Marks tensors the model does not use (e.g. precomputed rotary tables) as consumed.
