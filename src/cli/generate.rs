@@ -220,15 +220,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
         (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
     };
-    let params = args.generation.params()?;
+    let mut params = args.generation.params()?;
+    params.validate()?;
     let load = args.model.options()?;
     let json = args.json;
-    params.validate()?;
+    // Every rank generates the same tokens; rank 0 alone prints them.
+    let quiet = distributed_setup(&load, &mut params.sampler)?;
 
     let mut model = args.backend.load(&args.model.model, &load)?;
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
-        if !json {
+        if !json && !quiet {
             let mut out = stdout.lock();
             // A closed stdout (e.g. piped into `head`) stops generation quietly.
             out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()).is_ok()
@@ -237,6 +239,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     })?;
     let m = &gen.metrics;
+    if quiet {
+        return Ok(());
+    }
     if json {
         let v = serde_json::json!({
             "text": gen.text,
@@ -252,4 +257,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         eprintln!("{}", metrics_line(m, gen.finish_reason));
     }
     Ok(())
+}
+
+/// For a rank of a distributed run: random sampling without a seed gets one seed agreed by
+/// every rank (each rank samples from the same logits, so with the same key they draw the
+/// same token), and whether this rank stays quiet (all but rank 0).
+pub(super) fn distributed_setup(load: &crate::models::LoadOptions, sampler: &mut SamplerParams) -> Result<bool> {
+    let Some(group) = &load.group else { return Ok(false) };
+    if sampler.temperature > 0.0 && sampler.seed.is_none() {
+        sampler.seed = Some(group.agree_seed()?);
+    }
+    Ok(group.rank() != 0)
 }

@@ -124,6 +124,22 @@ impl Group {
         new_array(|out| unsafe { ffi::shim_dist_recv_like(like.as_ptr(), src, self.ptr(), out) })
     }
 
+    /// A random seed that every rank returns: rank 0's, sent to the others by a sum to
+    /// which they add zeros.
+    pub fn agree_seed(&self) -> Result<u64> {
+        let mine: [i32; 2] = if self.rank == 0 {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let bits = t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
+            // Two non-negative 31-bit halves, so that the int32 sum is exact.
+            [(bits & 0x7fff_ffff) as i32, ((bits >> 31) & 0x7fff_ffff) as i32]
+        } else {
+            [0, 0]
+        };
+        let sum = self.all_sum(&Array::from_slice(&mine, &[2])?)?.to_vec::<i32>()
+            .map_err(|e| distributed_error("agreeing on a sampling seed", e))?;
+        Ok(sum[0] as u64 | ((sum[1] as u64) << 31))
+    }
+
     fn check_peer(&self, r: i32) -> Result<()> {
         if r < 0 || r >= self.size || r == self.rank {
             return Err(Error::invalid(format!(
