@@ -220,14 +220,20 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         (Some(_), Some(_)) => return Err(Error::invalid("give either --prompt or --prompt-file, not both")),
         (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
     };
-    let mut params = args.generation.params()?;
+    let params = args.generation.params()?;
     params.validate()?;
     let load = args.model.options()?;
     let json = args.json;
     // Every rank generates the same tokens; rank 0 alone prints them.
-    let quiet = distributed_setup(&load, &mut params.sampler)?;
+    let quiet = load.group.as_ref().is_some_and(|g| g.rank() != 0);
 
     let mut model = args.backend.load(&args.model.model, &load)?;
+    if let Some(g) = &load.group {
+        // What this rank's share of the model holds (the weights: nothing else is allocated
+        // yet), so that the split can be seen.
+        let mib = crate::mlx::memory::active_memory() as f64 / 1048576.0;
+        eprintln!("rank {} of {}: the model's weights hold {mib:.1} MiB here", g.rank(), g.size());
+    }
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
         if !json && !quiet {
@@ -240,6 +246,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     })?;
     let m = &gen.metrics;
     if quiet {
+        // The other ranks' metrics go to stderr (`mlxrun launch` shows them with the rank).
+        eprintln!("{}", metrics_line(m, gen.finish_reason));
         return Ok(());
     }
     if json {
@@ -259,13 +267,3 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// For a rank of a distributed run: random sampling without a seed gets one seed agreed by
-/// every rank (each rank samples from the same logits, so with the same key they draw the
-/// same token), and whether this rank stays quiet (all but rank 0).
-pub(super) fn distributed_setup(load: &crate::models::LoadOptions, sampler: &mut SamplerParams) -> Result<bool> {
-    let Some(group) = &load.group else { return Ok(false) };
-    if sampler.temperature > 0.0 && sampler.seed.is_none() {
-        sampler.seed = Some(group.agree_seed()?);
-    }
-    Ok(group.rank() != 0)
-}

@@ -50,11 +50,20 @@ pub fn run(args: LaunchArgs) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::Io(format!("finding this program: {e}")))?;
     let hostfile = std::env::temp_dir().join(format!("mlxrun-hosts-{}.json", std::process::id()));
     std::fs::write(&hostfile, local_hostfile(args.ranks)?).map_err(|e| Error::Io(format!("{}: {e}", hostfile.display())))?;
+    // The ranks share this machine's cores: left to itself each one's OpenBLAS would start a
+    // thread per core, and together they would oversubscribe them.
+    let blas_threads = std::env::var_os("OPENBLAS_NUM_THREADS").is_none().then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / args.ranks).max(1).to_string()
+    });
     let mut children: Vec<Child> = Vec::new();
     let mut printers = Vec::new();
     for rank in 0..args.ranks {
         let mut cmd = Command::new(&exe);
         cmd.args(&args.command).arg("--distributed").env("MLX_RANK", rank.to_string()).env("MLX_HOSTFILE", &hostfile);
+        if let Some(n) = &blas_threads {
+            cmd.env("OPENBLAS_NUM_THREADS", n);
+        }
         if rank == 0 {
             cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
         } else {
