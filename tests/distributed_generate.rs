@@ -139,3 +139,32 @@ fn killing_a_rank_mid_generation_ends_the_other_with_an_error() {
     assert!(err.contains("peer"), "rank 0's error does not name the lost peer:\n{err}");
     eprintln!("rank 0 ended {:.2} s after its peer was killed: {}", killed.elapsed().as_secs_f64(), err.trim());
 }
+
+/// Rank 0 stops early (its output is closed): every rank stops at that same token, and all
+/// end cleanly, instead of rank 1 waiting in an all-sum for a rank that stopped computing.
+#[test]
+fn a_stop_on_rank_0_stops_every_rank_at_the_same_token() {
+    let model = common::deps_file("fixtures/llama3");
+    let mut a = vec!["launch", "-n", "2", "--"];
+    a.extend(["generate", "--model", model.to_str().unwrap(), "--prompt", PROMPT, "--max-tokens", "100000", "--ignore-eos"]);
+    let mut child = mlxrun().args(&a).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 16];
+    assert!(out.read(&mut buf).unwrap() > 0, "rank 0 printed nothing");
+    drop(out);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the ranks still ran 60 s after rank 0's output closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("[rank 1] prompt:") && err.contains("stopped: output closed"), "{err}");
+}

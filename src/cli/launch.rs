@@ -67,7 +67,8 @@ pub fn run(args: LaunchArgs) -> Result<()> {
         if rank == 0 {
             cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
         } else {
-            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            // Rank 0 alone reads stdin (a chat shares each line with the others).
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         }
         let mut child = match cmd.spawn() {
             Ok(c) => c,

@@ -331,6 +331,13 @@ impl Model {
         let mut out = TextStream::new(&self.tokenizer, params, end_of_turn);
         let mut sampled = Vec::new();
         let sampler = self.shared_sampler(&params.sampler)?;
+        // The ranks of a sharded model must stop at the same token: one that stopped alone
+        // would leave the others waiting in their next all-sum for a peer that is alive but
+        // no longer computing. So a stop (the callback's, or a cancel) is put to a vote after
+        // every token, and only the vote ends the loop; the loop's own cancel check, which
+        // one rank could pass while another did not, is left out.
+        let group = self.group.clone();
+        let cancel = &self.cancel;
         let (metrics, end) = generate_tokens_after(
             self.lm.as_ref(),
             caches,
@@ -339,14 +346,20 @@ impl Model {
             max_tokens,
             &sampler,
             params.prefill_step_size,
-            Some(&self.cancel),
+            if group.is_some() { None } else { Some(cancel) },
             &mut |tok| {
                 sampled.push(tok.token);
-                out.push(tok, &mut on_text)
+                let go = out.push(tok, &mut on_text)?;
+                match &group {
+                    Some(g) => g.all_continue(go && !cancel.is_cancelled()),
+                    None => Ok(go),
+                }
             },
         )
         .map_err(|e| self.on_rank(e))?;
-        let finish_reason = out.end(end == LoopEnd::Cancelled, &mut on_text)?;
+        // A sharded model's cancel ends the loop through the vote (see above).
+        let cancelled = end == LoopEnd::Cancelled || (self.group.is_some() && self.cancel.is_cancelled());
+        let finish_reason = out.end(cancelled, &mut on_text)?;
         self.last_metrics = Some(metrics.clone());
         let generation =
             Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics };

@@ -140,6 +140,35 @@ impl Group {
         Ok(sum[0] as u64 | ((sum[1] as u64) << 31))
     }
 
+    /// Whether every rank says to go on (`go`): false as soon as one says stop.
+    pub fn all_continue(&self, go: bool) -> Result<bool> {
+        let stops = self.all_sum(&Array::from_slice(&[i32::from(!go)], &[1])?)?.item::<i32>()
+            .map_err(|e| distributed_error("agreeing whether to go on", e))?;
+        Ok(stops == 0)
+    }
+
+    /// Rank 0's `text` on every rank (the others pass `None`); `None` everywhere when rank 0
+    /// passes `None` (its input ended). For input only rank 0 reads, such as a chat's lines.
+    pub fn share_text(&self, text: Option<&str>) -> Result<Option<String>> {
+        let text = if self.rank == 0 { text } else { None };
+        let len = match text {
+            Some(t) => i32::try_from(t.len()).map_err(|_| Error::invalid("a text of 2 GiB or more cannot be shared"))?,
+            None if self.rank == 0 => -1,
+            None => 0,
+        };
+        let doing = |e| distributed_error("sharing rank 0's input", e);
+        let n = self.all_sum(&Array::from_slice(&[len], &[1])?)?.item::<i32>().map_err(doing)?;
+        if n <= 0 {
+            return Ok((n == 0).then(String::new));
+        }
+        let bytes = match text {
+            Some(t) => t.as_bytes().to_vec(),
+            None => vec![0u8; n as usize],
+        };
+        let got = self.all_sum(&Array::from_slice(&bytes, &[n])?)?.to_vec::<u8>().map_err(doing)?;
+        String::from_utf8(got).map(Some).map_err(|_| Error::Mlx("distributed: rank 0's input arrived garbled".into()))
+    }
+
     fn check_peer(&self, r: i32) -> Result<()> {
         if r < 0 || r >= self.size || r == self.rank {
             return Err(Error::invalid(format!(
