@@ -7,7 +7,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mlxrun::engine::{BatchParams, GenerateParams, Model, SamplerParams};
 use mlxrun::mlx::distributed::{self, Group};
+use mlxrun::models::LoadOptions;
 use mlxrun::mlx::{eval, Array, Dtype};
 
 /// A hostfile for `n` ranks on localhost, each on a port free now.
@@ -120,6 +122,17 @@ fn rank_main() {
             }
             println!("SURVIVOR {:?} after {:.1}s", result.map_err(|e| e.to_string()), t.elapsed().as_secs_f64());
         }
+        "engine" => {
+            // The library's calls on a model sharded over the group: what every rank gets.
+            let opts = LoadOptions { group: Some(g.clone()), ..LoadOptions::default() };
+            let mut model = Model::load(common::deps_file("fixtures/qwen2"), &opts).unwrap();
+            let (classes, greedy, sampled) = engine_calls(&mut model);
+            println!("CLASSIFY {classes:?}");
+            println!("GREEDY {greedy:?}");
+            println!("SAMPLED {sampled:?}");
+            let e = model.batch_generate(&["a"], &GenerateParams::default(), &BatchParams::default(), |_, _| true);
+            println!("BATCH {}", e.err().map(|e| e.to_string()).unwrap_or_default());
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -172,4 +185,39 @@ fn bad_environments_are_named() {
     let e = Group::init("carrier-pigeon", Duration::from_secs(1)).unwrap_err().to_string();
     assert!(e.contains("unknown distributed backend"), "{e}");
     assert!(distributed::is_available("ring").unwrap());
+}
+
+/// Classify three prompts, then generate greedily and with unseeded sampling.
+fn engine_calls(model: &mut Model) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let greedy = GenerateParams { max_tokens: 12, ignore_eos: true, ..GenerateParams::default() };
+    let classes = model.classify(&["one", "two words", "and three words"], &greedy, &BatchParams::default()).unwrap();
+    let classes = classes.into_iter().map(|c| c.unwrap().token).collect();
+    let g = model.generate("Hello world", &greedy, |_| true).unwrap().tokens;
+    let sampling = GenerateParams { sampler: SamplerParams { temperature: 0.9, ..SamplerParams::default() }, ..greedy };
+    let s = model.generate("Hello world", &sampling, |_| true).unwrap().tokens;
+    (classes, g, s)
+}
+
+/// Classify and generation on a model sharded over 2 ranks give what one process gives
+/// (greedy), and the same tokens on both ranks when sampling without a seed.
+#[test]
+fn two_ranks_classify_and_generate_like_one_process() {
+    if std::env::var("MLXRUN_DIST_SCENARIO").is_ok() {
+        return;
+    }
+    let out = run_ranks("dist-engine", 2, &[0, 1], "engine", Duration::from_secs(120));
+    let mut single = Model::load(common::deps_file("fixtures/qwen2"), &LoadOptions::default()).unwrap();
+    let (classes, greedy, _) = engine_calls(&mut single);
+    // From the key on (libtest prints "test rank_main ... " ahead of the first line).
+    let line = |text: &str, key: &str| {
+        let l = text.lines().find_map(|l| l.find(key).map(|i| &l[i..])).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+        l.to_string()
+    };
+    for (r, (ok, text)) in out.iter().enumerate() {
+        assert!(ok, "rank {r}:\n{text}");
+        assert_eq!(line(text, "CLASSIFY"), format!("CLASSIFY {classes:?}"), "rank {r}");
+        assert_eq!(line(text, "GREEDY"), format!("GREEDY {greedy:?}"), "rank {r}");
+        assert!(line(text, "BATCH").contains("sharded"), "rank {r}:\n{text}");
+    }
+    assert_eq!(line(&out[0].1, "SAMPLED"), line(&out[1].1, "SAMPLED"), "the ranks sampled apart");
 }
