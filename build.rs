@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/exit_guard.cpp");
     println!("cargo:rerun-if-changed=src/shim/distributed.cpp");
     println!("cargo:rerun-if-changed=src/shim/distributed.h");
+    println!("cargo:rerun-if-changed=src/shim/dist_wait.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
     for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
         println!("cargo:rerun-if-env-changed={var}");

@@ -742,7 +742,11 @@ typedef struct mlxrun_load_params {
    */
   const char *distributed_backend;
   /**
-   * How long loading waits for every rank to join, in milliseconds; 0 = 30000.
+   * How long loading waits for every rank to join, in milliseconds; 0 = 10000. Then
+   * also the longest a call may wait on the other ranks without this process computing
+   * anything before it fails (MLXRUN_ERR_MLX, "a peer is gone or stuck"). After such a
+   * failure MLX may keep a thread waiting for good, and a normal exit() would wait for
+   * it: end the process with _exit() (`mlxrun_distributed_failed` says when).
    */
   uint32_t distributed_timeout_ms;
 } mlxrun_load_params;
@@ -1297,6 +1301,13 @@ enum mlxrun_status mlxrun_model_load(const char *path,
 enum mlxrun_status mlxrun_model_rank(const struct mlxrun_model *model,
                                      int32_t *rank,
                                      int32_t *size);
+
+/**
+ * Whether work of a distributed group in this process has failed or stalled (a peer gone),
+ * after which MLX may keep a thread waiting for good: the process should then end with
+ * `_exit()`, since `exit()` waits for MLX's work to drain. Thread-safe.
+ */
+bool mlxrun_distributed_failed(void);
 
 /**
  * The name of backend `index` (0: "native", 1: "mlx_lm"), or NULL past the last. A

@@ -77,7 +77,9 @@ type LoadConfig struct {
 	// "any") to run this process as one rank of a group and shard the model over its
 	// ranks; "" loads it whole. See WithDistributed.
 	Distributed string
-	// DistributedTimeout is how long the load waits for every rank to join (0: 30 s).
+	// DistributedTimeout is how long the load waits for every rank to join (0: 10 s), and
+	// then the longest a call may wait on the other ranks without computing before it
+	// fails with ErrMLX (a peer gone or stuck).
 	DistributedTimeout time.Duration
 }
 
@@ -121,7 +123,7 @@ func WithBackendTimeout(d time.Duration) LoadOption {
 // ranks (tensor parallelism). Every rank loads the same model with the same options and
 // makes the same calls in the same order; each gets the same tokens. A rank that dies
 // makes the others' calls fail with ErrMLX. A rank that is missing fails the load after
-// timeout (0: 30 s).
+// timeout (0: 10 s); a call that waits on the others that long without computing fails.
 func WithDistributed(backend string, timeout time.Duration) LoadOption {
 	return func(c *LoadConfig) { c.Distributed, c.DistributedTimeout = backend, timeout }
 }

@@ -164,7 +164,11 @@ pub struct mlxrun_load_params {
     /// that dies makes the others' calls fail (MLXRUN_ERR_MLX, "connection to a peer was
     /// lost"). The native backend only.
     pub distributed_backend: *const c_char,
-    /// How long loading waits for every rank to join, in milliseconds; 0 = 30000.
+    /// How long loading waits for every rank to join, in milliseconds; 0 = 10000. Then
+    /// also the longest a call may wait on the other ranks without this process computing
+    /// anything before it fails (MLXRUN_ERR_MLX, "a peer is gone or stuck"). After such a
+    /// failure MLX may keep a thread waiting for good, and a normal exit() would wait for
+    /// it: end the process with _exit() (`mlxrun_distributed_failed` says when).
     pub distributed_timeout_ms: u32,
 }
 
@@ -284,7 +288,7 @@ unsafe fn distributed_group(p: &mlxrun_load_params) -> crate::error::Result<Opti
     if name.is_empty() {
         return Ok(None);
     }
-    let ms = if p.distributed_timeout_ms == 0 { 30_000 } else { p.distributed_timeout_ms };
+    let ms = if p.distributed_timeout_ms == 0 { 10_000 } else { p.distributed_timeout_ms };
     crate::mlx::distributed::Group::init(name, std::time::Duration::from_millis(ms as u64)).map(Some)
 }
 
@@ -304,6 +308,14 @@ pub unsafe extern "C" fn mlxrun_model_rank(model: *const mlxrun_model, rank: *mu
         }
         Ok(())
     })
+}
+
+/// Whether work of a distributed group in this process has failed or stalled (a peer gone),
+/// after which MLX may keep a thread waiting for good: the process should then end with
+/// `_exit()`, since `exit()` waits for MLX's work to drain. Thread-safe.
+#[no_mangle]
+pub extern "C" fn mlxrun_distributed_failed() -> bool {
+    crate::mlx::distributed::group_failed()
 }
 
 /// The backend a load asks for, with the `mlx_lm` worker's settings.

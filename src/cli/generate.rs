@@ -259,9 +259,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "metrics": metrics_json(m),
             "model": { "type": model.info().model_type, "dtype": model.info().dtype.name(), "backend": model.backend() },
         });
-        println!("{v}");
+        // A closed stdout is not an error here (see the callback above).
+        let _ = writeln!(stdout.lock(), "{v}");
     } else {
-        println!();
+        let _ = writeln!(stdout.lock());
         eprintln!("{}", metrics_line(m, gen.finish_reason));
     }
     Ok(())

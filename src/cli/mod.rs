@@ -165,8 +165,9 @@ pub struct DistributedArgs {
     #[arg(long, value_name = "NAME", default_value = "ring", requires = "distributed")]
     pub dist_backend: String,
 
-    /// Seconds to wait for every rank to connect before failing
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, requires = "distributed")]
+    /// Seconds to wait for every rank to connect; then also the longest this rank may wait on
+    /// the others without computing before it fails (a peer gone or stuck)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, requires = "distributed")]
     pub dist_timeout: f64,
 }
 

@@ -15,7 +15,10 @@ use super::{ffi, Array};
 use crate::error::{Error, Result};
 
 /// How long [`Group::init`] waits for every peer by default.
-pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`Group::init`] waits for every rank by default, and afterwards the longest a
+/// wait on the group's work may go without this process computing anything (see
+/// [`Group::init`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The backends MLX knows by name (`any`: the first available).
 pub const BACKENDS: &[&str] = &["any", "ring", "jaccl", "mpi", "nccl"];
@@ -48,6 +51,22 @@ impl fmt::Debug for Group {
     }
 }
 
+/// Whether work of this process's group has failed or stalled. MLX may then keep a stream
+/// thread waiting for good on a peer that is gone, and a normal exit, which waits for MLX's
+/// streams to drain, would hang: a program should then end with `_exit` (the CLI does).
+pub fn group_failed() -> bool {
+    unsafe { ffi::shim_dist_failed() == 1 }
+}
+
+/// Ends the process at once with `code`, without exit handlers, when [`group_failed`]:
+/// the ordinary exit would wait for a stream that may never drain. Flush output first.
+pub fn exit_if_group_failed(code: i32) {
+    if group_failed() {
+        // SAFETY: _exit ends the process; nothing runs after it.
+        unsafe { libc::_exit(code) }
+    }
+}
+
 /// Whether this MLX build has `backend` (one of [`BACKENDS`]).
 pub fn is_available(backend: &str) -> Result<bool> {
     let c = backend_name(backend)?;
@@ -69,6 +88,11 @@ impl Group {
     /// `MLX_RANK` (this process's rank) and `MLX_HOSTFILE` (a JSON file listing, per rank,
     /// the `"ip:port"` addresses it listens on: `[["127.0.0.1:5000"], ["127.0.0.1:5001"]]`).
     /// Fails after `timeout` when a peer does not connect: MLX itself would wait forever.
+    /// From then on, every wait on MLX's work in this process is bounded by `timeout` too:
+    /// a wait during which this process computes nothing for that long (it is waiting on
+    /// peers that do not answer) fails with "no progress … a peer is gone or stuck". A peer
+    /// that dies usually closes its connections, and the ring backend fails at once; this
+    /// covers the collectives it leaves waiting.
     pub fn init(backend: &str, timeout: Duration) -> Result<Group> {
         let c = backend_name(backend)?;
         if backend == "ring" {

@@ -499,6 +499,7 @@ extern "C" {
     pub fn shim_dist_is_available(backend: *const c_char) -> c_int;
     pub fn shim_dist_init(backend: *const c_char, timeout_s: f64, out: *mut *mut shim_group) -> c_int;
     pub fn shim_group_free(g: *mut shim_group);
+    pub fn shim_dist_failed() -> c_int;
     pub fn shim_group_rank(g: *const shim_group) -> c_int;
     pub fn shim_group_size(g: *const shim_group) -> c_int;
     pub fn shim_dist_all_sum(x: *const shim_array, g: *const shim_group, out: *mut *mut shim_array) -> c_int;

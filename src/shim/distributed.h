@@ -22,6 +22,9 @@ int shim_dist_is_available(const char* backend);
 // detached thread. The group is owned by the caller (shim_group_free).
 int shim_dist_init(const char* backend, double timeout_s, shim_group** out);
 void shim_group_free(shim_group* g);
+// 1 once work of this process's group has failed or stalled (MLX may then hold a stream
+// thread stuck for good: see exit_guard.h), else 0.
+int shim_dist_failed(void);
 int shim_group_rank(const shim_group* g);
 int shim_group_size(const shim_group* g);
 // Collectives over the group (lazy like every op; the communication happens at eval).

@@ -71,7 +71,8 @@ public struct LoadOptions: Sendable, Equatable {
     /// Every rank loads the same model with the same options and makes the same calls in the
     /// same order; each gets the same tokens. A rank that dies makes the others' calls throw.
     public var distributed: String? = nil
-    /// How long the load waits for every rank to join, in seconds (0: 30 s).
+    /// How long the load waits for every rank to join, in seconds (0: 10 s); then also the
+    /// longest a call may wait on the other ranks without computing before it throws.
     public var distributedTimeout: Double = 0
 
     public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0, adapterPath: String? = nil,
