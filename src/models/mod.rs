@@ -12,6 +12,7 @@ pub mod qwen2;
 pub mod quantization;
 pub mod qwen3;
 pub mod shard;
+pub mod slice_read;
 pub mod weights;
 
 use std::path::Path;

@@ -7,13 +7,15 @@
 //! on each rank's heads only. Embeddings, norms and the output head stay whole on every
 //! rank, so each rank ends a step with the same logits and samples the same token.
 //!
-//! Each rank keeps only its slice: a matrix is read, cut, copied out and evaluated, and its
-//! whole form is released before the next one is read.
+//! Each rank reads only its slice of a dense matrix from a safetensors file (`slice_read`:
+//! whole rows, or a run of each row). Other matrices (packed, quantized at load, from a
+//! GGUF file) are read whole, cut, copied out and evaluated, and the whole form is released
+//! before the next one is read.
 use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::mlx::distributed::Group;
 use crate::nn::linear::Parallel;
-use crate::nn::{AttentionConfig, Linear};
+use crate::nn::{AttentionConfig, Linear, Weight};
 
 /// Which heads of a layer's attention one rank holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +133,10 @@ pub fn mlp(w: &mut Weights, prefix: &str, hidden: i32, intermediate: i32, bias: 
 impl Weights {
     /// Rows `start..start + n` of the linear layer `name` (and of its bias).
     pub fn linear_rows(&mut self, name: &str, out: i32, inp: i32, bias: bool, start: i32, n: i32) -> Result<Linear> {
-        let weight = self.matrix(name, out, inp)?.slice_out(start, n)?;
+        let weight = match self.take_dense_slice(&format!("{name}.weight"), &[out, inp], 0, start, n)? {
+            Some(a) => Weight::Dense(a),
+            None => self.matrix(name, out, inp)?.slice_out(start, n)?,
+        };
         let bias = match bias {
             true => Some(self.take(&format!("{name}.bias"), &[out])?.slice_axis(0, start, start + n)?.contiguous()?),
             false => None,
@@ -143,7 +148,10 @@ impl Weights {
     /// `group`; the bias stays whole.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_cols(&mut self, name: &str, out: i32, inp: i32, bias: bool, start: i32, n: i32, group: &Group) -> Result<Linear> {
-        let weight = self.matrix(name, out, inp)?.slice_in(start, n)?;
+        let weight = match self.take_dense_slice(&format!("{name}.weight"), &[out, inp], 1, start, n)? {
+            Some(a) => Weight::Dense(a),
+            None => self.matrix(name, out, inp)?.slice_in(start, n)?,
+        };
         let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
         let parallel = Parallel::Reduced(group.clone());
         self.finish_shard(name, Linear { weight, bias, lora: None, transposed: None, parallel })
@@ -153,8 +161,8 @@ impl Weights {
     /// rank never holds more than its slices and one whole matrix.
     fn finish_shard(&mut self, name: &str, mut linear: Linear) -> Result<Linear> {
         let mut arrays = match &linear.weight {
-            crate::nn::Weight::Dense(w) => vec![w],
-            crate::nn::Weight::Quantized { q, .. } => [Some(&q.weight), Some(&q.scales), q.biases.as_ref()].into_iter().flatten().collect(),
+            Weight::Dense(w) => vec![w],
+            Weight::Quantized { q, .. } => [Some(&q.weight), Some(&q.scales), q.biases.as_ref()].into_iter().flatten().collect(),
         };
         arrays.extend(linear.bias.as_ref());
         crate::mlx::eval(&arrays)?;

@@ -33,6 +33,9 @@ pub struct Weights {
     /// The group whose ranks share the model (tensor parallelism, see `shard`): each
     /// layer's projections are cut to this rank's slice as they are taken.
     pub group: Option<crate::mlx::distributed::Group>,
+    /// Where each tensor of the folder's safetensors files lies on disk, so that a shard
+    /// can read just its part (see `slice_read`); empty for weights from elsewhere.
+    pub(super) sources: BTreeMap<String, super::slice_read::TensorSource>,
 }
 
 /// The safetensors files of a model folder: those an index names, else every
@@ -100,7 +103,31 @@ impl Weights {
             }
             super::progress::report(i + 1, files.len(), "files");
         }
-        Ok(Weights::from_map(dir, tensors, dtype))
+        let mut w = Weights::from_map(dir, tensors, dtype);
+        for file in &files {
+            w.sources.extend(super::slice_read::sources(file)?);
+        }
+        Ok(w)
+    }
+
+    /// Rows (`axis` 0) or columns (1) `start..start + n` of the dense matrix `name`, which
+    /// must have `shape`, read from disk alone and converted to the compute dtype; `None`
+    /// when that cannot be done here (a packed or to-be-quantized matrix, weights not from
+    /// safetensors files, a shape that `take` must report): then the caller reads the whole.
+    pub(super) fn take_dense_slice(&mut self, name: &str, shape: &[i32], axis: usize, start: i32, n: i32) -> Result<Option<Array>> {
+        let prefix = name.strip_suffix(".weight").unwrap_or(name);
+        if self.quant.quantize.is_some() || self.contains(&format!("{prefix}.scales")) {
+            return Ok(None);
+        }
+        let Some(src) = self.sources.get(name).filter(|s| s.shape == shape && s.dtype.is_float()) else { return Ok(None) };
+        let a = src.read_slice(axis, start, n)?;
+        let a = match self.dtype {
+            Some(d) if a.dtype() != d => a.astype(d)?,
+            _ => a,
+        };
+        self.taken.insert(name.to_string());
+        self.quant_summary.dense += 1;
+        Ok(Some(a))
     }
 
     /// From tensors already in memory (tests, conversions).
@@ -113,6 +140,7 @@ impl Weights {
             quant: QuantLoad::default(),
             stack_projections: false,
             group: None,
+            sources: BTreeMap::new(),
             quant_summary: QuantSummary::default(),
         }
     }
