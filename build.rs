@@ -18,6 +18,9 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/shim.cpp");
     println!("cargo:rerun-if-changed=src/shim/shim.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.cpp");
+    println!("cargo:rerun-if-changed=src/shim/distributed.cpp");
+    println!("cargo:rerun-if-changed=src/shim/distributed.h");
+    println!("cargo:rerun-if-changed=src/shim/dist_wait.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
     for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -35,6 +38,7 @@ fn main() {
         .std("c++20")
         .file("src/shim/shim.cpp")
         .file("src/shim/exit_guard.cpp")
+        .file("src/shim/distributed.cpp")
         .include("src/shim")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

@@ -729,6 +729,26 @@ typedef struct mlxrun_load_params {
    * declared hung and killed, in milliseconds; 0 = 120000.
    */
   uint32_t backend_timeout_ms;
+  /**
+   * Run as one rank of a distributed group and shard the model over its ranks (tensor
+   * parallelism): the NUL-terminated name of MLX's backend, "ring" (TCP), "jaccl"
+   * (Thunderbolt), "mpi", "nccl" or "any"; NULL or "" = not distributed. The group is
+   * the one MLX's environment describes (ring: `MLX_RANK` and `MLX_HOSTFILE`, a JSON list
+   * with one list of "ip:port" strings per rank). Every rank must load the same model
+   * with the same parameters and then make the same calls with the same arguments in
+   * the same order; each returns the same tokens (rank 0 typically shows them). A rank
+   * that dies makes the others' calls fail (MLXRUN_ERR_MLX, "connection to a peer was
+   * lost"). The native backend only.
+   */
+  const char *distributed_backend;
+  /**
+   * How long loading waits for every rank to join, in milliseconds; 0 = 10000. Then
+   * also the longest a call may wait on the other ranks without this process computing
+   * anything before it fails (MLXRUN_ERR_MLX, "a peer is gone or stuck"). After such a
+   * failure MLX may keep a thread waiting for good, and a normal exit() would wait for
+   * it: end the process with _exit() (`mlxrun_distributed_failed` says when).
+   */
+  uint32_t distributed_timeout_ms;
 } mlxrun_load_params;
 
 /**
@@ -1272,6 +1292,22 @@ struct mlxrun_load_params mlxrun_load_default_params(void);
 enum mlxrun_status mlxrun_model_load(const char *path,
                                      const struct mlxrun_load_params *params,
                                      struct mlxrun_model **out);
+
+/**
+ * This process's rank in the group `model` is sharded over into `*rank`, and the group's
+ * size into `*size` (either may be NULL); 0 and 1 for a model loaded whole. Thread-safe;
+ * never waits for a running call.
+ */
+enum mlxrun_status mlxrun_model_rank(const struct mlxrun_model *model,
+                                     int32_t *rank,
+                                     int32_t *size);
+
+/**
+ * Whether work of a distributed group in this process has failed or stalled (a peer gone),
+ * after which MLX may keep a thread waiting for good: the process should then end with
+ * `_exit()`, since `exit()` waits for MLX's work to drain. Thread-safe.
+ */
+bool mlxrun_distributed_failed(void);
 
 /**
  * The name of backend `index` (0: "native", 1: "mlx_lm"), or NULL past the last. A

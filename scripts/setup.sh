@@ -98,6 +98,10 @@ make_attentionrefs() { run_logged "$LOGS/attentionrefs.log" "$PY" "$ROOT/scripts
 make_lorarefs() {
     run_logged "$LOGS/lorarefs.log" "$PY" "$ROOT/scripts/lora_refs.py" "$DEPS/fixtures" "$ROOT/tests/data/lora" "$1"
 }
+# mlx-lm's own tensor-parallel generation (2 ranks over the ring backend on 127.0.0.1).
+make_distrefs() {
+    run_logged "$LOGS/distrefs.log" "$PY" "$ROOT/scripts/distributed_refs.py" "$DEPS/fixtures" "$DEPS/fixtures-quant" "$1"
+}
 # The converter's folders and mlx-lm's outputs on them: one product, two links.
 make_quantrefs() {
     run_logged "$LOGS/quantrefs.log" "$PY" "$ROOT/scripts/quant_refs.py" "$DEPS/fixtures" "$1/fixtures-quant" "$1/refs"
@@ -128,6 +132,9 @@ lane_quant() {
     data_key="$(cd "$ROOT" && sha256sum tests/data/lora/*/*.jsonl)"
     cached lorarefs "$(key lorarefs "$(S lora_refs)" "$data_key" "$REF_BASE")" make_lorarefs
     link refs/lora "$REPLY"
+    # Reads the quantized fixtures made above.
+    cached distrefs "$(key distrefs "$(S distributed_refs quant_refs)" "$REF_BASE")" make_distrefs
+    link refs/distributed "$REPLY"
 }
 lane_rest() {
     cached genrefs "$(key genrefs "$(S reference_outputs)" "$REF_BASE")" make_genrefs

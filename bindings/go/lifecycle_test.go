@@ -103,8 +103,21 @@ func TestLoadErrors(t *testing.T) {
 		_, err := mlx.LoadModel(fixture(t, "qwen3"), mlx.WithContextLength(-1))
 		wantStatus(t, err, mlx.ErrInvalidArgument, mlx.StatusInvalidArgument, "context length")
 	})
+	t.Run("unknown distributed backend", func(t *testing.T) {
+		_, err := mlx.LoadModel(fixture(t, "qwen3"), mlx.WithDistributed("carrier-pigeon", 0))
+		wantStatus(t, err, mlx.ErrInvalidArgument, mlx.StatusInvalidArgument, "carrier-pigeon")
+	})
+	t.Run("ring without its environment", func(t *testing.T) {
+		t.Setenv("MLX_RANK", "")
+		t.Setenv("MLX_HOSTFILE", "")
+		_, err := mlx.LoadModel(fixture(t, "qwen3"), mlx.WithDistributed("ring", time.Second))
+		wantStatus(t, err, mlx.ErrInvalidArgument, mlx.StatusInvalidArgument, "MLX_RANK")
+	})
 	t.Run("good options", func(t *testing.T) {
 		m := load(t, "qwen3", mlx.WithDType(mlx.BFloat16), mlx.WithDevice("cpu"), mlx.WithContextLen(512))
+		if r, n := m.Rank(); r != 0 || n != 1 {
+			t.Fatalf("a model loaded whole has rank %d of %d", r, n)
+		}
 		if m.Info().DType != mlx.BFloat16 || m.Info().ContextLength != 512 {
 			t.Fatalf("info %+v", m.Info())
 		}

@@ -22,6 +22,8 @@ type Model struct {
 	ptr  *C.mlxrun_model
 	info ModelInfo
 	w    *worker // the OS thread all of the model's MLX work runs on (thread.go)
+	// rank and size: this process's place in the group the model is sharded over.
+	rank, size int
 
 	gen       chan struct{} // the generation slot: holding it = running a generation (cap 1)
 	closing   chan struct{} // closed when Close begins
@@ -72,7 +74,8 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 	for _, s := range []struct {
 		dst       **C.char
 		val, what string
-	}{{&params.backend, cfg.Backend, "backend"}, {&params.python, cfg.Python, "python"}, {&params.venv, cfg.Venv, "venv"}} {
+	}{{&params.backend, cfg.Backend, "backend"}, {&params.python, cfg.Python, "python"}, {&params.venv, cfg.Venv, "venv"},
+		{&params.distributed_backend, cfg.Distributed, "distributed backend"}} {
 		if s.val != "" {
 			if *s.dst, err = a.cString(s.val, s.what); err != nil {
 				return nil, err
@@ -83,12 +86,16 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 	w := newWorker()
 	var handle *C.mlxrun_model
 	var ci C.mlxrun_model_info
+	var rank, size C.int32_t
 	w.do(func() {
 		if err = lastError(C.mlxrun_model_load(cpath, &params, &handle)); err != nil {
 			return
 		}
 		ci.struct_size = C.sizeof_mlxrun_model_info
-		if err = lastError(C.mlxrun_model_get_info(handle, &ci)); err != nil {
+		if err = lastError(C.mlxrun_model_get_info(handle, &ci)); err == nil {
+			err = lastError(C.mlxrun_model_rank(handle, &rank, &size))
+		}
+		if err != nil {
 			C.mlxrun_model_free(handle)
 		}
 	})
@@ -97,8 +104,10 @@ func LoadModel(path string, opts ...LoadOption) (*Model, error) {
 		return nil, err
 	}
 	return &Model{
-		ptr: handle,
-		w:   w,
+		ptr:  handle,
+		w:    w,
+		rank: int(rank),
+		size: int(size),
 		info: ModelInfo{
 			Architecture:          C.GoString(&ci.model_type[0]),
 			VocabSize:             int(ci.vocab_size),
@@ -178,6 +187,10 @@ func (m *Model) Close() error {
 
 // ModelType is config.json's model_type, e.g. "qwen3", "llama", "gemma3_text".
 func (m *Model) ModelType() string { return m.info.Architecture }
+
+// Rank is this process's rank in the group the model is sharded over and the group's
+// size (WithDistributed); 0 and 1 for a model loaded whole.
+func (m *Model) Rank() (rank, size int) { return m.rank, m.size }
 
 // Info describes the model (read at load; it never waits for a generation).
 func (m *Model) Info() ModelInfo { return m.info }

@@ -73,6 +73,14 @@ type LoadConfig struct {
 	// BackendTimeout is how long the mlx_lm worker may stay silent during a call before
 	// it is declared hung and killed (0: two minutes).
 	BackendTimeout time.Duration
+	// Distributed names MLX's distributed backend ("ring", "jaccl", "mpi", "nccl" or
+	// "any") to run this process as one rank of a group and shard the model over its
+	// ranks; "" loads it whole. See WithDistributed.
+	Distributed string
+	// DistributedTimeout is how long the load waits for every rank to join (0: 10 s), and
+	// then the longest a call may wait on the other ranks without computing before it
+	// fails with ErrMLX (a peer gone or stuck).
+	DistributedTimeout time.Duration
 }
 
 // LoadOption configures LoadModel.
@@ -109,6 +117,17 @@ func WithBackendTimeout(d time.Duration) LoadOption {
 	return func(c *LoadConfig) { c.BackendTimeout = d }
 }
 
+// WithDistributed runs this process as one rank of a group over MLX's distributed
+// backend (e.g. "ring": TCP, reading MLX_RANK and MLX_HOSTFILE from the environment, the
+// hostfile a JSON list of one ["ip:port", ...] list per rank) and shards the model over the
+// ranks (tensor parallelism). Every rank loads the same model with the same options and
+// makes the same calls in the same order; each gets the same tokens. A rank that dies
+// makes the others' calls fail with ErrMLX. A rank that is missing fails the load after
+// timeout (0: 10 s); a call that waits on the others that long without computing fails.
+func WithDistributed(backend string, timeout time.Duration) LoadOption {
+	return func(c *LoadConfig) { c.Distributed, c.DistributedTimeout = backend, timeout }
+}
+
 // WithDevice selects "cpu" or "gpu" ("" = the GPU when available, else the CPU).
 func WithDevice(device string) LoadOption { return func(c *LoadConfig) { c.Device = device } }
 
@@ -134,6 +153,10 @@ func (c *LoadConfig) toC() (C.mlxrun_load_params, error) {
 		return p, invalid("backend timeout " + c.BackendTimeout.String() + " is out of range")
 	}
 	p.backend_timeout_ms = C.uint32_t(c.BackendTimeout.Milliseconds())
+	if c.DistributedTimeout < 0 || c.DistributedTimeout.Milliseconds() > math.MaxUint32 {
+		return p, invalid("distributed timeout " + c.DistributedTimeout.String() + " is out of range")
+	}
+	p.distributed_timeout_ms = C.uint32_t(c.DistributedTimeout.Milliseconds())
 	return p, nil
 }
 

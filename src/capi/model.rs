@@ -23,6 +23,8 @@ pub struct mlxrun_model {
     pub(crate) tokenizer: Option<Tokenizer>,
     /// Longest prompt + generation accepted (None: unlimited).
     pub(crate) context_length: Option<usize>,
+    /// This process's rank and the group's size when the model is sharded; (0, 1) otherwise.
+    pub(crate) rank: (i32, i32),
 }
 
 impl mlxrun_model {
@@ -152,6 +154,22 @@ pub struct mlxrun_load_params {
     /// For "mlx_lm": the longest the worker may stay silent during a call before it is
     /// declared hung and killed, in milliseconds; 0 = 120000.
     pub backend_timeout_ms: u32,
+    /// Run as one rank of a distributed group and shard the model over its ranks (tensor
+    /// parallelism): the NUL-terminated name of MLX's backend, "ring" (TCP), "jaccl"
+    /// (Thunderbolt), "mpi", "nccl" or "any"; NULL or "" = not distributed. The group is
+    /// the one MLX's environment describes (ring: `MLX_RANK` and `MLX_HOSTFILE`, a JSON list
+    /// with one list of "ip:port" strings per rank). Every rank must load the same model
+    /// with the same parameters and then make the same calls with the same arguments in
+    /// the same order; each returns the same tokens (rank 0 typically shows them). A rank
+    /// that dies makes the others' calls fail (MLXRUN_ERR_MLX, "connection to a peer was
+    /// lost"). The native backend only.
+    pub distributed_backend: *const c_char,
+    /// How long loading waits for every rank to join, in milliseconds; 0 = 10000. Then
+    /// also the longest a call may wait on the other ranks without this process computing
+    /// anything before it fails (MLXRUN_ERR_MLX, "a peer is gone or stuck"). After such a
+    /// failure MLX may keep a thread waiting for good, and a normal exit() would wait for
+    /// it: end the process with _exit() (`mlxrun_distributed_failed` says when).
+    pub distributed_timeout_ms: u32,
 }
 
 /// The size of the first version of the struct, before the quantization fields.
@@ -174,6 +192,8 @@ pub extern "C" fn mlxrun_load_default_params() -> mlxrun_load_params {
         python: std::ptr::null(),
         venv: std::ptr::null(),
         backend_timeout_ms: 0,
+        distributed_backend: std::ptr::null(),
+        distributed_timeout_ms: 0,
     }
 }
 
@@ -245,16 +265,57 @@ pub unsafe extern "C" fn mlxrun_model_load(
             Some(std::path::PathBuf::from(c_str(p.adapter_path, "mlxrun_load_params.adapter_path")?))
         };
         let choice = backend_choice(&p)?;
-        let model = backend::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path, stack_projections: None }, &choice)?;
+        let group = distributed_group(&p)?;
+        let rank = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
+        let model = backend::load(path, &LoadOptions { dtype, quantize, keep_quantized, adapter_path, stack_projections: None, group }, &choice)?;
         let context_length = match p.context_length {
             0 => model.info().max_position_embeddings.map(|n| n as usize),
             n => Some(n as usize),
         };
         let cancel = model.canceller();
         let tokenizer = model.native_ref("").ok().map(|m| m.tokenizer().clone());
-        *out = Box::into_raw(Box::new(mlxrun_model { tokenizer, model: Mutex::new(model), cancel, metrics: Mutex::new(None), context_length }));
+        *out = Box::into_raw(Box::new(mlxrun_model { tokenizer, model: Mutex::new(model), cancel, metrics: Mutex::new(None), context_length, rank }));
         Ok(())
     })
+}
+
+/// The group a load joins when it asks to be distributed.
+unsafe fn distributed_group(p: &mlxrun_load_params) -> crate::error::Result<Option<crate::mlx::distributed::Group>> {
+    if p.distributed_backend.is_null() {
+        return Ok(None);
+    }
+    let name = c_str(p.distributed_backend, "mlxrun_load_params.distributed_backend")?;
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let ms = if p.distributed_timeout_ms == 0 { 10_000 } else { p.distributed_timeout_ms };
+    crate::mlx::distributed::Group::init(name, std::time::Duration::from_millis(ms as u64)).map(Some)
+}
+
+/// This process's rank in the group `model` is sharded over into `*rank`, and the group's
+/// size into `*size` (either may be NULL); 0 and 1 for a model loaded whole. Thread-safe;
+/// never waits for a running call.
+#[no_mangle]
+pub unsafe extern "C" fn mlxrun_model_rank(model: *const mlxrun_model, rank: *mut i32, size: *mut i32) -> mlxrun_status {
+    guard(|| {
+        non_null(model, "model")?;
+        let (r, n) = (*model).rank;
+        if !rank.is_null() {
+            *rank = r;
+        }
+        if !size.is_null() {
+            *size = n;
+        }
+        Ok(())
+    })
+}
+
+/// Whether work of a distributed group in this process has failed or stalled (a peer gone),
+/// after which MLX may keep a thread waiting for good: the process should then end with
+/// `_exit()`, since `exit()` waits for MLX's work to drain. Thread-safe.
+#[no_mangle]
+pub extern "C" fn mlxrun_distributed_failed() -> bool {
+    crate::mlx::distributed::group_failed()
 }
 
 /// The backend a load asks for, with the `mlx_lm` worker's settings.

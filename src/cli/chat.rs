@@ -56,6 +56,9 @@ pub fn run(args: ChatArgs) -> Result<()> {
     }
 
     let mut model = args.model.load(&load)?;
+    // On a sharded model every rank takes every turn; rank 0 alone reads stdin and prints.
+    let group = load.group.clone();
+    let silent = group.as_ref().is_some_and(|g| g.rank() != 0);
     let options = ChatOptions { template, ..ChatOptions::default() };
     let mut session = ChatSession::new(&mut model, options)?;
     if let Some(s) = &system {
@@ -64,12 +67,12 @@ pub fn run(args: ChatArgs) -> Result<()> {
 
     if !messages.is_empty() {
         for text in messages {
-            turn(&mut model, &mut session, &text, &params, json, quiet)?;
+            turn(&mut model, &mut session, &text, &params, json, quiet, silent)?;
         }
         return Ok(());
     }
 
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = std::io::stdin().is_terminal() && !silent;
     if interactive {
         eprintln!("chatting with {model_path}: /reset starts over, /exit or Ctrl-D quits");
     }
@@ -80,8 +83,12 @@ pub fn run(args: ChatArgs) -> Result<()> {
             eprint!("> ");
             let _ = std::io::stderr().flush();
         }
-        let Some(line) = lines.next() else { break };
-        let line = line.map_err(|e| Error::Io(format!("stdin: {e}")))?;
+        let line = if silent { None } else { lines.next().transpose().map_err(|e| Error::Io(format!("stdin: {e}")))? };
+        let line = match &group {
+            Some(g) => g.share_text(line.as_deref())?,
+            None => line,
+        };
+        let Some(line) = line else { break };
         let text = line.trim();
         match text {
             "" => continue,
@@ -91,16 +98,20 @@ pub fn run(args: ChatArgs) -> Result<()> {
                 if let Some(s) = &system {
                     session.messages_mut().push(Message::system(s.as_str()));
                 }
-                eprintln!("(conversation cleared)");
+                if !silent {
+                    eprintln!("(conversation cleared)");
+                }
                 continue;
             }
-            _ => turn(&mut model, &mut session, text, &params, false, quiet)?,
+            _ => turn(&mut model, &mut session, text, &params, false, quiet, silent)?,
         }
     }
     Ok(())
 }
 
-/// Sends one user message and streams (or, with `json`, prints) the reply.
+/// Sends one user message and streams (or, with `json`, prints) the reply; `silent` (a
+/// rank other than 0) takes the turn without printing.
+#[allow(clippy::too_many_arguments)]
 fn turn(
     model: &mut Model,
     session: &mut ChatSession,
@@ -108,16 +119,20 @@ fn turn(
     params: &GenerateParams,
     json: bool,
     quiet: bool,
+    silent: bool,
 ) -> Result<()> {
     let stdout = std::io::stdout();
     let gen = session.send(model, Message::user(text), params, |ev| {
-        if json {
+        if json || silent {
             return true;
         }
         let mut out = stdout.lock();
         // A closed stdout (piped into `head`) stops generation quietly.
         out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()).is_ok()
     })?;
+    if silent {
+        return Ok(());
+    }
     if json {
         let v = serde_json::json!({
             "message": text,

@@ -221,14 +221,22 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         (None, None) => return Err(Error::invalid("generate needs --prompt TEXT or --prompt-file FILE")),
     };
     let params = args.generation.params()?;
+    params.validate()?;
     let load = args.model.options()?;
     let json = args.json;
-    params.validate()?;
+    // Every rank generates the same tokens; rank 0 alone prints them.
+    let quiet = load.group.as_ref().is_some_and(|g| g.rank() != 0);
 
     let mut model = args.backend.load(&args.model.model, &load)?;
+    if let Some(g) = &load.group {
+        // What this rank's share of the model holds (the weights: nothing else is allocated
+        // yet), so that the split can be seen.
+        let mib = crate::mlx::memory::active_memory() as f64 / 1048576.0;
+        eprintln!("rank {} of {}: the model's weights hold {mib:.1} MiB here", g.rank(), g.size());
+    }
     let stdout = std::io::stdout();
     let gen = model.generate(&prompt, &params, |ev| {
-        if !json {
+        if !json && !quiet {
             let mut out = stdout.lock();
             // A closed stdout (e.g. piped into `head`) stops generation quietly.
             out.write_all(ev.text.as_bytes()).and_then(|_| out.flush()).is_ok()
@@ -237,6 +245,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     })?;
     let m = &gen.metrics;
+    if quiet {
+        // The other ranks' metrics go to stderr (`mlxrun launch` shows them with the rank).
+        eprintln!("{}", metrics_line(m, gen.finish_reason));
+        return Ok(());
+    }
     if json {
         let v = serde_json::json!({
             "text": gen.text,
@@ -246,10 +259,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "metrics": metrics_json(m),
             "model": { "type": model.info().model_type, "dtype": model.info().dtype.name(), "backend": model.backend() },
         });
-        println!("{v}");
+        // A closed stdout is not an error here (see the callback above).
+        let _ = writeln!(stdout.lock(), "{v}");
     } else {
-        println!();
+        let _ = writeln!(stdout.lock());
         eprintln!("{}", metrics_line(m, gen.finish_reason));
     }
     Ok(())
 }
+

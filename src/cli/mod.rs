@@ -8,6 +8,7 @@ pub mod discover;
 pub mod fuse;
 pub mod generate;
 pub mod info;
+pub mod launch;
 pub mod plot;
 pub mod progress;
 pub mod smoke;
@@ -76,6 +77,14 @@ pub enum Command {
     Fuse(fuse::FuseArgs),
     /// Exercise MLX through the engine and print timings
     Smoke(smoke::SmokeArgs),
+    /// Start the ranks of a distributed run on this machine: N copies of an mlxrun command
+    #[command(after_help = "For example: mlxrun launch -n 2 -- generate --model M --prompt hi\n\n\
+                            Each rank runs the command with --distributed added, over the ring backend on \
+                            127.0.0.1 with free ports (MLX_RANK and MLX_HOSTFILE set for it). Rank 0's output \
+                            is printed; the other ranks' stderr is printed with a [rank R] prefix. The exit \
+                            status is the first failing rank's. Across machines, start the ranks with mlx.launch \
+                            (see docs/distributed.md).")]
+    Launch(launch::LaunchArgs),
     /// Print a shell completion script to stdout
     #[command(after_help = "For example: mlxrun completions bash > ~/.local/share/bash-completion/completions/mlxrun")]
     Completions(completions::CompletionsArgs),
@@ -135,6 +144,45 @@ pub struct ModelArgs {
     /// train, adapters]
     #[arg(long, value_name = "DIR")]
     pub adapter_path: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub distributed: DistributedArgs,
+}
+
+/// Running one rank of a model sharded over several processes (tensor parallelism).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Distributed")]
+pub struct DistributedArgs {
+    /// Run as one rank of a group and shard the model over the group's ranks. The group is
+    /// the one MLX's environment describes: for the ring backend MLX_RANK (this rank) and
+    /// MLX_HOSTFILE (a JSON list, one entry per rank, each a list of "ip:port" strings).
+    /// Every rank runs the same command; rank 0 prints the output. `mlxrun launch` starts
+    /// the ranks on this machine; `mlx.launch` starts them across machines
+    #[arg(long)]
+    pub distributed: bool,
+
+    /// MLX's distributed backend: ring (TCP), jaccl (Thunderbolt), mpi, nccl or any
+    #[arg(long, value_name = "NAME", default_value = "ring", requires = "distributed")]
+    pub dist_backend: String,
+
+    /// Seconds to wait for every rank to connect; then also the longest this rank may wait on
+    /// the others without computing before it fails (a peer gone or stuck)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, requires = "distributed")]
+    pub dist_timeout: f64,
+}
+
+impl DistributedArgs {
+    /// Joins the group when --distributed is given.
+    pub fn group(&self) -> Result<Option<crate::mlx::distributed::Group>> {
+        if !self.distributed {
+            return Ok(None);
+        }
+        if !(self.dist_timeout.is_finite() && self.dist_timeout > 0.0) {
+            return Err(Error::invalid(format!("--dist-timeout must be a number of seconds > 0, got {}", self.dist_timeout)));
+        }
+        let timeout = std::time::Duration::from_secs_f64(self.dist_timeout);
+        crate::mlx::distributed::Group::init(&self.dist_backend, timeout).map(Some)
+    }
 }
 
 impl ModelArgs {
@@ -157,7 +205,7 @@ impl ModelArgs {
             (false, true) => Some(false),
             (false, false) => None,
         };
-        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None })
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None, group: self.distributed.group()? })
     }
 
     /// Loads the model with a progress bar (see [`progress::load_model`]).
@@ -230,6 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Launch(a) => launch::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Info(a) => info::run(a),
         Command::Discover(a) => discover::run(a),

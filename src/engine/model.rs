@@ -71,6 +71,8 @@ pub struct Model {
     pub(crate) embedded_templates: Option<EmbeddedTemplates>,
     /// The LoRA adapter on the model's projections, if any.
     adapter: Option<crate::train::Adapter>,
+    /// The group the model is sharded over, when it is (see `models::shard`).
+    group: Option<crate::mlx::distributed::Group>,
 }
 
 /// Chat templates stored in a model file rather than beside it (GGUF metadata
@@ -132,6 +134,7 @@ impl Model {
             chat_templates: TemplateCache::default(),
             embedded_templates: None,
             adapter: None,
+            group: opts.group.clone().filter(|g| g.size() > 1),
         }
         .with_adapter_from(opts)
     }
@@ -157,8 +160,36 @@ impl Model {
             chat_templates: TemplateCache::default(),
             embedded_templates: (!templates.templates.is_empty()).then_some(templates),
             adapter: None,
+            group: opts.group.clone().filter(|g| g.size() > 1),
         }
         .with_adapter_from(opts)
+    }
+
+    /// The group the model is sharded over; `None` when it runs whole in this process.
+    pub fn group(&self) -> Option<&crate::mlx::distributed::Group> {
+        self.group.as_ref()
+    }
+
+    /// The sampler settings every rank of a sharded model uses: random sampling without a
+    /// seed gets one agreed by every rank (each rank samples from the same logits, so with
+    /// the same key each draws the same token, and they stay in step).
+    pub(crate) fn shared_sampler(&self, sampler: &crate::engine::SamplerParams) -> Result<crate::engine::SamplerParams> {
+        let mut s = sampler.clone();
+        if let Some(g) = &self.group {
+            if s.temperature > 0.0 && s.seed.is_none() {
+                s.seed = Some(g.agree_seed()?);
+            }
+        }
+        Ok(s)
+    }
+
+    /// A failure of a sharded model's call, said with the rank it happened on (a lost peer
+    /// shows as MLX's "connection to a peer was lost").
+    pub(crate) fn on_rank(&self, e: Error) -> Error {
+        match &self.group {
+            Some(g) => crate::mlx::distributed::distributed_error(&format!("rank {} of {}", g.rank(), g.size()), e),
+            None => e,
+        }
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -299,21 +330,36 @@ impl Model {
         };
         let mut out = TextStream::new(&self.tokenizer, params, end_of_turn);
         let mut sampled = Vec::new();
+        let sampler = self.shared_sampler(&params.sampler)?;
+        // The ranks of a sharded model must stop at the same token: one that stopped alone
+        // would leave the others waiting in their next all-sum for a peer that is alive but
+        // no longer computing. So a stop (the callback's, or a cancel) is put to a vote after
+        // every token, and only the vote ends the loop; the loop's own cancel check, which
+        // one rank could pass while another did not, is left out.
+        let group = self.group.clone();
+        let cancel = &self.cancel;
         let (metrics, end) = generate_tokens_after(
             self.lm.as_ref(),
             caches,
             &prompt[..cached],
             &prompt[cached..],
             max_tokens,
-            &params.sampler,
+            &sampler,
             params.prefill_step_size,
-            Some(&self.cancel),
+            if group.is_some() { None } else { Some(cancel) },
             &mut |tok| {
                 sampled.push(tok.token);
-                out.push(tok, &mut on_text)
+                let go = out.push(tok, &mut on_text)?;
+                match &group {
+                    Some(g) => g.all_continue(go && !cancel.is_cancelled()),
+                    None => Ok(go),
+                }
             },
-        )?;
-        let finish_reason = out.end(end == LoopEnd::Cancelled, &mut on_text)?;
+        )
+        .map_err(|e| self.on_rank(e))?;
+        // A sharded model's cancel ends the loop through the vote (see above).
+        let cancelled = end == LoopEnd::Cancelled || (self.group.is_some() && self.cancel.is_cancelled());
+        let finish_reason = out.end(cancelled, &mut on_text)?;
         self.last_metrics = Some(metrics.clone());
         let generation =
             Generation { prompt_tokens: prompt.to_vec(), tokens: out.tokens, text: out.text, finish_reason, metrics };

@@ -17,6 +17,10 @@ pub struct shim_map {
     _private: [u8; 0],
 }
 #[repr(C)]
+pub struct shim_group {
+    _private: [u8; 0],
+}
+#[repr(C)]
 pub struct shim_compiled {
     _private: [u8; 0],
 }
@@ -490,4 +494,17 @@ extern "C" {
         free_ctx: unsafe extern "C" fn(*mut c_void),
         out: *mut *mut shim_compiled,
     ) -> c_int;
+
+    // src/shim/distributed.h
+    pub fn shim_dist_is_available(backend: *const c_char) -> c_int;
+    pub fn shim_dist_init(backend: *const c_char, timeout_s: f64, out: *mut *mut shim_group) -> c_int;
+    pub fn shim_group_free(g: *mut shim_group);
+    pub fn shim_dist_failed() -> c_int;
+    pub fn shim_group_rank(g: *const shim_group) -> c_int;
+    pub fn shim_group_size(g: *const shim_group) -> c_int;
+    pub fn shim_dist_all_sum(x: *const shim_array, g: *const shim_group, out: *mut *mut shim_array) -> c_int;
+    pub fn shim_dist_all_max(x: *const shim_array, g: *const shim_group, out: *mut *mut shim_array) -> c_int;
+    pub fn shim_dist_all_gather(x: *const shim_array, g: *const shim_group, out: *mut *mut shim_array) -> c_int;
+    pub fn shim_dist_send(x: *const shim_array, dst: c_int, g: *const shim_group, out: *mut *mut shim_array) -> c_int;
+    pub fn shim_dist_recv_like(like: *const shim_array, src: c_int, g: *const shim_group, out: *mut *mut shim_array) -> c_int;
 }

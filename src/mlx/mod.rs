@@ -4,6 +4,7 @@
 mod array;
 pub mod device;
 pub mod device_info;
+pub mod distributed;
 pub mod dtype;
 pub mod fast;
 mod ffi;

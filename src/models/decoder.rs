@@ -6,12 +6,13 @@ use serde_json::Value;
 
 use super::block::{self, Block};
 use super::dims::Dims;
+use super::shard::{self, AttentionShape};
 use super::weights::Weights;
 use super::{LayerLinears, ModelInfo};
 use crate::mlx::Array;
 use crate::nn::attention::Mask;
 use crate::nn::mlp::Activation;
-use crate::nn::{Attention, AttentionConfig, Embedding, KvCache, Linear, RmsNorm, Rope, SwiGlu};
+use crate::nn::{Attention, Embedding, KvCache, Linear, RmsNorm, Rope, SwiGlu};
 use crate::Result;
 
 /// What distinguishes one Llama-style family from another.
@@ -92,40 +93,40 @@ pub struct Decoder {
 impl Decoder {
     pub fn load(spec: &DecoderSpec, w: &mut Weights) -> Result<Decoder> {
         let s = spec;
-        let (q_out, kv_out) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
         let embed = w.embedding("model.embed_tokens", s.vocab, s.hidden)?;
         let mut layers = Vec::with_capacity(s.layers as usize);
         for i in 0..s.layers {
             let p = format!("model.layers.{i}");
-            let a = format!("{p}.self_attn");
-            let attn = Attention {
-                cfg: AttentionConfig {
+            let parts = shard::attention(
+                w,
+                &format!("{p}.self_attn"),
+                &AttentionShape {
+                    hidden: s.hidden,
                     n_heads: s.n_heads,
                     n_kv_heads: s.n_kv_heads,
                     head_dim: s.head_dim,
-                    scale: (s.head_dim as f32).powf(-0.5),
+                    qkv_bias: s.qkv_bias,
+                    o_bias: s.o_bias,
                 },
-                q_proj: w.linear(&format!("{a}.q_proj"), q_out, s.hidden, s.qkv_bias)?,
-                k_proj: w.linear(&format!("{a}.k_proj"), kv_out, s.hidden, s.qkv_bias)?,
-                v_proj: w.linear(&format!("{a}.v_proj"), kv_out, s.hidden, s.qkv_bias)?,
-                o_proj: w.linear(&format!("{a}.o_proj"), s.hidden, q_out, s.o_bias)?,
+            )?;
+            let a = format!("{p}.self_attn");
+            let attn = Attention {
+                cfg: parts.config(s.head_dim, (s.head_dim as f32).powf(-0.5)),
                 q_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.q_norm"), s.head_dim, s.norm_eps)?) } else { None },
                 k_norm: if s.qk_norm { Some(w.rms_norm(&format!("{a}.k_norm"), s.head_dim, s.norm_eps)?) } else { None },
                 rope: Rope::from_config(s.head_dim, s.rope_base, s.rope_traditional, s.rope_scaling.as_ref())?,
+                q_proj: parts.q,
+                k_proj: parts.k,
+                v_proj: parts.v,
+                o_proj: parts.o,
                 qkv: None,
             };
-            let m = format!("{p}.mlp");
+            let [gate, up, down] = shard::mlp(w, &format!("{p}.mlp"), s.hidden, s.intermediate, s.mlp_bias)?;
             layers.push(Layer {
                 input_norm: w.rms_norm(&format!("{p}.input_layernorm"), s.hidden, s.norm_eps)?,
                 attn,
                 post_attn_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), s.hidden, s.norm_eps)?,
-                mlp: SwiGlu {
-                    gate: w.linear(&format!("{m}.gate_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
-                    up: w.linear(&format!("{m}.up_proj"), s.intermediate, s.hidden, s.mlp_bias)?,
-                    down: w.linear(&format!("{m}.down_proj"), s.hidden, s.intermediate, s.mlp_bias)?,
-                    activation: Activation::Silu,
-                    gate_up: None,
-                },
+                mlp: SwiGlu { gate, up, down, activation: Activation::Silu, gate_up: None },
             });
             if w.stack_projections {
                 block::stack_projections(layers.last_mut().expect("a layer was just pushed"))?;

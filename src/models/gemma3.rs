@@ -22,11 +22,12 @@ use serde_json::Value;
 use super::block::{self, Block};
 use super::config::ConfigFile;
 use super::dims::Dims;
+use super::shard::{self, AttentionShape};
 use super::weights::Weights;
 use super::{LanguageModel, LayerLinears, ModelInfo};
 use crate::error::{Error, Result};
 use crate::mlx::{Array, Dtype};
-use crate::nn::{Activation, Attention, AttentionConfig, Embedding, KvCache, Linear, Mask, RmsNorm, Rope, SwiGlu};
+use crate::nn::{Activation, Attention, Embedding, KvCache, Linear, Mask, RmsNorm, Rope, SwiGlu};
 
 /// The settings of a Gemma 3 language model, from its config.
 #[derive(Clone, Debug)]
@@ -244,7 +245,7 @@ fn norm(w: &mut Weights, name: &str, dim: i32, eps: f32) -> Result<RmsNorm> {
 impl Gemma3 {
     pub fn load(s: &Gemma3Spec, w: &mut Weights) -> Result<Gemma3> {
         let root = if s.multimodal { "language_model." } else { "" };
-        let (q_out, kv_out, eps) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.norm_eps);
+        let eps = s.norm_eps;
         let embed = w.embedding(&format!("{root}model.embed_tokens"), s.vocab, s.hidden)?;
         let mut layers = Vec::with_capacity(s.layers as usize);
         for (i, &sliding) in s.sliding.iter().enumerate() {
@@ -255,36 +256,34 @@ impl Gemma3 {
             } else {
                 Rope::from_config(s.head_dim, s.rope_global_base, false, s.rope_global_scaling.as_ref())?
             };
+            let shape = AttentionShape {
+                hidden: s.hidden,
+                n_heads: s.n_heads,
+                n_kv_heads: s.n_kv_heads,
+                head_dim: s.head_dim,
+                qkv_bias: false,
+                o_bias: false,
+            };
+            let parts = shard::attention(w, &a, &shape)?;
             let attn = Attention {
-                cfg: AttentionConfig {
-                    n_heads: s.n_heads,
-                    n_kv_heads: s.n_kv_heads,
-                    head_dim: s.head_dim,
-                    // In double precision, then rounded, as the reference computes it.
-                    scale: s.query_pre_attn_scalar.powf(-0.5) as f32,
-                },
-                q_proj: w.linear(&format!("{a}.q_proj"), q_out, s.hidden, false)?,
-                k_proj: w.linear(&format!("{a}.k_proj"), kv_out, s.hidden, false)?,
-                v_proj: w.linear(&format!("{a}.v_proj"), kv_out, s.hidden, false)?,
-                o_proj: w.linear(&format!("{a}.o_proj"), s.hidden, q_out, false)?,
+                // The scale in double precision, then rounded, as the reference computes it.
+                cfg: parts.config(s.head_dim, s.query_pre_attn_scalar.powf(-0.5) as f32),
+                q_proj: parts.q,
+                k_proj: parts.k,
+                v_proj: parts.v,
+                o_proj: parts.o,
                 q_norm: Some(norm(w, &format!("{a}.q_norm"), s.head_dim, eps)?),
                 k_norm: Some(norm(w, &format!("{a}.k_norm"), s.head_dim, eps)?),
                 rope,
                 qkv: None,
             };
-            let m = format!("{p}.mlp");
+            let [gate, up, down] = shard::mlp(w, &format!("{p}.mlp"), s.hidden, s.intermediate, false)?;
             layers.push(Layer {
                 input_norm: norm(w, &format!("{p}.input_layernorm"), s.hidden, eps)?,
                 attn,
                 post_attn_norm: norm(w, &format!("{p}.post_attention_layernorm"), s.hidden, eps)?,
                 pre_ff_norm: norm(w, &format!("{p}.pre_feedforward_layernorm"), s.hidden, eps)?,
-                mlp: SwiGlu {
-                    gate: w.linear(&format!("{m}.gate_proj"), s.intermediate, s.hidden, false)?,
-                    up: w.linear(&format!("{m}.up_proj"), s.intermediate, s.hidden, false)?,
-                    down: w.linear(&format!("{m}.down_proj"), s.hidden, s.intermediate, false)?,
-                    activation: Activation::GeluTanh,
-                    gate_up: None,
-                },
+                mlp: SwiGlu { gate, up, down, activation: Activation::GeluTanh, gate_up: None },
                 post_ff_norm: norm(w, &format!("{p}.post_feedforward_layernorm"), s.hidden, eps)?,
                 sliding,
             });

@@ -11,6 +11,8 @@ pub mod progress;
 pub mod qwen2;
 pub mod quantization;
 pub mod qwen3;
+pub mod shard;
+pub mod slice_read;
 pub mod weights;
 
 use std::path::Path;
@@ -65,6 +67,10 @@ pub struct LoadOptions {
     /// multiplies its input once per group (see `nn::stacked`). `None`: on a GPU, where at
     /// decode sizes a product's launch costs more than its arithmetic; not on the CPU.
     pub stack_projections: Option<bool>,
+    /// Share the model over this group's ranks by tensor parallelism (see `shard`): each
+    /// rank loads and holds its slice of every layer, and every rank must load the same
+    /// model with the same options and then run the same calls in step.
+    pub group: Option<crate::mlx::distributed::Group>,
 }
 
 impl LoadOptions {
@@ -186,6 +192,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
         source_dtype: conversion_dtype(&cfg),
     };
     weights.stack_projections = stack_projections(opts)?;
+    weights.group = sharding_group(opts)?;
     crate::mlx::memory::check_fits(&format!("loading the weights of {}", path.display()), weights.estimated_bytes())?;
     build(arch, weights)
 }
@@ -203,6 +210,7 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     let mut weights = gguf::weights(file, &g, Some(dtype), keep)?;
     weights.quant.quantize = opts.quantize;
     weights.stack_projections = stack_projections(opts)?;
+    weights.group = sharding_group(opts)?;
     build(arch, weights)
 }
 
@@ -239,6 +247,20 @@ fn arch_of(cfg: &ConfigFile) -> Result<Arch> {
             )))
         }
     })
+}
+
+/// The group to shard over: none for a group of one (nothing to split), and adapters are
+/// refused (their low-rank matrices are not split with the layers).
+fn sharding_group(opts: &LoadOptions) -> Result<Option<crate::mlx::distributed::Group>> {
+    match &opts.group {
+        Some(g) if g.size() > 1 => {
+            if opts.adapter_path.is_some() {
+                return Err(Error::Unsupported("adapters on a model sharded over several ranks".into()));
+            }
+            Ok(Some(g.clone()))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Whether quantized matrices stay packed: as asked, else on GPUs only.

@@ -30,6 +30,12 @@ pub struct Weights {
     pub(super) quant_summary: QuantSummary,
     /// Stack each layer's projections once they are built (`LoadOptions::stack_projections`).
     pub stack_projections: bool,
+    /// The group whose ranks share the model (tensor parallelism, see `shard`): each
+    /// layer's projections are cut to this rank's slice as they are taken.
+    pub group: Option<crate::mlx::distributed::Group>,
+    /// Where each tensor of the folder's safetensors files lies on disk, so that a shard
+    /// can read just its part (see `slice_read`); empty for weights from elsewhere.
+    pub(super) sources: BTreeMap<String, super::slice_read::TensorSource>,
 }
 
 /// The safetensors files of a model folder: those an index names, else every
@@ -97,7 +103,31 @@ impl Weights {
             }
             super::progress::report(i + 1, files.len(), "files");
         }
-        Ok(Weights::from_map(dir, tensors, dtype))
+        let mut w = Weights::from_map(dir, tensors, dtype);
+        for file in &files {
+            w.sources.extend(super::slice_read::sources(file)?);
+        }
+        Ok(w)
+    }
+
+    /// Rows (`axis` 0) or columns (1) `start..start + n` of the dense matrix `name`, which
+    /// must have `shape`, read from disk alone and converted to the compute dtype; `None`
+    /// when that cannot be done here (a packed or to-be-quantized matrix, weights not from
+    /// safetensors files, a shape that `take` must report): then the caller reads the whole.
+    pub(super) fn take_dense_slice(&mut self, name: &str, shape: &[i32], axis: usize, start: i32, n: i32) -> Result<Option<Array>> {
+        let prefix = name.strip_suffix(".weight").unwrap_or(name);
+        if self.quant.quantize.is_some() || self.contains(&format!("{prefix}.scales")) {
+            return Ok(None);
+        }
+        let Some(src) = self.sources.get(name).filter(|s| s.shape == shape && s.dtype.is_float()) else { return Ok(None) };
+        let a = src.read_slice(axis, start, n)?;
+        let a = match self.dtype {
+            Some(d) if a.dtype() != d => a.astype(d)?,
+            _ => a,
+        };
+        self.taken.insert(name.to_string());
+        self.quant_summary.dense += 1;
+        Ok(Some(a))
     }
 
     /// From tensors already in memory (tests, conversions).
@@ -109,6 +139,8 @@ impl Weights {
             dtype,
             quant: QuantLoad::default(),
             stack_projections: false,
+            group: None,
+            sources: BTreeMap::new(),
             quant_summary: QuantSummary::default(),
         }
     }
@@ -158,7 +190,7 @@ impl Weights {
     pub fn linear(&mut self, name: &str, out: i32, inp: i32, bias: bool) -> Result<Linear> {
         let weight = self.matrix(name, out, inp)?;
         let bias = if bias { Some(self.take(&format!("{name}.bias"), &[out])?) } else { None };
-        let mut linear = Linear { weight, bias, lora: None, transposed: None };
+        let mut linear = Linear { weight, bias, lora: None, transposed: None, parallel: Default::default() };
         linear.prepare()?;
         Ok(linear)
     }
@@ -207,6 +239,14 @@ impl Weights {
             };
         }
         total
+    }
+
+    /// Drops the tensors already taken whose names start with `prefix`, so that the whole
+    /// arrays can be freed once what was made from them is evaluated (a shard keeps only its
+    /// slice). `finish` does not miss them: only untaken tensors are reported.
+    pub(crate) fn release(&mut self, prefix: &str) {
+        let taken = &self.taken;
+        self.tensors.retain(|k, _| !(k.starts_with(prefix) && taken.contains(k)));
     }
 
     /// Marks tensors the model does not use (e.g. precomputed rotary tables) as consumed.

@@ -2,9 +2,24 @@
 //! optionally with a low-rank adapter on top.
 use super::lora::Lora;
 use super::quantized::Weight;
+use crate::mlx::distributed::Group;
 use crate::mlx::quant::Quantized;
 use crate::mlx::{eval, Array};
-use crate::Result;
+use crate::{Error, Result};
+
+/// How a layer takes part in tensor parallelism (mlx-lm's `shard_linear` kinds).
+#[derive(Clone, Debug, Default)]
+pub enum Parallel {
+    /// The whole layer, on one rank or replicated on every rank.
+    #[default]
+    Whole,
+    /// "all-to-sharded": this rank holds a slice of the output rows (and of the bias);
+    /// a full input gives this rank's slice of the output.
+    Sharded,
+    /// "sharded-to-all": this rank holds a slice of the input columns; its partial products
+    /// are summed over the group, then the (whole) bias is added once.
+    Reduced(Group),
+}
 
 #[derive(Clone)]
 pub struct Linear {
@@ -14,16 +29,18 @@ pub struct Linear {
     /// A dense weight's transpose, made once by [`Linear::prepare`], with the weight it was
     /// made from (see `transposed`).
     pub(crate) transposed: Option<(Array, Array)>,
+    /// Its part in tensor parallelism, if any.
+    pub parallel: Parallel,
 }
 
 impl Linear {
     pub fn new(weight: Array, bias: Option<Array>) -> Linear {
-        Linear { weight: Weight::Dense(weight), bias, lora: None, transposed: None }
+        Linear { weight: Weight::Dense(weight), bias, lora: None, transposed: None, parallel: Parallel::Whole }
     }
 
     /// A layer over packed weights computing in `dtype` (see [`Weight::Quantized`]).
     pub fn quantized(q: Quantized, dtype: crate::mlx::Dtype, bias: Option<Array>) -> Linear {
-        Linear { weight: Weight::Quantized { q, dtype }, bias, lora: None, transposed: None }
+        Linear { weight: Weight::Quantized { q, dtype }, bias, lora: None, transposed: None, parallel: Parallel::Whole }
     }
 
     /// Makes a dense weight's transpose now, evaluated: a view of the same bytes, which every
@@ -52,8 +69,14 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if let Parallel::Reduced(group) = &self.parallel {
+            return self.forward_reduced(x, group);
+        }
         let y = self.forward_base(x)?;
         match &self.lora {
+            Some(_) if matches!(self.parallel, Parallel::Sharded) => {
+                Err(Error::Unsupported("adapters on a tensor-parallel (sharded) model".into()))
+            }
             Some(lora) => lora.add_to(&y, x),
             None => Ok(y),
         }
@@ -65,6 +88,22 @@ impl Linear {
             Weight::Dense(w) => (w.shape()[1], w.shape()[0]),
             // Packed: each uint32 holds 32 / bits values of a row.
             Weight::Quantized { q, .. } => (q.weight.shape()[1] * 32 / q.bits, q.weight.shape()[0]),
+        }
+    }
+
+    /// A sharded-to-all layer: the bias goes on after the sum, so that it is added once.
+    fn forward_reduced(&self, x: &Array, group: &Group) -> Result<Array> {
+        if self.lora.is_some() {
+            return Err(Error::Unsupported("adapters on a tensor-parallel (sharded) model".into()));
+        }
+        let partial = match &self.weight {
+            Weight::Dense(w) => x.matmul(&self.transposed(w)?)?,
+            w => w.matmul_t(x)?,
+        };
+        let y = group.all_sum(&partial)?;
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
         }
     }
 

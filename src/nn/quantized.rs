@@ -70,3 +70,52 @@ pub fn out_dtype(q: &Quantized, dtype: Dtype) -> Option<Dtype> {
         Some(dtype)
     }
 }
+
+impl Weight {
+    /// Output rows `start..start + n` (a tensor-parallel shard of an all-to-sharded layer),
+    /// copied out so that the whole matrix need not stay alive behind a view.
+    pub fn slice_out(&self, start: i32, n: i32) -> Result<Weight> {
+        let cut = |a: &Array| a.slice_axis(0, start, start + n)?.contiguous();
+        Ok(match self {
+            Weight::Dense(w) => Weight::Dense(cut(w)?),
+            Weight::Quantized { q, dtype } => Weight::Quantized {
+                q: Quantized {
+                    weight: cut(&q.weight)?,
+                    scales: cut(&q.scales)?,
+                    biases: q.biases.as_ref().map(cut).transpose()?,
+                    ..q.clone()
+                },
+                dtype: *dtype,
+            },
+        })
+    }
+
+    /// Input columns `start..start + n` (a shard of a sharded-to-all layer). A packed matrix
+    /// is cut between its quantization groups, which must therefore fall on the cut.
+    pub fn slice_in(&self, start: i32, n: i32) -> Result<Weight> {
+        let cut = |a: &Array, s: i32, m: i32| a.slice_axis(1, s, s + m)?.contiguous();
+        Ok(match self {
+            Weight::Dense(w) => Weight::Dense(cut(w, start, n)?),
+            Weight::Quantized { q, dtype } => {
+                let (g, bits) = (q.group_size, q.bits);
+                if start % g != 0 || n % g != 0 || (start * bits) % 32 != 0 || (n * bits) % 32 != 0 {
+                    return Err(crate::Error::Weights(format!(
+                        "cannot split a packed matrix's input columns at {start}..{}: its quantization groups of {g} \
+                         ({bits} bits) do not fall on the cut",
+                        start + n
+                    )));
+                }
+                let (ws, wn) = (start * bits / 32, n * bits / 32);
+                Weight::Quantized {
+                    q: Quantized {
+                        weight: cut(&q.weight, ws, wn)?,
+                        scales: cut(&q.scales, start / g, n / g)?,
+                        biases: q.biases.as_ref().map(|b| cut(b, start / g, n / g)).transpose()?,
+                        ..q.clone()
+                    },
+                    dtype: *dtype,
+                }
+            }
+        })
+    }
+}

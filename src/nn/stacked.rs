@@ -90,7 +90,7 @@ impl Stacked {
             }
         };
         let sizes: Vec<i32> = parts.iter().map(|p| p.dims().1).collect();
-        let mut linear = Linear { weight, bias, lora: None, transposed: None };
+        let mut linear = Linear { weight, bias, lora: None, transposed: None, parallel: Default::default() };
         // Made now, so that the parts' old arrays can go.
         let mut arrays = match &linear.weight {
             Weight::Dense(w) => vec![w],

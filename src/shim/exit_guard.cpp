@@ -42,6 +42,7 @@ thread_local bool t_exit_thread = false;
 thread_local bool t_stream_known = false;
 // Shim calls between WorkScope's constructor and destructor.
 std::atomic<int> g_busy{0};
+std::atomic<bool> g_abandoned{false};
 std::once_flag g_registered;
 pid_t g_pid = 0;
 // How long the handler waits for calls already under way (a long CPU prefill can take a
@@ -78,6 +79,7 @@ void quiesce_at_exit() {
   const auto deadline = std::chrono::steady_clock::now() + kBusyWaitLimit;
   while (g_busy.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (g_abandoned.load()) return;
   std::vector<mx::Stream> to_drain;
   {
     std::lock_guard<std::mutex> lock(streams_mutex());
@@ -123,5 +125,8 @@ WorkScope::~WorkScope() {
 }
 
 void track_stream(const mx::Stream& s) { remember(s); }
+
+void abandon_streams() { g_abandoned.store(true); }
+bool streams_abandoned() { return g_abandoned.load(); }
 
 }  // namespace shim_exit

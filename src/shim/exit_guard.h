@@ -20,4 +20,11 @@ class WorkScope {
 // A stream the exit handler must also wait for (one made by shim_new_stream).
 void track_stream(const mlx::core::Stream& s);
 
+// Says that a stream may be stuck for good: a distributed collective whose peer is gone
+// can leave MLX's stream thread waiting forever, and waiting for it at exit would hang the
+// exit. After this, the exit handler drains nothing (and OpenBLAS's shutdown may then meet
+// a worker still busy: callers that can should end the process with _exit).
+void abandon_streams();
+bool streams_abandoned();
+
 }  // namespace shim_exit

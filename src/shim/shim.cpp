@@ -4,6 +4,7 @@
 // conventions.
 #include "shim.h"
 #include "exit_guard.h"
+#include "dist_wait.h"
 
 #include <algorithm>
 #include <atomic>
@@ -210,10 +211,10 @@ int shim_array_copy_out(const shim_array* a, void* dst, size_t dst_len) {
     // the decode loop, the whole next step), so reading a token through it would wait
     // for the step after it and undo the pipelining.
     mx::array c = A(a);
-    c.eval();
+    shim_dist::eval({c});
     if (!c.flags().row_contiguous) {
       c = mx::contiguous(c);
-      c.eval();
+      shim_dist::eval({c});
     }
     if (c.nbytes() != dst_len)
       throw std::invalid_argument("copy-out buffer holds " + std::to_string(dst_len) +
@@ -264,7 +265,7 @@ int shim_vec_push(shim_vec* v, const shim_array* a) { SHIM_TRY(V(v).push_back(A(
 // exiting meanwhile waits for that work instead of tearing OpenBLAS down under it (see
 // exit_guard.cpp).
 int shim_eval(const shim_array* const* arrs, size_t n) {
-  SHIM_TRY(shim_exit::WorkScope work; mx::eval(to_arrays(arrs, n)))
+  SHIM_TRY(shim_exit::WorkScope work; shim_dist::eval(to_arrays(arrs, n)))
 }
 int shim_async_eval(const shim_array* const* arrs, size_t n) {
   SHIM_TRY(shim_exit::WorkScope work; mx::async_eval(to_arrays(arrs, n)))

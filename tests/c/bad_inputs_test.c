@@ -131,9 +131,22 @@ static void null_strings_and_outputs(const char *dir) {
     snprintf(file, sizeof file, "%s/config.json", dir);
     EXPECT(mlxrun_model_load(file, NULL, &m), MLXRUN_ERR_CONFIG, "not a folder");
     CHECK(m == NULL, "no handle after a failed load");
+    /* Distributed loads: an unknown backend, and the ring backend without its environment
+       (this program runs without MLX_RANK / MLX_HOSTFILE). */
+    mlxrun_load_params dp = mlxrun_load_default_params();
+    dp.distributed_backend = "carrier-pigeon";
+    EXPECT(mlxrun_model_load(dir, &dp, &m), INVALID, "carrier-pigeon");
+    dp.distributed_backend = "ring";
+    EXPECT(mlxrun_model_load(dir, &dp, &m), INVALID, "MLX_RANK");
+    CHECK(m == NULL, "no handle after a failed distributed load");
+    EXPECT(mlxrun_model_rank(NULL, NULL, NULL), INVALID, "model");
+    CHECK(!mlxrun_distributed_failed(), "no group has failed");
 }
 
 static void with_a_model(mlxrun_model *m) {
+    int32_t rank = -1, size = -1;
+    CHECK(mlxrun_model_rank(m, &rank, &size) == MLXRUN_OK && rank == 0 && size == 1, "a whole model's rank: %d of %d",
+          rank, size);
     mlxrun_finish_reason fr;
     size_t n;
     int32_t ids[2] = {1, 2};

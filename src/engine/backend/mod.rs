@@ -148,6 +148,9 @@ pub struct BackendChoice {
 pub fn load(path: impl AsRef<Path>, opts: &LoadOptions, choice: &BackendChoice) -> Result<TextModel> {
     match choice.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(NATIVE) {
         NATIVE => Ok(TextModel::Native(Model::load(path, opts)?)),
+        MLX_LM if opts.group.is_some() => {
+            Err(Error::Unsupported("the mlx_lm backend does not run sharded over a distributed group (the native backend does)".into()))
+        }
         MLX_LM => Ok(TextModel::MlxLm(MlxLmModel::load(path, opts, &choice.mlx_lm)?)),
         other => Err(unknown(other)),
     }

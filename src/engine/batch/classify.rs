@@ -63,11 +63,16 @@ impl Model {
             }
             results.push(checked.map(|ids| Classification { prompt_tokens: ids, token: 0, logprob: None, logits: None }));
         }
-        let mut sampler = Sampler::new(params.sampler.clone())?;
+        let mut sampler = Sampler::new(self.shared_sampler(&params.sampler)?)?;
         let step = params.prefill_step_size;
         let mut prompt_tokens = 0;
         for group in length_buckets(&ok, &info, step, batch.max_batch_size) {
-            if cancel.is_cancelled() {
+            // The ranks of a sharded model decide together, so that all skip the same buckets.
+            let cancelled = match self.group() {
+                Some(g) => !g.all_continue(!cancel.is_cancelled())?,
+                None => cancel.is_cancelled(),
+            };
+            if cancelled {
                 for &i in &group {
                     results[i] = Err(Error::invalid(format!("prompt {i} was not classified: the call was cancelled")));
                 }

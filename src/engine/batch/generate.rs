@@ -77,6 +77,11 @@ impl Model {
         mut on_text: impl FnMut(usize, &TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Result<Generation>>> {
         params.validate()?;
+        if self.group().is_some() {
+            // Each row may stop on its own callback, which runs on one rank: the ranks would
+            // drift apart in which rows they compute. Not done yet.
+            return Err(Error::Unsupported("batch generation on a model sharded over several ranks (generate, chat and classify are)".into()));
+        }
         let info = self.info().clone();
         let cancel = self.canceller();
         memory::reset_peak_memory();

@@ -36,6 +36,9 @@ public final class Model: @unchecked Sendable {
     let handle: OpaquePointer
     /// What the model is (read once at load).
     public let info: ModelInfo
+    /// This process's rank in the group the model is sharded over, and the group's size
+    /// (`LoadOptions.distributed`); 0 and 1 for a model loaded whole.
+    public let rank: (rank: Int, size: Int)
     /// Runs this model's calls one at a time, on a thread of its own.
     let queue: ModelQueue
 
@@ -60,9 +63,12 @@ public final class Model: @unchecked Sendable {
         if let venv = options.venv {
             params.venv = UnsafePointer(try arena.string(venv, "venv"))
         }
+        if let backend = options.distributed {
+            params.distributed_backend = UnsafePointer(try arena.string(backend, "distributed backend"))
+        }
         // Loaded on the model's own thread, where its adapter (if any) will be used.
         let queue = ModelQueue()
-        let (handle, ci) = try queue.sync { () throws -> (OpaquePointer, mlxrun_model_info) in
+        let (handle, ci, rank) = try queue.sync { () throws -> (OpaquePointer, mlxrun_model_info, (Int, Int)) in
             var out: OpaquePointer?
             try withExtendedLifetime(arena) { try check(mlxrun_model_load(cPath, &params, &out)) }
             guard let handle = out else {
@@ -70,17 +76,20 @@ public final class Model: @unchecked Sendable {
             }
             var ci = mlxrun_model_info()
             ci.struct_size = UInt32(MemoryLayout<mlxrun_model_info>.size)
+            var r: Int32 = 0, n: Int32 = 1
             do {
                 try check(mlxrun_model_get_info(handle, &ci))
+                try check(mlxrun_model_rank(handle, &r, &n))
             } catch {
                 mlxrun_model_free(handle)
                 throw error
             }
-            return (handle, ci)
+            return (handle, ci, (Int(r), Int(n)))
         }
         self.queue = queue
         self.handle = handle
         self.info = ModelInfo(ci)
+        self.rank = (rank: rank.0, size: rank.1)
     }
 
     deinit {

@@ -64,9 +64,20 @@ public struct LoadOptions: Sendable, Equatable {
     /// How long the mlx_lm worker may stay silent during a call before it is declared hung
     /// and killed, in seconds (0: two minutes).
     public var backendTimeout: Double = 0
+    /// MLX's distributed backend ("ring", "jaccl", "mpi", "nccl" or "any") to run this
+    /// process as one rank of a group and shard the model over its ranks (tensor
+    /// parallelism); nil loads it whole. The group is the one MLX's environment describes
+    /// (ring: MLX_RANK and MLX_HOSTFILE, a JSON list of one ["ip:port", ...] list per rank).
+    /// Every rank loads the same model with the same options and makes the same calls in the
+    /// same order; each gets the same tokens. A rank that dies makes the others' calls throw.
+    public var distributed: String? = nil
+    /// How long the load waits for every rank to join, in seconds (0: 10 s); then also the
+    /// longest a call may wait on the other ranks without computing before it throws.
+    public var distributedTimeout: Double = 0
 
     public init(device: Device = .automatic, dtype: DType = .automatic, contextLength: Int = 0, adapterPath: String? = nil,
-                backend: String? = nil, python: String? = nil, venv: String? = nil, backendTimeout: Double = 0) {
+                backend: String? = nil, python: String? = nil, venv: String? = nil, backendTimeout: Double = 0,
+                distributed: String? = nil, distributedTimeout: Double = 0) {
         self.device = device
         self.dtype = dtype
         self.contextLength = contextLength
@@ -75,6 +86,8 @@ public struct LoadOptions: Sendable, Equatable {
         self.python = python
         self.venv = venv
         self.backendTimeout = backendTimeout
+        self.distributed = distributed
+        self.distributedTimeout = distributedTimeout
     }
 
     func cParams() throws -> mlxrun_load_params {
@@ -86,6 +99,10 @@ public struct LoadOptions: Sendable, Equatable {
             throw MLXRunError.invalidArgument("backendTimeout \(backendTimeout) s is out of range")
         }
         p.backend_timeout_ms = UInt32(backendTimeout * 1000)
+        guard distributedTimeout >= 0, distributedTimeout * 1000 <= Double(UInt32.max) else {
+            throw MLXRunError.invalidArgument("distributedTimeout \(distributedTimeout) s is out of range")
+        }
+        p.distributed_timeout_ms = UInt32(distributedTimeout * 1000)
         return p
     }
 }
