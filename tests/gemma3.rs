@@ -9,7 +9,7 @@ use mlxrun::engine::generate::generate_tokens;
 use mlxrun::engine::SamplerParams;
 use mlxrun::mlx::{Array, Dtype};
 use mlxrun::models::{load, LanguageModel, LoadOptions};
-use mlxrun::nn::{KvCache, Mask};
+use mlxrun::nn::{causal_mask, KvCache, Mask};
 use serde_json::json;
 
 fn load_f32(name: &str) -> Box<dyn LanguageModel> {
@@ -127,9 +127,9 @@ fn rotating_cache_layout_masks_and_trimming() {
 
     // A chunk after wrapping: the last 7 positions in temporal order, then the chunk; the
     // mask lets each query see itself and the 7 positions before it.
-    let mask = match c.make_mask(3, Some(8)).unwrap().built(3).unwrap() {
-        Mask::Array(m) => m,
-        _ => panic!("a chunk that crosses the window needs an array mask"),
+    let mask = match c.make_mask(3, Some(8)).unwrap() {
+        Mask::Window { offset, window } => causal_mask(3, offset, Some(window)).unwrap(),
+        _ => panic!("a chunk that crosses the window needs a window mask"),
     };
     assert_eq!(mask.shape(), [3, 10]);
     let m = mask.to_vec::<bool>().unwrap();

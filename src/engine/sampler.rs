@@ -347,7 +347,7 @@ impl Sampler {
     }
 
     /// The chain over `[batch, vocab]` logits; tokens of shape `[batch]`.
-    pub(crate) fn draw(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
+    fn draw(&mut self, logits: &Array, histories: &[&[u32]]) -> Result<SampleOut> {
         let dtype = logits.dtype();
         if !matches!(dtype, Dtype::F32 | Dtype::Bf16 | Dtype::F16) {
             return Err(Error::invalid(format!("logits must be float32, bfloat16 or float16, got {dtype}")));

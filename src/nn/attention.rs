@@ -47,16 +47,6 @@ pub enum Mask {
     Array(Array),
 }
 
-impl Mask {
-    /// The mask with a `Window` built into its array, for `n` queries.
-    pub fn built(&self, n: i32) -> Result<Mask> {
-        Ok(match self {
-            Mask::Window { offset, window } => Mask::Array(causal_mask(n, *offset, Some(*window))?),
-            m => m.clone(),
-        })
-    }
-}
-
 /// The boolean `[n, offset + n]` mask of `n` queries at positions `offset..offset + n` over
 /// keys at `0..offset + n`: each query sees the keys at or before it, and with a `window`
 /// only the last `window` of those (itself included). Built with the same ops as mlx-lm's

@@ -7,10 +7,10 @@
 //! `window` keys before each block. The result is the same attention: a masked key adds
 //! exp(-inf) = 0 to its query's softmax and nothing to its output. (The GPU kernels skip
 //! masked blocks themselves, so there the whole chunk goes to MLX in one call.)
-use super::attention::{band_mask, Mask};
+use super::attention::{band_mask, causal_mask, Mask};
 use crate::mlx::fast::{self, AttentionMask};
 use crate::mlx::{concatenate, Array, Device};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Queries per block: large enough that each block's matmuls stay efficient, small enough
 /// that the skipped triangle is most of what can be skipped.
@@ -30,12 +30,15 @@ pub(super) fn attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: &Mask
             blocks(q, k, v, scale, first, window)
         }
         _ => {
-            let built = mask.built(l)?;
-            let m = match &built {
+            let window_mask;
+            let m = match mask {
                 Mask::None => AttentionMask::None,
                 Mask::Causal => AttentionMask::Causal,
                 Mask::Array(a) => AttentionMask::Array(a),
-                Mask::Window { .. } => return Err(Error::Mlx("a window mask left unbuilt".into())),
+                Mask::Window { offset, window } => {
+                    window_mask = causal_mask(l, *offset, Some(*window))?;
+                    AttentionMask::Array(&window_mask)
+                }
             };
             fast::scaled_dot_product_attention(q, k, v, scale, m, None)
         }
@@ -73,7 +76,6 @@ fn blocks(q: &Array, k: &Array, v: &Array, scale: f32, first: i32, window: Optio
 mod tests {
     use super::*;
     use crate::mlx::{random, Dtype};
-    use crate::nn::causal_mask;
 
     /// Largest |a - b| of two float32 arrays of one shape.
     fn max_diff(a: &Array, b: &Array) -> f32 {

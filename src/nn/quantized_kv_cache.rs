@@ -9,7 +9,7 @@
 //! - after that, new keys and values are quantized (groups along the head dimension) and
 //!   written into packed buffers grown in blocks of 256 positions;
 //! - attention is two quantized matmuls with a softmax between them.
-use super::attention::Mask;
+use super::attention::{causal_mask, Mask};
 use super::kv_cache::KvCache;
 use crate::error::{Error, Result};
 use crate::mlx::quant::{quantize, quantized_matmul, QuantMode};
@@ -239,19 +239,14 @@ pub fn quantized_sdpa(q: &Array, keys: &Packed, values: &Packed, scale: f32, mas
         quantized_matmul(x, &w[0], &w[1], Some(&w[2]), transpose, p.group_size, p.bits, QuantMode::Affine)
     };
     let mut scores = qmm(&queries, &keys, true)?;
-    let n = queries.shape()[queries.ndim() - 2];
-    let mask = match mask.built(n)? {
+    let sh = scores.shape();
+    let (ql, kl) = (sh[sh.len() - 2], sh[sh.len() - 1]);
+    let mask = match mask {
         Mask::None => None,
-        Mask::Causal => {
-            let sh = scores.shape();
-            let (ql, kl) = (sh[sh.len() - 2], sh[sh.len() - 1]);
-            let qi = Array::arange((kl - ql) as f64, kl as f64, 1.0, Dtype::I32)?.expand_dims(&[1])?;
-            let ki = Array::arange(0.0, kl as f64, 1.0, Dtype::I32)?.expand_dims(&[0])?;
-            Some(qi.greater_equal(&ki)?)
-        }
+        Mask::Causal => Some(causal_mask(ql, kl - ql, None)?),
+        Mask::Window { offset, window } => Some(causal_mask(ql, *offset, Some(*window))?),
         Mask::Array(m) if repeats > 1 && m.ndim() > 3 => Some(m.expand_dims(&[-3])?),
-        Mask::Array(m) => Some(m),
-        Mask::Window { .. } => return Err(Error::Mlx("a window mask left unbuilt".into())),
+        Mask::Array(m) => Some(m.clone()),
     };
     if let Some(m) = mask {
         scores = if m.dtype() == Dtype::Bool {
