@@ -22,6 +22,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/distributed.h");
     println!("cargo:rerun-if-changed=src/shim/dist_wait.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
+    println!("cargo:rerun-if-changed=src/shim/cpu_gemv.cpp");
+    println!("cargo:rerun-if-changed=src/shim/cpu_gemv.h");
     for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -39,6 +41,7 @@ fn main() {
         .file("src/shim/shim.cpp")
         .file("src/shim/exit_guard.cpp")
         .file("src/shim/distributed.cpp")
+        .file("src/shim/cpu_gemv.cpp")
         .include("src/shim")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

@@ -139,6 +139,11 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dequantize: bool,
 
+    /// Stack each layer's q/k/v and gate/up matrices into one for decode steps: on or off
+    /// [default on a GPU, where it saves kernel launches]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub stack_projections: Option<bool>,
+
     /// A LoRA adapter folder (adapters.safetensors + adapter_config.json, as mlx-lm writes
     /// them) to put on the model; for train, where to write the adapter [default: none; for
     /// train, adapters]
@@ -185,6 +190,15 @@ impl DistributedArgs {
     }
 }
 
+/// `on` or `off`, as a switch's value.
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
 impl ModelArgs {
     /// The engine's load options, checked.
     pub fn options(&self) -> Result<crate::models::LoadOptions> {
@@ -205,7 +219,7 @@ impl ModelArgs {
             (false, true) => Some(false),
             (false, false) => None,
         };
-        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None, group: self.distributed.group()? })
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: self.stack_projections, group: self.distributed.group()? })
     }
 
     /// Loads the model with a progress bar (see [`progress::load_model`]).
