@@ -15,15 +15,43 @@ use super::{batch_size_for, check_prompt, BatchParams};
 use crate::engine::generate::GenerateParams;
 use crate::engine::metrics::Metrics;
 use crate::engine::model::{Generation, Model, TextStream, TokenEvent};
-use crate::engine::sampler::{SampleOut, Sampler};
+use crate::engine::sampler::{SampleOut, Sampler, SamplerParams};
 use crate::error::{Error, Result};
 use crate::mlx::{async_eval, memory, Array, Device};
 use crate::models::LanguageModel;
 use crate::nn::KvCache;
 
+/// A prompt joining a continuously batched run (`Model::batch_stream`).
+#[derive(Clone, Debug)]
+pub struct RowRequest {
+    /// The caller's name for the row, given back in `RowFeed`'s callbacks.
+    pub id: usize,
+    pub prompt: Vec<u32>,
+    /// The row's own `max_tokens`, stop tokens and strings, `ignore_eos` and
+    /// `context_length`; its sampler settings are the run's (one sampler serves the batch).
+    pub params: GenerateParams,
+    /// Ids that end the row like EOS (a chat template's end-of-turn token).
+    pub end_of_turn: Vec<u32>,
+}
+
+/// Where a continuously batched run gets its rows and sends their output.
+pub trait RowFeed {
+    /// Rows to join now, at most `room` (the rest stay with the feed). `running` is the
+    /// number of rows in the batch; at 0 a feed may block until a request arrives.
+    /// `None`: no more rows will come (the run ends when its rows finish).
+    fn poll(&mut self, running: usize, room: usize) -> Option<Vec<RowRequest>>;
+    /// On cancellation: the rows the feed still holds (they end as cancelled).
+    fn drain(&mut self) -> Vec<RowRequest>;
+    /// New text of row `id`; returning false stops that row (`FinishReason::Callback`).
+    fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool;
+    /// Row `id` has ended (or could not start).
+    fn on_done(&mut self, id: usize, result: Result<Generation>);
+}
+
 /// A row of the running batch.
 struct Row<'t> {
-    index: usize,
+    id: usize,
+    prompt: Vec<u32>,
     stream: TextStream<'t>,
     generated: usize,
     max_tokens: usize,
@@ -36,6 +64,35 @@ struct Running<'t> {
     rows: Vec<Row<'t>>,
     caches: Vec<KvCache>,
     pending: Option<SampleOut>,
+}
+
+/// `batch_generate`'s feed: a fixed list of prompts, results collected by index.
+struct ListFeed<'f, F> {
+    waiting: VecDeque<RowRequest>,
+    results: Vec<Option<Result<Generation>>>,
+    on_text: &'f mut F,
+}
+
+impl<F: FnMut(usize, &TokenEvent<'_>) -> bool> RowFeed for ListFeed<'_, F> {
+    fn poll(&mut self, _running: usize, room: usize) -> Option<Vec<RowRequest>> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let n = room.min(self.waiting.len());
+        Some(self.waiting.drain(..n).collect())
+    }
+
+    fn drain(&mut self) -> Vec<RowRequest> {
+        self.waiting.drain(..).collect()
+    }
+
+    fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool {
+        (self.on_text)(id, event)
+    }
+
+    fn on_done(&mut self, id: usize, result: Result<Generation>) {
+        self.results[id] = Some(result);
+    }
 }
 
 impl Model {
@@ -77,6 +134,50 @@ impl Model {
         mut on_text: impl FnMut(usize, &TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Result<Generation>>> {
         params.validate()?;
+        let info = self.info().clone();
+        let mut feed = ListFeed { waiting: VecDeque::new(), results: Vec::with_capacity(encoded.len()), on_text: &mut on_text };
+        let mut longest = 1;
+        let row_params = GenerateParams { context_length: batch.context_length, ..params.clone() };
+        for (i, e) in encoded.into_iter().enumerate() {
+            match e.and_then(|ids| check_prompt(&ids, i, &info, batch.context_length, 1).map(|_| ids)) {
+                Ok(ids) => {
+                    longest = longest.max(ids.len());
+                    feed.waiting.push_back(RowRequest { id: i, prompt: ids, params: row_params.clone(), end_of_turn: vec![] });
+                    feed.results.push(None);
+                }
+                Err(e) => feed.results.push(Some(Err(e))),
+            }
+        }
+        let max_rows = batch_size_for(&info, longest + params.max_tokens, params.prefill_step_size, batch.max_batch_size);
+        self.run_batch(&params.sampler, params.prefill_step_size, max_rows, &mut feed)?;
+        Ok(feed
+            .results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| Err(Error::invalid(format!("prompt {i} was not generated")))))
+            .collect())
+    }
+
+    /// Continuous batching over rows that arrive while it runs: `feed` is polled between
+    /// decode steps, its rows join the running batch (at most `max_rows` together, 0:
+    /// automatic, sized for rows of 2048 positions) and leave it as they finish. Every row samples
+    /// with `sampler`; prompts are prefilled `prefill_step_size` tokens at a time.
+    /// Returns when the feed has no more rows and the batch is empty, or, after ending
+    /// every row as cancelled, when the model's cancel token fires.
+    pub fn batch_stream(
+        &mut self,
+        sampler: &SamplerParams,
+        prefill_step_size: usize,
+        max_rows: usize,
+        feed: &mut dyn RowFeed,
+    ) -> Result<()> {
+        self.begin_call();
+        GenerateParams { sampler: sampler.clone(), prefill_step_size, ..GenerateParams::default() }.validate()?;
+        let max_rows = if max_rows > 0 { max_rows } else { batch_size_for(self.info(), 2048, prefill_step_size, 0) };
+        self.run_batch(sampler, prefill_step_size, max_rows, feed)
+    }
+
+    fn run_batch(&mut self, sampler_params: &SamplerParams, chunk: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
         if self.group().is_some() {
             // Each row may stop on its own callback, which runs on one rank: the ranks would
             // drift apart in which rows they compute. Not done yet.
@@ -90,88 +191,83 @@ impl Model {
         let tokenizer = self.tokenizer().clone();
         let lm = self.language_model();
 
-        let mut prompts: Vec<Vec<u32>> = Vec::with_capacity(encoded.len());
-        let mut results: Vec<Option<Result<Generation>>> = Vec::with_capacity(encoded.len());
-        let mut waiting: VecDeque<usize> = VecDeque::new();
-        for (i, e) in encoded.into_iter().enumerate() {
-            match e.and_then(|ids| check_prompt(&ids, i, &info, batch.context_length, 1).map(|_| ids)) {
-                Ok(ids) => {
-                    waiting.push_back(i);
-                    prompts.push(ids);
-                    results.push(None);
-                }
-                Err(e) => {
-                    prompts.push(vec![]);
-                    results.push(Some(Err(e)));
-                }
-            }
-        }
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(1) + params.max_tokens;
-        let max_rows = batch_size_for(&info, longest, params.prefill_step_size, batch.max_batch_size);
-        let needs_history = params.sampler.repetition_penalty != 1.0;
-        let mut sampler = Sampler::new(params.sampler.clone())?;
+        let needs_history = sampler_params.repetition_penalty != 1.0;
+        let mut sampler = Sampler::new(sampler_params.clone())?;
         let mut first_token_at = None;
-        let mut generated_total = 0usize;
+        let (mut prompt_total, mut generated_total) = (0usize, 0usize);
+        let mut feed_open = true;
 
-        let finish = |row: Row<'_>, cancelled: bool, on_text: &mut dyn FnMut(usize, &TokenEvent<'_>) -> bool| -> Result<(usize, Generation)> {
-            let index = row.index;
-            let mut stream = row.stream;
-            let reason = stream.end(cancelled, &mut |ev: &TokenEvent<'_>| on_text(index, ev))?;
-            let metrics = Metrics { prompt_tokens: prompts[index].len(), generated_tokens: row.generated, ..Metrics::default() };
+        let finish = |row: Row<'_>, cancelled: bool, feed: &mut dyn RowFeed| -> Result<()> {
+            let Row { id, prompt, mut stream, generated, .. } = row;
+            let reason = stream.end(cancelled, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
+            let metrics = Metrics { prompt_tokens: prompt.len(), generated_tokens: generated, ..Metrics::default() };
             let tokens = std::mem::take(&mut stream.tokens);
             let text = std::mem::take(&mut stream.text);
-            Ok((index, Generation { prompt_tokens: prompts[index].clone(), tokens, text, finish_reason: reason, metrics }))
+            feed.on_done(id, Ok(Generation { prompt_tokens: prompt, tokens, text, finish_reason: reason, metrics }));
+            Ok(())
+        };
+        // A request becomes a row, or fails alone.
+        let admit = |req: RowRequest, feed: &mut dyn RowFeed| -> Option<Row<'_>> {
+            let checked = req.params.validate().and_then(|_| check_prompt(&req.prompt, req.id, &info, req.params.context_length, 1));
+            match checked {
+                Ok(()) => Some(new_row(req, &tokenizer, needs_history)),
+                Err(e) => {
+                    feed.on_done(req.id, Err(e));
+                    None
+                }
+            }
         };
 
         let mut run = Running { rows: Vec::new(), caches: Vec::new(), pending: None };
         loop {
             if cancel.is_cancelled() {
                 for row in std::mem::take(&mut run.rows) {
-                    let (i, g) = finish(row, true, &mut on_text)?;
-                    results[i] = Some(Ok(g));
+                    finish(row, true, feed)?;
                 }
-                for i in waiting.drain(..) {
-                    let row = new_row(i, &tokenizer, params, &prompts[i], batch.context_length, needs_history);
-                    let (i, g) = finish(row, true, &mut on_text)?;
-                    results[i] = Some(Ok(g));
+                for req in feed.drain() {
+                    if let Some(row) = admit(req, feed) {
+                        finish(row, true, feed)?;
+                    }
                 }
                 break;
             }
             // Waiting prompts join while there is room.
-            if run.rows.len() < max_rows && !waiting.is_empty() {
-                let n = (max_rows - run.rows.len()).min(waiting.len());
-                let joining: Vec<usize> = waiting.drain(..n).collect();
-                let mut rows: Vec<Row<'_>> = joining
-                    .iter()
-                    .map(|&i| new_row(i, &tokenizer, params, &prompts[i], batch.context_length, needs_history))
-                    .collect();
-                // A row allowed no token at all ends before it starts.
-                let (empty, live): (Vec<Row<'_>>, Vec<Row<'_>>) = rows.drain(..).partition(|r| r.max_tokens == 0);
-                for row in empty {
-                    let (i, g) = finish(row, false, &mut on_text)?;
-                    results[i] = Some(Ok(g));
-                }
-                if !live.is_empty() {
-                    let ids: Vec<&[u32]> = live.iter().map(|r| prompts[r.index].as_slice()).collect();
-                    let hist: Vec<&[u32]> = live.iter().map(|r| r.history.as_slice()).collect();
-                    let Some((caches, out)) = start_rows(lm, &ids, &hist, &mut sampler, params, &cancel)? else {
-                        // Cancelled while prefilling: they wait again, and end as cancelled.
-                        live.iter().rev().for_each(|r| waiting.push_front(r.index));
-                        continue;
-                    };
-                    if run.rows.is_empty() {
-                        run.caches = caches;
-                        run.pending = Some(out);
-                    } else {
-                        extend_caches(&mut run.caches, caches)?;
-                        let prev = run.pending.take().ok_or_else(|| Error::Mlx("running batch without tokens".into()))?;
-                        run.pending = Some(join_rows(prev, out)?);
+            if feed_open && run.rows.len() < max_rows {
+                match feed.poll(run.rows.len(), max_rows - run.rows.len()) {
+                    None => feed_open = false,
+                    Some(reqs) => {
+                        let rows: Vec<Row<'_>> = reqs.into_iter().filter_map(|r| admit(r, feed)).collect();
+                        // A row allowed no token at all ends before it starts.
+                        let (empty, live): (Vec<Row<'_>>, Vec<Row<'_>>) = rows.into_iter().partition(|r| r.max_tokens == 0);
+                        for row in empty {
+                            finish(row, false, feed)?;
+                        }
+                        if !live.is_empty() {
+                            let ids: Vec<&[u32]> = live.iter().map(|r| r.prompt.as_slice()).collect();
+                            let hist: Vec<&[u32]> = live.iter().map(|r| r.history.as_slice()).collect();
+                            let Some((caches, out)) = start_rows(lm, &ids, &hist, &mut sampler, chunk, &cancel)? else {
+                                // Cancelled while prefilling: they end as cancelled.
+                                for row in live {
+                                    finish(row, true, feed)?;
+                                }
+                                continue;
+                            };
+                            prompt_total += ids.iter().map(|p| p.len()).sum::<usize>();
+                            if run.rows.is_empty() {
+                                run.caches = caches;
+                                run.pending = Some(out);
+                            } else {
+                                extend_caches(&mut run.caches, caches)?;
+                                let prev = run.pending.take().ok_or_else(|| Error::Mlx("running batch without tokens".into()))?;
+                                run.pending = Some(join_rows(prev, out)?);
+                            }
+                            run.rows.extend(live);
+                        }
                     }
-                    run.rows.extend(live);
                 }
             }
             let Some(current) = run.pending.take() else {
-                if waiting.is_empty() {
+                if !feed_open {
                     break;
                 }
                 continue;
@@ -193,8 +289,8 @@ impl Model {
                 if needs_history {
                     row.history.push(tok.token);
                 }
-                let index = row.index;
-                let go_on = row.stream.push(tok, &mut |ev: &TokenEvent<'_>| on_text(index, ev))?;
+                let id = row.id;
+                let go_on = row.stream.push(tok, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
                 if go_on && row.generated < row.max_tokens {
                     keep.push(r);
                 } else {
@@ -205,8 +301,7 @@ impl Model {
                 let rows = std::mem::take(&mut run.rows);
                 for (r, row) in rows.into_iter().enumerate() {
                     if done.contains(&r) {
-                        let (i, g) = finish(row, false, &mut on_text)?;
-                        results[i] = Some(Ok(g));
+                        finish(row, false, feed)?;
                     } else {
                         run.rows.push(row);
                     }
@@ -238,7 +333,7 @@ impl Model {
         let elapsed = start.elapsed();
         let prefill = first_token_at.unwrap_or(elapsed);
         let mut metrics = Metrics {
-            prompt_tokens: prompts.iter().map(Vec::len).sum(),
+            prompt_tokens: prompt_total,
             generated_tokens: generated_total,
             prefill,
             decode: elapsed.saturating_sub(prefill),
@@ -247,34 +342,24 @@ impl Model {
         metrics.finish_memory();
         crate::engine::utilization::UtilizationSampler::finish_into(gpu, &mut metrics);
         self.set_last_metrics(metrics);
-        Ok(results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| Err(Error::invalid(format!("prompt {i} was not generated")))))
-            .collect())
+        Ok(())
     }
 }
 
-/// A row for prompt `index`: its budget is `max_tokens`, capped so that prompt and
-/// generation fit the context length.
-fn new_row<'t>(
-    index: usize,
-    tokenizer: &'t crate::tokenizer::Tokenizer,
-    params: &GenerateParams,
-    prompt: &[u32],
-    context: Option<usize>,
-    needs_history: bool,
-) -> Row<'t> {
-    let max_tokens = match context {
-        Some(ctx) => params.max_tokens.min(ctx.saturating_sub(prompt.len())),
-        None => params.max_tokens,
+/// The row for `req`: its budget is its `max_tokens`, capped so that prompt and
+/// generation fit its context length.
+fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, needs_history: bool) -> Row<'_> {
+    let max_tokens = match req.params.context_length {
+        Some(ctx) => req.params.max_tokens.min(ctx.saturating_sub(req.prompt.len())),
+        None => req.params.max_tokens,
     };
     Row {
-        index,
-        stream: TextStream::new(tokenizer, params, &[]),
+        id: req.id,
+        stream: TextStream::new(tokenizer, &req.params, &req.end_of_turn),
         generated: 0,
         max_tokens,
-        history: if needs_history { prompt.to_vec() } else { vec![] },
+        history: if needs_history { req.prompt.clone() } else { vec![] },
+        prompt: req.prompt,
     }
 }
 
@@ -285,17 +370,17 @@ fn start_rows(
     prompts: &[&[u32]],
     histories: &[&[u32]],
     sampler: &mut Sampler,
-    params: &GenerateParams,
+    chunk: usize,
     cancel: &crate::engine::CancelToken,
 ) -> Result<Option<(Vec<KvCache>, SampleOut)>> {
     let padded = Padded::new(prompts, |len| len - 1)?;
     let mut caches = lm.new_batch_caches(&padded.left_padding)?;
-    if !padded.prefill(lm, &mut caches, padded.columns, params.prefill_step_size, cancel)? {
+    if !padded.prefill(lm, &mut caches, padded.columns, chunk, cancel)? {
         return Ok(None);
     }
     let last: Vec<u32> = prompts.iter().map(|p| p[p.len() - 1]).collect();
     let input = Array::from_slice(&last, &[last.len() as i32])?;
-    let hist: &[&[u32]] = if params.sampler.repetition_penalty != 1.0 { histories } else { &[] };
+    let hist: &[&[u32]] = if sampler.params().repetition_penalty != 1.0 { histories } else { &[] };
     let out = decode_step(lm, &input, &mut caches, sampler, hist)?;
     async_eval(&out.arrays())?;
     Ok(Some((caches, out)))

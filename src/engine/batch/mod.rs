@@ -14,6 +14,7 @@ mod generate;
 mod rows;
 
 pub use classify::Classification;
+pub use generate::{RowFeed, RowRequest};
 
 use crate::error::{Error, Result};
 use crate::mlx::memory;

@@ -1,0 +1,135 @@
+//! The thread that owns the model and runs every request through one continuously
+//! batched decode (`Model::batch_stream`).
+//!
+//! Requests arrive on a channel. Between decode steps the batch takes in the ones that
+//! have come (up to its row limit) and drops rows whose client has gone (their event
+//! channel is closed, so `on_text` returns false). One sampler serves a batch, so a
+//! request whose sampler settings differ from the running batch's waits until that batch
+//! has drained; new requests wait behind it meanwhile, so it cannot starve. Greedy
+//! requests (the default) always share.
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::engine::batch::{RowFeed, RowRequest};
+use crate::engine::{FinishReason, GenerateParams, Generation, Model, SamplerParams, TokenEvent};
+use crate::error::Result;
+
+/// What a request hears from the batcher.
+#[derive(Debug)]
+pub enum Event {
+    /// New text (possibly empty: held back while it may become a stop string), with the
+    /// token that produced it and its log-probability when asked for.
+    Text { text: String, token: Option<u32>, logprob: Option<f32> },
+    Done { finish: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    Failed(String),
+}
+
+/// One request for the batcher: an encoded prompt and its settings.
+pub struct Job {
+    pub prompt: Vec<u32>,
+    pub end_of_turn: Vec<u32>,
+    pub params: GenerateParams,
+    pub events: UnboundedSender<Event>,
+}
+
+/// Runs batches until every sender of `jobs` is gone and nothing waits.
+pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, prefill_step_size: usize) {
+    let mut feed = Feed { jobs, waiting: VecDeque::new(), sinks: HashMap::new(), next_id: 0, sampler: SamplerParams::default(), closed: false };
+    loop {
+        if feed.waiting.is_empty() {
+            match feed.jobs.recv() {
+                Ok(job) => feed.waiting.push_back(job),
+                Err(_) => break,
+            }
+        }
+        feed.sampler = feed.waiting[0].params.sampler.clone();
+        let sampler = feed.sampler.clone();
+        if let Err(e) = model.batch_stream(&sampler, prefill_step_size, max_rows, &mut feed) {
+            // The batch failed as a whole (MLX ran out of memory, say): its rows end with it.
+            for (_, sink) in feed.sinks.drain() {
+                let _ = sink.send(Event::Failed(e.to_string()));
+            }
+        }
+        if feed.closed && feed.waiting.is_empty() {
+            break;
+        }
+    }
+}
+
+struct Feed {
+    jobs: Receiver<Job>,
+    waiting: VecDeque<Job>,
+    sinks: HashMap<usize, UnboundedSender<Event>>,
+    next_id: usize,
+    /// The running batch's sampler settings.
+    sampler: SamplerParams,
+    closed: bool,
+}
+
+impl Feed {
+    fn take_arrived(&mut self, block: bool) {
+        if block && self.waiting.is_empty() && !self.closed {
+            match self.jobs.recv() {
+                Ok(job) => self.waiting.push_back(job),
+                Err(_) => self.closed = true,
+            }
+        }
+        loop {
+            match self.jobs.try_recv() {
+                Ok(job) => self.waiting.push_back(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        // A client that left while waiting needs no row.
+        self.waiting.retain(|j| !j.events.is_closed());
+    }
+
+    fn row(&mut self, job: Job) -> RowRequest {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sinks.insert(id, job.events);
+        RowRequest { id, prompt: job.prompt, params: job.params, end_of_turn: job.end_of_turn }
+    }
+}
+
+impl RowFeed for Feed {
+    fn poll(&mut self, running: usize, room: usize) -> Option<Vec<RowRequest>> {
+        self.take_arrived(running == 0);
+        let mut rows = Vec::new();
+        // First come, first served: a request that cannot join stops the ones behind it.
+        while rows.len() < room && self.waiting.front().is_some_and(|j| j.params.sampler == self.sampler) {
+            let job = self.waiting.pop_front()?;
+            rows.push(self.row(job));
+        }
+        if rows.is_empty() && running == 0 && (self.closed || !self.waiting.is_empty()) {
+            // Drained: end this batch so the next one takes the waiting request's sampler.
+            return None;
+        }
+        Some(rows)
+    }
+
+    fn drain(&mut self) -> Vec<RowRequest> {
+        let jobs: Vec<Job> = self.waiting.drain(..).collect();
+        jobs.into_iter().map(|j| self.row(j)).collect()
+    }
+
+    fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool {
+        let Some(sink) = self.sinks.get(&id) else { return false };
+        sink.send(Event::Text { text: event.text.to_string(), token: event.token, logprob: event.logprob }).is_ok()
+    }
+
+    fn on_done(&mut self, id: usize, result: Result<Generation>) {
+        let Some(sink) = self.sinks.remove(&id) else { return };
+        let event = match result {
+            Ok(g) => Event::Done { finish: g.finish_reason, prompt_tokens: g.prompt_tokens.len(), completion_tokens: g.metrics.generated_tokens },
+            Err(e) => Event::Failed(e.to_string()),
+        };
+        let _ = sink.send(event);
+    }
+}
