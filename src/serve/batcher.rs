@@ -8,7 +8,9 @@
 //! has drained; new requests wait behind it meanwhile, so it cannot starve. Greedy
 //! requests (the default) always share.
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -34,9 +36,28 @@ pub struct Job {
     pub events: UnboundedSender<Event>,
 }
 
+/// What `/health` reports of the batcher.
+#[derive(Default)]
+pub struct Stats {
+    /// Rows in the running batch.
+    pub running: AtomicUsize,
+    /// The most rows a batch has held at once.
+    pub peak: AtomicUsize,
+    /// Rows stopped because their client went away.
+    pub disconnected: AtomicUsize,
+}
+
 /// Runs batches until every sender of `jobs` is gone and nothing waits.
-pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, prefill_step_size: usize) {
-    let mut feed = Feed { jobs, waiting: VecDeque::new(), sinks: HashMap::new(), next_id: 0, sampler: SamplerParams::default(), closed: false };
+pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, prefill_step_size: usize, stats: Arc<Stats>) {
+    let mut feed = Feed {
+        jobs,
+        waiting: VecDeque::new(),
+        sinks: HashMap::new(),
+        next_id: 0,
+        sampler: SamplerParams::default(),
+        closed: false,
+        stats,
+    };
     loop {
         if feed.waiting.is_empty() {
             match feed.jobs.recv() {
@@ -66,6 +87,7 @@ struct Feed {
     /// The running batch's sampler settings.
     sampler: SamplerParams,
     closed: bool,
+    stats: Arc<Stats>,
 }
 
 impl Feed {
@@ -107,6 +129,8 @@ impl RowFeed for Feed {
             let job = self.waiting.pop_front()?;
             rows.push(self.row(job));
         }
+        self.stats.running.store(running + rows.len(), Ordering::Relaxed);
+        self.stats.peak.fetch_max(running + rows.len(), Ordering::Relaxed);
         if rows.is_empty() && running == 0 && (self.closed || !self.waiting.is_empty()) {
             // Drained: end this batch so the next one takes the waiting request's sampler.
             return None;
@@ -127,6 +151,11 @@ impl RowFeed for Feed {
     fn on_done(&mut self, id: usize, result: Result<Generation>) {
         let Some(sink) = self.sinks.remove(&id) else { return };
         let event = match result {
+            Ok(g) if g.finish_reason == FinishReason::Callback => {
+                // Only a closed channel makes `on_text` return false: nobody to tell.
+                self.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Ok(g) => Event::Done { finish: g.finish_reason, prompt_tokens: g.prompt_tokens.len(), completion_tokens: g.metrics.generated_tokens },
             Err(e) => Event::Failed(e.to_string()),
         };

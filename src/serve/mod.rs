@@ -96,6 +96,7 @@ pub(crate) struct AppState {
     in_flight: AtomicUsize,
     next_id: AtomicU64,
     created: u64,
+    stats: Arc<batcher::Stats>,
 }
 
 /// What the batcher thread reports once the model is loaded.
@@ -130,6 +131,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Loaded>>();
     let model_args = args.model.model.clone();
     let (max_rows, prefill) = (args.max_concurrent, args.prefill_step);
+    let stats = Arc::new(batcher::Stats::default());
+    let batcher_stats = stats.clone();
     let model_loader = ModelArgsLoad { args: args.model, load };
     let worker = std::thread::Builder::new()
         .name("mlxrun-batcher".into())
@@ -148,7 +151,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 cancel: model.canceller(),
             };
             if ready_tx.send(Ok(loaded)).is_ok() {
-                batcher::run(model, jobs_rx, max_rows, prefill);
+                batcher::run(model, jobs_rx, max_rows, prefill, batcher_stats);
             }
         })
         .map_err(|e| Error::Io(format!("starting the batcher thread: {e}")))?;
@@ -173,6 +176,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         in_flight: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
         created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        stats,
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -80,8 +80,16 @@ fn finish_name(f: FinishReason) -> &'static str {
     }
 }
 
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness, with the load: requests running or waiting, rows in the running batch, and
+/// the most rows a batch has held.
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "requests": state.in_flight.load(Ordering::SeqCst),
+        "batch_rows": state.stats.running.load(Ordering::Relaxed),
+        "peak_batch_rows": state.stats.peak.load(Ordering::Relaxed),
+        "disconnected": state.stats.disconnected.load(Ordering::Relaxed),
+    }))
 }
 
 pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -1,0 +1,76 @@
+"""Drives `mlxrun serve` with the official OpenAI client (tests/serve.rs).
+
+usage: serve_client.py BASE_URL API_KEY MODE [ARGS...]; prints one JSON value.
+  basic MESSAGE MAX_TOKENS    chat and completions, streamed and not, and the model list
+  concurrent N MAX_TOKENS     N streamed chats at once (distinct messages), their texts
+  disconnect MAX_TOKENS       reads two chunks of a stream, then closes the connection
+"""
+import json
+import sys
+import threading
+
+import openai
+
+base, key, mode, *args = sys.argv[1:]
+client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=300)
+
+
+def chat(message, max_tokens, **kw):
+    return client.chat.completions.create(
+        model="qwen3", messages=[{"role": "user", "content": message}], max_tokens=max_tokens, temperature=0, **kw
+    )
+
+
+def streamed_text(stream):
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage.model_dump()
+        for c in chunk.choices:
+            text += (c.delta.content if hasattr(c, "delta") else c.text) or ""
+            finish = c.finish_reason or finish
+    return text, finish, usage
+
+
+if mode == "basic":
+    message, n = args[0], int(args[1])
+    r = chat(message, n, logprobs=True)
+    s_text, s_finish, s_usage = streamed_text(chat(message, n, stream=True, stream_options={"include_usage": True}))
+    c = client.completions.create(model="qwen3", prompt=message, max_tokens=n, temperature=0)
+    cs_text, _, _ = streamed_text(client.completions.create(model="qwen3", prompt=message, max_tokens=n, temperature=0, stream=True))
+    print(json.dumps({
+        "models": [m.id for m in client.models.list().data],
+        "chat": r.choices[0].message.content,
+        "chat_finish": r.choices[0].finish_reason,
+        "chat_usage": r.usage.model_dump(),
+        "chat_logprobs": len(r.choices[0].logprobs.content),
+        "stream": s_text,
+        "stream_finish": s_finish,
+        "stream_usage": s_usage,
+        "completion": c.choices[0].text,
+        "completion_stream": cs_text,
+    }))
+elif mode == "concurrent":
+    n, max_tokens = int(args[0]), int(args[1])
+    texts = [None] * n
+    go = threading.Barrier(n)
+
+    def one(i):
+        go.wait()
+        texts[i] = streamed_text(chat(f"Request number {i}: say something.", max_tokens, stream=True))[0]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(json.dumps(texts))
+elif mode == "disconnect":
+    stream = chat("Talk for a long time.", int(args[0]), stream=True)
+    got = 0
+    for _ in stream:
+        got += 1
+        if got == 2:
+            break
+    stream.close()
+    print(json.dumps(got))
+else:
+    sys.exit(f"unknown mode {mode}")
