@@ -11,7 +11,7 @@
 #
 # Both compute in f32 on the CPU; mlx-lm gets the same OpenBLAS preloaded (see
 # ARCHITECTURE.md), and its batching (--decode-concurrency) is given the same width as
-# ours (--max-concurrent).
+# ours (--max-concurrent); both prefill up to 8 arriving prompts together (their defaults).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -49,10 +49,9 @@ run_one() {
     if wait_up "$port" "$pid"; then
         # A warm-up request, so that neither side's first-call costs count.
         curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
-            -d '{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":2}' >/dev/null || true
-        local served
-        served="$(curl -sf "http://127.0.0.1:$port/v1/models" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')"
-        out="$(timeout "$TIMEOUT" "$PY" scripts/serve_load.py "http://127.0.0.1:$port/v1" "$served" --clients "$CLIENTS" --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" || echo '{"error": "timed out"}')"
+            -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' >/dev/null || true
+        # Both servers take the path they were started with as the model's name.
+        out="$(timeout "$TIMEOUT" "$PY" scripts/serve_load.py "http://127.0.0.1:$port/v1" "$MODEL" --clients "$CLIENTS" --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" || echo '{"error": "timed out"}')"
     else
         out='{"error": "the server did not start; see '"$TARGET/bench-serve-$name.log"'"}'
     fi

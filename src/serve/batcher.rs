@@ -48,8 +48,12 @@ pub struct Stats {
 }
 
 /// Runs batches until every sender of `jobs` is gone and nothing waits.
-pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, prefill_step_size: usize, stats: Arc<Stats>) {
+/// `max_join`: most requests prefilled together; the running rows take a decode step
+/// between two such groups, so a burst of arrivals does not hold back every first token
+/// until the whole burst is prefilled.
+pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, max_join: usize, prefill_step_size: usize, stats: Arc<Stats>) {
     let mut feed = Feed {
+        max_join,
         jobs,
         waiting: VecDeque::new(),
         sinks: HashMap::new(),
@@ -80,6 +84,7 @@ pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, prefill_step_
 }
 
 struct Feed {
+    max_join: usize,
     jobs: Receiver<Job>,
     waiting: VecDeque<Job>,
     sinks: HashMap<usize, UnboundedSender<Event>>,
@@ -125,7 +130,7 @@ impl RowFeed for Feed {
         self.take_arrived(running == 0);
         let mut rows = Vec::new();
         // First come, first served: a request that cannot join stops the ones behind it.
-        while rows.len() < room && self.waiting.front().is_some_and(|j| j.params.sampler == self.sampler) {
+        while rows.len() < room.min(self.max_join) && self.waiting.front().is_some_and(|j| j.params.sampler == self.sampler) {
             let job = self.waiting.pop_front()?;
             rows.push(self.row(job));
         }

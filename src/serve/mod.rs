@@ -47,6 +47,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub max_concurrent: usize,
 
+    /// Most requests prefilled together when many arrive at once (the running ones take a
+    /// step between such groups)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub prefill_batch: usize,
+
     /// Most requests waiting for a place in the batch; beyond it requests get 429
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_queue: usize,
@@ -108,8 +113,8 @@ struct Loaded {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    if args.max_concurrent == 0 {
-        return Err(Error::invalid("--max-concurrent must be at least 1"));
+    if args.max_concurrent == 0 || args.prefill_batch == 0 {
+        return Err(Error::invalid("--max-concurrent and --prefill-batch must be at least 1"));
     }
     if args.prefill_step == 0 || args.default_max_tokens == 0 || args.max_body == 0 {
         return Err(Error::invalid("--prefill-step, --default-max-tokens and --max-body must be at least 1"));
@@ -130,7 +135,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Loaded>>();
     let model_args = args.model.model.clone();
-    let (max_rows, prefill) = (args.max_concurrent, args.prefill_step);
+    let (max_rows, max_join, prefill) = (args.max_concurrent, args.prefill_batch, args.prefill_step);
     let stats = Arc::new(batcher::Stats::default());
     let batcher_stats = stats.clone();
     let model_loader = ModelArgsLoad { args: args.model, load };
@@ -151,7 +156,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 cancel: model.canceller(),
             };
             if ready_tx.send(Ok(loaded)).is_ok() {
-                batcher::run(model, jobs_rx, max_rows, prefill, batcher_stats);
+                batcher::run(model, jobs_rx, max_rows, max_join, prefill, batcher_stats);
             }
         })
         .map_err(|e| Error::Io(format!("starting the batcher thread: {e}")))?;
