@@ -223,6 +223,7 @@ fn bad_requests_get_openai_errors_limits_hold_and_sigterm_ends_the_server() {
     assert_eq!(v["error"]["code"], "model_not_found");
     error(server.authed(chat, &chat_body(&"x".repeat(1100 << 10), 4)), 413, "larger than");
     error(server.authed("/v1/nothing", &ok), 404, "no such endpoint");
+    error(server.authed("/v1/models", &ok), 405, "does not take POST");
     // max_tokens beyond the context is cut to what fits, not refused.
     let (code, body) = server.authed("/v1/completions", &serde_json::json!({"prompt": "word ".repeat(4080), "max_tokens": 1_000_000}));
     assert_eq!(code, 200, "{body}");

@@ -71,6 +71,10 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no such endpoint: {path}"))
     }
 
+    pub fn wrong_method(method: &str, path: &str) -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", format!("{path} does not take {method}"))
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
     }

@@ -236,6 +236,7 @@ fn router(state: Arc<AppState>, quiet: bool) -> Router {
         .route("/v1/chat/completions", post(routes::chat))
         .route("/v1/completions", post(routes::completions))
         .fallback(routes::fallback)
+        .method_not_allowed_fallback(routes::wrong_method)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
     if quiet {

@@ -106,6 +106,10 @@ pub async fn fallback(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(uri.path())
 }
 
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::wrong_method(method.as_str(), uri.path())
+}
+
 /// What the two endpoints differ in.
 #[derive(Clone, Copy)]
 enum Kind {
