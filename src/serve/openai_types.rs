@@ -196,7 +196,7 @@ impl ChatRequest {
         unsupported("tools", self.tools.as_ref().is_some_and(|t| !t.is_null()))?;
         unsupported("tool_choice", self.tool_choice.as_ref().is_some_and(|t| !t.is_null()))?;
         unsupported("parallel_tool_calls", self.parallel_tool_calls.as_ref().is_some_and(|t| !t.is_null()))?;
-        let text_format = self.response_format.as_ref().is_none_or(|f| f.is_null() || f.get("type") == Some(&Value::from("text")));
+        let text_format = self.response_format.as_ref().map_or(true, |f| f.is_null() || f.get("type") == Some(&Value::from("text")));
         unsupported("response_format", !text_format)?;
         if self.top_logprobs.is_some_and(|n| n != 0) {
             return Err(ApiError::param("top_logprobs", "top_logprobs is not supported yet (logprobs is)"));

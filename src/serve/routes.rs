@@ -308,7 +308,7 @@ fn stream(reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>, permit: Permit) 
             let msg = match event {
                 Event::Text { text, token, logprob } => {
                     let lp = reply.logprob_entries(token, logprob);
-                    if text.is_empty() && lp.as_ref().is_none_or(|l| l.as_array().is_some_and(Vec::is_empty)) {
+                    if text.is_empty() && lp.as_ref().map_or(true, |l| l.as_array().is_some_and(Vec::is_empty)) {
                         // Nothing to say yet; still check that the client is there.
                         if out.is_closed() {
                             return;
