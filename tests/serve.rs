@@ -172,11 +172,11 @@ fn openai_client_and_curl_get_the_text_of_mlxrun_chat() {
 #[test]
 fn concurrent_requests_share_one_batch_and_a_gone_client_stops_its_row() {
     let server = Server::start(&["--api-key", KEY, "--max-concurrent", "8"]);
-    let texts = python(&server, &["concurrent", "4", "32"]);
+    let texts = python(&server, &["concurrent", "4", "48"]);
     // The same requests one at a time give the same text: rows in a batch do not disturb
     // each other.
     for (i, text) in texts.as_array().unwrap().iter().enumerate() {
-        let (code, body) = server.authed("/v1/chat/completions", &chat_body(&format!("Request number {i}: say something."), 32));
+        let (code, body) = server.authed("/v1/chat/completions", &chat_body(&format!("Request number {i}: say something."), 48));
         assert_eq!(code, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], *text, "request {i}");
