@@ -3,10 +3,8 @@
 //!
 //! Requests arrive on a channel. Between decode steps the batch takes in the ones that
 //! have come (up to its row limit) and drops rows whose client has gone (their event
-//! channel is closed, so `on_text` returns false). One sampler serves a batch, so a
-//! request whose sampler settings differ from the running batch's waits until that batch
-//! has drained; new requests wait behind it meanwhile, so it cannot starve. Greedy
-//! requests (the default) always share.
+//! channel is closed, so `on_text` returns false). Each row samples with its own
+//! request's settings, so every request joins the running batch, first come first served.
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -15,15 +13,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::batch::{RowFeed, RowRequest};
-use crate::engine::{FinishReason, GenerateParams, Generation, Model, SamplerParams, TokenEvent};
+use crate::engine::{FinishReason, GenerateParams, Generation, Model, TokenEvent};
 use crate::error::Result;
 
 /// What a request hears from the batcher.
 #[derive(Debug)]
 pub enum Event {
     /// New text (possibly empty: held back while it may become a stop string), with the
-    /// token that produced it and its log-probability when asked for.
-    Text { text: String, token: Option<u32>, logprob: Option<f32> },
+    /// token that produced it, its log-probability and the most likely alternatives when
+    /// asked for.
+    Text { text: String, token: Option<u32>, logprob: Option<f32>, top: Vec<(u32, f32)> },
     Done { finish: FinishReason, prompt_tokens: usize, completion_tokens: usize },
     Failed(String),
 }
@@ -58,7 +57,6 @@ pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, max_join: usi
         waiting: VecDeque::new(),
         sinks: HashMap::new(),
         next_id: 0,
-        sampler: SamplerParams::default(),
         closed: false,
         stats,
     };
@@ -69,9 +67,7 @@ pub fn run(mut model: Model, jobs: Receiver<Job>, max_rows: usize, max_join: usi
                 Err(_) => break,
             }
         }
-        feed.sampler = feed.waiting[0].params.sampler.clone();
-        let sampler = feed.sampler.clone();
-        if let Err(e) = model.batch_stream(&sampler, prefill_step_size, max_rows, &mut feed) {
+        if let Err(e) = model.batch_stream(prefill_step_size, max_rows, &mut feed) {
             // The batch failed as a whole (MLX ran out of memory, say): its rows end with it.
             for (_, sink) in feed.sinks.drain() {
                 let _ = sink.send(Event::Failed(e.to_string()));
@@ -89,8 +85,6 @@ struct Feed {
     waiting: VecDeque<Job>,
     sinks: HashMap<usize, UnboundedSender<Event>>,
     next_id: usize,
-    /// The running batch's sampler settings.
-    sampler: SamplerParams,
     closed: bool,
     stats: Arc<Stats>,
 }
@@ -129,15 +123,13 @@ impl RowFeed for Feed {
     fn poll(&mut self, running: usize, room: usize) -> Option<Vec<RowRequest>> {
         self.take_arrived(running == 0);
         let mut rows = Vec::new();
-        // First come, first served: a request that cannot join stops the ones behind it.
-        while rows.len() < room.min(self.max_join) && self.waiting.front().is_some_and(|j| j.params.sampler == self.sampler) {
-            let job = self.waiting.pop_front()?;
+        while rows.len() < room.min(self.max_join) {
+            let Some(job) = self.waiting.pop_front() else { break };
             rows.push(self.row(job));
         }
         self.stats.running.store(running + rows.len(), Ordering::Relaxed);
         self.stats.peak.fetch_max(running + rows.len(), Ordering::Relaxed);
-        if rows.is_empty() && running == 0 && (self.closed || !self.waiting.is_empty()) {
-            // Drained: end this batch so the next one takes the waiting request's sampler.
+        if rows.is_empty() && running == 0 && self.closed {
             return None;
         }
         Some(rows)
@@ -150,7 +142,8 @@ impl RowFeed for Feed {
 
     fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool {
         let Some(sink) = self.sinks.get(&id) else { return false };
-        sink.send(Event::Text { text: event.text.to_string(), token: event.token, logprob: event.logprob }).is_ok()
+        let top = event.top_logprobs.to_vec();
+        sink.send(Event::Text { text: event.text.to_string(), token: event.token, logprob: event.logprob, top }).is_ok()
     }
 
     fn on_done(&mut self, id: usize, result: Result<Generation>) {

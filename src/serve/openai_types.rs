@@ -90,10 +90,14 @@ pub struct Settings {
     pub max_tokens: Option<usize>,
     pub sampler: SamplerParams,
     pub stop: Vec<String>,
-    pub logprobs: bool,
+    /// Log-probabilities asked for: the chosen token's, and this many alternatives.
+    pub logprobs: Option<usize>,
     pub stream: bool,
     pub include_usage: bool,
 }
+
+/// OpenAI's most alternatives per token (`top_logprobs`, and `logprobs` of a text completion).
+const MAX_TOP_LOGPROBS: i64 = 20;
 
 /// Top-level fields both endpoints know: `Common`'s, and those OpenAI accepts that change
 /// nothing here (user, penalties, logit_bias, metadata, store, service_tier).
@@ -129,8 +133,9 @@ fn unsupported(field: &str, present: bool) -> Result<(), ApiError> {
 }
 
 impl Common {
-    /// Checks the shared fields; `logprobs`: whether the request asked for them.
-    pub fn settings(&self, logprobs: bool) -> Result<Settings, ApiError> {
+    /// Checks the shared fields; `logprobs`: whether the request asked for them, and how
+    /// many alternatives per token.
+    pub fn settings(&self, logprobs: Option<usize>) -> Result<Settings, ApiError> {
         if let Some(n) = self.n {
             if n != 1 {
                 return Err(ApiError::param("n", format!("n must be 1 (got {n}): one choice per request")));
@@ -174,7 +179,17 @@ impl Common {
         if repetition_penalty <= 0.0 {
             return Err(ApiError::param("repetition_penalty", "repetition_penalty must be positive"));
         }
-        let sampler = SamplerParams { temperature, top_p, top_k, min_p, seed, repetition_penalty, logprobs, ..SamplerParams::default() };
+        let sampler = SamplerParams {
+            temperature,
+            top_p,
+            top_k,
+            min_p,
+            seed,
+            repetition_penalty,
+            logprobs: logprobs.is_some(),
+            top_logprobs: logprobs.unwrap_or(0),
+            ..SamplerParams::default()
+        };
         sampler.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
         if self.stream_options.is_some() && !self.stream {
             return Err(ApiError::param("stream_options", "stream_options is only allowed when stream is true"));
@@ -198,8 +213,10 @@ impl ChatRequest {
         unsupported("parallel_tool_calls", self.parallel_tool_calls.as_ref().is_some_and(|t| !t.is_null()))?;
         let text_format = self.response_format.as_ref().map_or(true, |f| f.is_null() || f.get("type") == Some(&Value::from("text")));
         unsupported("response_format", !text_format)?;
-        if self.top_logprobs.is_some_and(|n| n != 0) {
-            return Err(ApiError::param("top_logprobs", "top_logprobs is not supported yet (logprobs is)"));
+        let logprobs = self.logprobs.unwrap_or(false);
+        let top = top_logprobs("top_logprobs", self.top_logprobs)?;
+        if top > 0 && !logprobs {
+            return Err(ApiError::param("top_logprobs", "logprobs must be set to true if top_logprobs is used"));
         }
         if self.messages.is_empty() {
             return Err(ApiError::param("messages", "messages must hold at least one message"));
@@ -232,7 +249,7 @@ impl ChatRequest {
             };
             messages.push(Message::new(role, text));
         }
-        Ok((messages, self.common.settings(self.logprobs.unwrap_or(false))?))
+        Ok((messages, self.common.settings(logprobs.then_some(top))?))
     }
 }
 
@@ -252,11 +269,18 @@ impl CompletionRequest {
         if prompt.is_empty() {
             return Err(ApiError::param("prompt", "prompt must not be empty"));
         }
-        let logprobs = match self.logprobs {
-            None | Some(0) => false,
-            Some(1) => true,
-            Some(n) => return Err(ApiError::param("logprobs", format!("logprobs must be 0 or 1 (got {n}): top alternatives are not supported yet"))),
-        };
+        // As OpenAI: any `logprobs` (0 included) reports the chosen tokens' log-probabilities,
+        // with that many alternatives each.
+        let logprobs = self.logprobs.map(|n| top_logprobs("logprobs", Some(n))).transpose()?;
         Ok((prompt, self.common.settings(logprobs)?))
+    }
+}
+
+/// A count of alternatives per token, checked against OpenAI's limit.
+fn top_logprobs(field: &str, n: Option<i64>) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(0),
+        Some(n) if (0..=MAX_TOP_LOGPROBS).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::param(field, format!("{field} must be between 0 and {MAX_TOP_LOGPROBS} (got {n})"))),
     }
 }

@@ -129,7 +129,7 @@ pub async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok::<_, ApiError>((prompt, template.end_of_turn.clone(), settings))
     })();
     match prepared {
-        Ok((prompt, eot, settings)) => respond(state, Kind::Chat, prompt, eot, settings).await,
+        Ok((prompt, eot, settings)) => respond(state, Kind::Chat, prompt, eot, settings, 0).await,
         Err(e) => e.into_response(),
     }
 }
@@ -141,16 +141,18 @@ pub async fn completions(State(state): State<Arc<AppState>>, headers: HeaderMap,
         check_model(&state, req.common.model.as_deref())?;
         let (text, settings) = req.check()?;
         let prompt = state.tokenizer.encode_prompt(&text).map_err(|e| ApiError::invalid(e.to_string()))?;
-        Ok::<_, ApiError>((prompt, vec![], settings))
+        Ok::<_, ApiError>((prompt, text.chars().count(), settings))
     })();
     match prepared {
-        Ok((prompt, eot, settings)) => respond(state, Kind::Completion, prompt, eot, settings).await,
+        Ok((prompt, chars, settings)) => respond(state, Kind::Completion, prompt, vec![], settings, chars).await,
         Err(e) => e.into_response(),
     }
 }
 
 /// Checks the prompt against the context, queues the job and answers, streamed or whole.
-async fn respond(state: Arc<AppState>, kind: Kind, prompt: Vec<u32>, end_of_turn: Vec<u32>, settings: Settings) -> Response {
+/// `prompt_chars`: the length of a text completion's prompt in characters, where its
+/// tokens' `text_offset`s start.
+async fn respond(state: Arc<AppState>, kind: Kind, prompt: Vec<u32>, end_of_turn: Vec<u32>, settings: Settings, prompt_chars: usize) -> Response {
     let ctx = state.limits.context_length;
     if prompt.len() + 1 > ctx {
         return ApiError::context_exceeded(format!(
@@ -178,7 +180,7 @@ async fn respond(state: Arc<AppState>, kind: Kind, prompt: Vec<u32>, end_of_turn
     if !matches!(sent, Some(Ok(()))) {
         return ApiError::unavailable("the server is shutting down").into_response();
     }
-    let reply = Reply::new(&state, kind, settings.clone());
+    let reply = Reply::new(&state, kind, settings.clone(), prompt_chars);
     if settings.stream {
         stream(reply, rx, permit).into_response()
     } else {
@@ -193,16 +195,27 @@ struct Reply {
     settings: Settings,
     id: String,
     created: u64,
+    /// Characters of prompt and text so far: the next token's `text_offset`.
+    offset: usize,
+}
+
+/// One generated token's log-probability and its most likely alternatives.
+struct TokenLogprob {
+    token: u32,
+    logprob: f32,
+    top: Vec<(u32, f32)>,
+    /// Where the token's text starts in prompt + completion, in characters.
+    offset: usize,
 }
 
 impl Reply {
-    fn new(state: &Arc<AppState>, kind: Kind, settings: Settings) -> Reply {
+    fn new(state: &Arc<AppState>, kind: Kind, settings: Settings, prompt_chars: usize) -> Reply {
         let n = state.next_id.fetch_add(1, Ordering::Relaxed);
         let prefix = match kind {
             Kind::Chat => "chatcmpl",
             Kind::Completion => "cmpl",
         };
-        Reply { state: state.clone(), kind, settings, id: format!("{prefix}-{:x}{n:06}", now()), created: now() }
+        Reply { state: state.clone(), kind, settings, id: format!("{prefix}-{:x}{n:06}", now()), created: now(), offset: prompt_chars }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -213,9 +226,52 @@ impl Reply {
         }
     }
 
-    /// One token's log-probability entry, in the endpoint's format.
-    fn token_text(&self, token: Option<u32>) -> String {
-        token.and_then(|t| self.state.tokenizer.decode(&[t], false).ok()).unwrap_or_default()
+    /// A token's text, as the tokenizer decodes it alone.
+    fn token_text(&self, token: u32) -> String {
+        self.state.tokenizer.decode(&[token], false).unwrap_or_default()
+    }
+
+    /// Takes one piece of text with the token that made it: the token's log-probability
+    /// entry when the request asked for them (the final flush has no token, so none).
+    fn take_text(&mut self, text: &str, token: Option<u32>, logprob: Option<f32>, top: Vec<(u32, f32)>) -> Option<TokenLogprob> {
+        let offset = self.offset;
+        self.offset += text.chars().count();
+        self.settings.logprobs?;
+        Some(TokenLogprob { token: token?, logprob: logprob?, top, offset })
+    }
+
+    /// The `logprobs` object of a choice, in the endpoint's format: chat's `content` list,
+    /// or the text completion's parallel lists.
+    fn logprobs(&self, entries: &[TokenLogprob]) -> Value {
+        match self.kind {
+            Kind::Chat => {
+                let item = |t: u32, lp: f32| {
+                    let text = self.token_text(t);
+                    json!({"token": text, "logprob": lp, "bytes": text.as_bytes()})
+                };
+                let content: Vec<Value> = entries
+                    .iter()
+                    .map(|e| {
+                        let mut v = item(e.token, e.logprob);
+                        v["top_logprobs"] = e.top.iter().map(|&(t, lp)| item(t, lp)).collect();
+                        v
+                    })
+                    .collect();
+                json!({"content": content, "refusal": null})
+            }
+            Kind::Completion => {
+                let top: Vec<Value> = entries
+                    .iter()
+                    .map(|e| Value::Object(e.top.iter().map(|&(t, lp)| (self.token_text(t), json!(lp))).collect()))
+                    .collect();
+                json!({
+                    "tokens": entries.iter().map(|e| self.token_text(e.token)).collect::<Vec<_>>(),
+                    "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
+                })
+            }
+        }
     }
 
     fn envelope(&self, chunk: bool, choice: Value, usage: Option<Value>) -> Value {
@@ -239,30 +295,12 @@ impl Reply {
                 } else {
                     ("message", json!({"role": "assistant", "content": text}))
                 };
-                let mut c = json!({"index": 0, "logprobs": logprobs.map(|l| json!({"content": l})), "finish_reason": finish});
+                let mut c = json!({"index": 0, "logprobs": logprobs, "finish_reason": finish});
                 c[body.0] = body.1;
                 c
             }
-            Kind::Completion => {
-                let lp = logprobs.map(|l| {
-                    let entries = l.as_array().cloned().unwrap_or_default();
-                    json!({
-                        "tokens": entries.iter().map(|e| e["token"].clone()).collect::<Vec<_>>(),
-                        "token_logprobs": entries.iter().map(|e| e["logprob"].clone()).collect::<Vec<_>>(),
-                        "top_logprobs": null, "text_offset": null,
-                    })
-                });
-                json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": finish})
-            }
+            Kind::Completion => json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}),
         }
-    }
-
-    fn logprob_entries(&self, token: Option<u32>, logprob: Option<f32>) -> Option<Value> {
-        if !self.settings.logprobs {
-            return None;
-        }
-        let (Some(_), Some(lp)) = (token, logprob) else { return Some(json!([])) };
-        Some(json!([{"token": self.token_text(token), "logprob": lp, "bytes": null, "top_logprobs": []}]))
     }
 }
 
@@ -272,19 +310,17 @@ fn usage(prompt: usize, completion: usize) -> Value {
 
 /// Collects the whole generation. A client that goes away drops this future, and with it
 /// the receiver: its row stops at the next token.
-async fn whole(reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>) -> Response {
+async fn whole(mut reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>) -> Response {
     let mut text = String::new();
-    let mut logprobs: Vec<Value> = Vec::new();
+    let mut entries: Vec<TokenLogprob> = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
-            Event::Text { text: t, token, logprob } => {
+            Event::Text { text: t, token, logprob, top } => {
+                entries.extend(reply.take_text(&t, token, logprob, top));
                 text.push_str(&t);
-                if let Some(Value::Array(e)) = reply.logprob_entries(token, logprob) {
-                    logprobs.extend(e);
-                }
             }
             Event::Done { finish, prompt_tokens, completion_tokens } => {
-                let lp = reply.settings.logprobs.then(|| Value::Array(logprobs));
+                let lp = reply.settings.logprobs.map(|_| reply.logprobs(&entries));
                 let choice = reply.choice(&text, lp, Some(finish_name(finish)), false, false);
                 return Json(reply.envelope(false, choice, Some(usage(prompt_tokens, completion_tokens)))).into_response();
             }
@@ -298,7 +334,7 @@ async fn whole(reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>) -> Response
 /// reason (and usage when `stream_options.include_usage`), then `data: [DONE]`. A task
 /// forwards the batcher's events; when the client goes, its send fails, it drops the
 /// receiver, and the row stops.
-fn stream(reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>, permit: Permit) -> impl IntoResponse {
+fn stream(mut reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>, permit: Permit) -> impl IntoResponse {
     let (out, sse) = mpsc::channel::<Result<SseEvent, Infallible>>(64);
     tokio::spawn(async move {
         let _permit = permit;
@@ -306,15 +342,16 @@ fn stream(reply: Reply, mut rx: mpsc::UnboundedReceiver<Event>, permit: Permit) 
         let send = |v: Value| SseEvent::default().data(v.to_string());
         while let Some(event) = rx.recv().await {
             let msg = match event {
-                Event::Text { text, token, logprob } => {
-                    let lp = reply.logprob_entries(token, logprob);
-                    if text.is_empty() && lp.as_ref().map_or(true, |l| l.as_array().is_some_and(Vec::is_empty)) {
+                Event::Text { text, token, logprob, top } => {
+                    let entry = reply.take_text(&text, token, logprob, top);
+                    if text.is_empty() && entry.is_none() {
                         // Nothing to say yet; still check that the client is there.
                         if out.is_closed() {
                             return;
                         }
                         continue;
                     }
+                    let lp = entry.map(|e| reply.logprobs(&[e]));
                     let v = reply.envelope(true, reply.choice(&text, lp, None, true, first), None);
                     first = false;
                     vec![send(v)]

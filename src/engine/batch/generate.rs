@@ -11,13 +11,14 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::rows::{extend_caches, filter_caches, join_rows, keep_rows, Padded};
+use super::sampling::sample_rows;
 use super::{batch_size_for, check_prompt, BatchParams};
 use crate::engine::generate::GenerateParams;
 use crate::engine::metrics::Metrics;
 use crate::engine::model::{Generation, Model, TextStream, TokenEvent};
-use crate::engine::sampler::{SampleOut, Sampler, SamplerParams};
+use crate::engine::sampler::{SampleOut, SampledToken, Sampler};
 use crate::error::{Error, Result};
-use crate::mlx::{async_eval, memory, Array, Device};
+use crate::mlx::{async_eval, memory, Array};
 use crate::models::LanguageModel;
 use crate::nn::KvCache;
 
@@ -27,8 +28,9 @@ pub struct RowRequest {
     /// The caller's name for the row, given back in `RowFeed`'s callbacks.
     pub id: usize,
     pub prompt: Vec<u32>,
-    /// The row's own `max_tokens`, stop tokens and strings, `ignore_eos` and
-    /// `context_length`; its sampler settings are the run's (one sampler serves the batch).
+    /// The row's own `max_tokens`, stop tokens and strings, `ignore_eos`,
+    /// `context_length` and sampler settings (rows with different settings share the
+    /// batch; see `sampling`).
     pub params: GenerateParams,
     /// Ids that end the row like EOS (a chat template's end-of-turn token).
     pub end_of_turn: Vec<u32>,
@@ -57,6 +59,32 @@ struct Row<'t> {
     max_tokens: usize,
     /// Prompt and sampled tokens, kept only for the repetition penalty.
     history: Vec<u32>,
+    /// The row's own sampler (a seeded one holds the row's PRNG key).
+    sampler: Sampler,
+}
+
+impl Row<'_> {
+    fn needs_history(&self) -> bool {
+        self.sampler.params().repetition_penalty != 1.0
+    }
+
+    /// Drops what a shared draw computed beyond what this row asked for: the
+    /// log-probability, and top lists longer than its own (padded ones included).
+    fn trim(&self, mut tok: SampledToken) -> SampledToken {
+        let p = self.sampler.params();
+        if !p.logprobs {
+            tok.logprob = None;
+        }
+        tok.top_logprobs.truncate(if p.logprobs { p.top_logprobs } else { 0 });
+        tok
+    }
+}
+
+/// Each row's sampler with its history (empty histories when no row needs one).
+fn samplers_and_histories<'a>(rows: &'a mut [Row<'_>]) -> (Vec<&'a mut Sampler>, Vec<&'a [u32]>) {
+    let any = rows.iter().any(Row::needs_history);
+    let (samplers, histories): (Vec<_>, Vec<_>) = rows.iter_mut().map(|r| (&mut r.sampler, r.history.as_slice())).unzip();
+    (samplers, if any { histories } else { vec![] })
 }
 
 /// The running batch: its rows, their caches, and the sampled tokens not yet read.
@@ -149,7 +177,7 @@ impl Model {
             }
         }
         let max_rows = batch_size_for(&info, longest + params.max_tokens, params.prefill_step_size, batch.max_batch_size);
-        self.run_batch(&params.sampler, params.prefill_step_size, max_rows, &mut feed)?;
+        self.run_batch(params.prefill_step_size, max_rows, &mut feed)?;
         Ok(feed
             .results
             .into_iter()
@@ -161,23 +189,17 @@ impl Model {
     /// Continuous batching over rows that arrive while it runs: `feed` is polled between
     /// decode steps, its rows join the running batch (at most `max_rows` together, 0:
     /// automatic, sized for rows of 2048 positions) and leave it as they finish. Every row samples
-    /// with `sampler`; prompts are prefilled `prefill_step_size` tokens at a time.
+    /// with its own settings; prompts are prefilled `prefill_step_size` tokens at a time.
     /// Returns when the feed has no more rows and the batch is empty, or, after ending
     /// every row as cancelled, when the model's cancel token fires.
-    pub fn batch_stream(
-        &mut self,
-        sampler: &SamplerParams,
-        prefill_step_size: usize,
-        max_rows: usize,
-        feed: &mut dyn RowFeed,
-    ) -> Result<()> {
+    pub fn batch_stream(&mut self, prefill_step_size: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
         self.begin_call();
-        GenerateParams { sampler: sampler.clone(), prefill_step_size, ..GenerateParams::default() }.validate()?;
+        GenerateParams { prefill_step_size, ..GenerateParams::default() }.validate()?;
         let max_rows = if max_rows > 0 { max_rows } else { batch_size_for(self.info(), 2048, prefill_step_size, 0) };
-        self.run_batch(sampler, prefill_step_size, max_rows, feed)
+        self.run_batch(prefill_step_size, max_rows, feed)
     }
 
-    fn run_batch(&mut self, sampler_params: &SamplerParams, chunk: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
+    fn run_batch(&mut self, chunk: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
         if self.group().is_some() {
             // Each row may stop on its own callback, which runs on one rank: the ranks would
             // drift apart in which rows they compute. Not done yet.
@@ -191,8 +213,6 @@ impl Model {
         let tokenizer = self.tokenizer().clone();
         let lm = self.language_model();
 
-        let needs_history = sampler_params.repetition_penalty != 1.0;
-        let mut sampler = Sampler::new(sampler_params.clone())?;
         let mut first_token_at = None;
         let (mut prompt_total, mut generated_total) = (0usize, 0usize);
         let mut feed_open = true;
@@ -209,8 +229,8 @@ impl Model {
         // A request becomes a row, or fails alone.
         let admit = |req: RowRequest, feed: &mut dyn RowFeed| -> Option<Row<'_>> {
             let checked = req.params.validate().and_then(|_| check_prompt(&req.prompt, req.id, &info, req.params.context_length, 1));
-            match checked {
-                Ok(()) => Some(new_row(req, &tokenizer, needs_history)),
+            match checked.and_then(|_| Sampler::new(req.params.sampler.clone())) {
+                Ok(sampler) => Some(new_row(req, &tokenizer, sampler)),
                 Err(e) => {
                     feed.on_done(req.id, Err(e));
                     None
@@ -243,16 +263,15 @@ impl Model {
                             finish(row, false, feed)?;
                         }
                         if !live.is_empty() {
-                            let ids: Vec<&[u32]> = live.iter().map(|r| r.prompt.as_slice()).collect();
-                            let hist: Vec<&[u32]> = live.iter().map(|r| r.history.as_slice()).collect();
-                            let Some((caches, out)) = start_rows(lm, &ids, &hist, &mut sampler, chunk, &cancel)? else {
+                            let mut live = live;
+                            let Some((caches, out)) = start_rows(lm, &mut live, chunk, &cancel)? else {
                                 // Cancelled while prefilling: they end as cancelled.
                                 for row in live {
                                     finish(row, true, feed)?;
                                 }
                                 continue;
                             };
-                            prompt_total += ids.iter().map(|p| p.len()).sum::<usize>();
+                            prompt_total += live.iter().map(|r| r.prompt.len()).sum::<usize>();
                             if run.rows.is_empty() {
                                 run.caches = caches;
                                 run.pending = Some(out);
@@ -272,10 +291,12 @@ impl Model {
                 }
                 continue;
             };
-            // Queue the next step before reading this one (unless the sampler must see it).
+            // Queue the next step before reading this one (unless a sampler must see it).
+            let needs_history = run.rows.iter().any(Row::needs_history);
             let mut next = None;
             if !needs_history {
-                let out = decode_step(lm, &current.token, &mut run.caches, &mut sampler, &[])?;
+                let (mut samplers, _) = samplers_and_histories(&mut run.rows);
+                let out = decode_step(lm, &current.token, &mut run.caches, &mut samplers, &[])?;
                 async_eval(&out.arrays())?;
                 next = Some(out);
             }
@@ -283,14 +304,15 @@ impl Model {
             first_token_at.get_or_insert_with(|| start.elapsed());
             let mut keep = Vec::with_capacity(run.rows.len());
             let mut done = Vec::new();
-            for (r, (row, tok)) in run.rows.iter_mut().zip(&toks).enumerate() {
+            for (r, (row, tok)) in run.rows.iter_mut().zip(toks).enumerate() {
                 row.generated += 1;
                 generated_total += 1;
-                if needs_history {
+                if row.needs_history() {
                     row.history.push(tok.token);
                 }
                 let id = row.id;
-                let go_on = row.stream.push(tok, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
+                let tok = row.trim(tok);
+                let go_on = row.stream.push(&tok, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
                 if go_on && row.generated < row.max_tokens {
                     keep.push(r);
                 } else {
@@ -318,10 +340,11 @@ impl Model {
                 memory::clear_cache();
             }
             if needs_history && !run.rows.is_empty() {
-                let last: Vec<u32> = run.rows.iter().map(|r| *r.history.last().unwrap_or(&0)).collect();
+                // Rows without a penalty keep no history: their last token is the stream's.
+                let last: Vec<u32> = run.rows.iter().map(|r| *r.stream.tokens.last().or(r.history.last()).unwrap_or(&0)).collect();
                 let input = Array::from_slice(&last, &[last.len() as i32])?;
-                let hist: Vec<&[u32]> = run.rows.iter().map(|r| r.history.as_slice()).collect();
-                let out = decode_step(lm, &input, &mut run.caches, &mut sampler, &hist)?;
+                let (mut samplers, hist) = samplers_and_histories(&mut run.rows);
+                let out = decode_step(lm, &input, &mut run.caches, &mut samplers, &hist)?;
                 async_eval(&out.arrays())?;
                 next = Some(out);
             }
@@ -348,7 +371,7 @@ impl Model {
 
 /// The row for `req`: its budget is its `max_tokens`, capped so that prompt and
 /// generation fit its context length.
-fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, needs_history: bool) -> Row<'_> {
+fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, sampler: Sampler) -> Row<'_> {
     let max_tokens = match req.params.context_length {
         Some(ctx) => req.params.max_tokens.min(ctx.saturating_sub(req.prompt.len())),
         None => req.params.max_tokens,
@@ -358,8 +381,9 @@ fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, needs_histo
         stream: TextStream::new(tokenizer, &req.params, &req.end_of_turn),
         generated: 0,
         max_tokens,
-        history: if needs_history { req.prompt.clone() } else { vec![] },
+        history: if sampler.params().repetition_penalty != 1.0 { req.prompt.clone() } else { vec![] },
         prompt: req.prompt,
+        sampler,
     }
 }
 
@@ -367,43 +391,35 @@ fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, needs_histo
 /// first step. `None` when cancelled during the prefill.
 fn start_rows(
     lm: &dyn LanguageModel,
-    prompts: &[&[u32]],
-    histories: &[&[u32]],
-    sampler: &mut Sampler,
+    rows: &mut [Row<'_>],
     chunk: usize,
     cancel: &crate::engine::CancelToken,
 ) -> Result<Option<(Vec<KvCache>, SampleOut)>> {
-    let padded = Padded::new(prompts, |len| len - 1)?;
+    let prompts: Vec<&[u32]> = rows.iter().map(|r| r.prompt.as_slice()).collect();
+    let padded = Padded::new(&prompts, |len| len - 1)?;
     let mut caches = lm.new_batch_caches(&padded.left_padding)?;
     if !padded.prefill(lm, &mut caches, padded.columns, chunk, cancel)? {
         return Ok(None);
     }
     let last: Vec<u32> = prompts.iter().map(|p| p[p.len() - 1]).collect();
     let input = Array::from_slice(&last, &[last.len() as i32])?;
-    let hist: &[&[u32]] = if sampler.params().repetition_penalty != 1.0 { histories } else { &[] };
-    let out = decode_step(lm, &input, &mut caches, sampler, hist)?;
+    let (mut samplers, hist) = samplers_and_histories(rows);
+    let out = decode_step(lm, &input, &mut caches, &mut samplers, &hist)?;
     async_eval(&out.arrays())?;
     Ok(Some((caches, out)))
 }
 
-/// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens.
-///
-/// On the CPU a greedy step that reports no log-probabilities is evaluated here, through
-/// the sampler's shortcut that skips the log-softmax over the vocabulary (same tokens).
-/// The pipelining it gives up gains nothing there: MLX's CPU `async_eval` waits for the
-/// queued work anyway. On a GPU the step stays lazy.
+/// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens, each row
+/// by its own sampler.
 fn decode_step(
     lm: &dyn LanguageModel,
     tokens: &Array,
     caches: &mut [KvCache],
-    sampler: &mut Sampler,
+    samplers: &mut [&mut Sampler],
     histories: &[&[u32]],
 ) -> Result<SampleOut> {
     let rows = tokens.size() as i32;
     let input = tokens.reshape(&[rows, 1])?;
     let logits = lm.forward_last(&input, caches)?;
-    if sampler.greedy_shortcut_applies(&logits) && Device::default_device()? == Device::cpu() {
-        return sampler.sample_batch_greedy_now(&logits, histories);
-    }
-    sampler.sample_batch_lazy(&logits, histories)
+    sample_rows(&logits, samplers, histories)
 }

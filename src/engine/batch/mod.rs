@@ -3,7 +3,8 @@
 //! - `classify`: prefill only, the next token after each prompt (and optionally its
 //!   logits), the output head computed at each row's last position only;
 //! - `generate`: continuous batching — rows that finish leave the running batch, waiting
-//!   prompts are prefilled as a batch of their own and merged into it.
+//!   prompts are prefilled as a batch of their own and merged into it;
+//! - `sampling`: each row of a running batch sampled with its own settings.
 //!
 //! Rows are left-padded (`rows`), so one column is every row's newest position; the batch
 //! KV caches (`nn::batch_kv_cache`) turn each row's padding into its rotary offset and
@@ -12,6 +13,7 @@
 mod classify;
 mod generate;
 mod rows;
+mod sampling;
 
 pub use classify::Classification;
 pub use generate::{RowFeed, RowRequest};
