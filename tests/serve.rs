@@ -3,6 +3,9 @@
 //! `mlxrun chat` on the same messages; concurrent requests must share a batch; a client
 //! that goes away must stop its row; every bad request gets OpenAI's error shape and
 //! status, and the server keeps serving; SIGTERM ends running requests and exits.
+//! Log-probabilities and top alternatives, in both endpoints' shapes, streamed and not,
+//! must equal the engine's for the same prompt; requests with different sampler settings
+//! share the batch, greedy ones keep their text and seeded ones repeat theirs alone.
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mlxrun::{ChatOptions, GenerateParams, LoadOptions, Message, Model, SamplerParams};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlxrun");
@@ -252,4 +256,113 @@ fn bad_requests_get_openai_errors_limits_hold_and_sigterm_ends_the_server() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}: {}", server.log.lock().unwrap());
     assert!(server.log.lock().unwrap().contains("shutting down"));
+}
+
+/// Largest |Δ| allowed between the server's log-probabilities and the engine's for the
+/// same prompt run alone: the batch computes the same ops over padded rows, which round
+/// differently (the logits agree within 1e-4, tests/batch.rs).
+const LOGPROB_TOL: f64 = 1e-4;
+
+/// One reference token: its text, log-probability and alternatives.
+type RefStep = (String, f64, Vec<(String, f64)>);
+
+/// The engine's greedy tokens with `top` alternatives each, run alone in this process:
+/// `chat` renders `message` as the server's chat endpoint does, else it is a text prompt.
+fn engine_logprobs(model: &mut Model, message: &str, chat: bool, max_tokens: usize, top: usize) -> Vec<RefStep> {
+    let sampler = SamplerParams { logprobs: true, top_logprobs: top, ..SamplerParams::greedy() };
+    let params = GenerateParams { max_tokens, sampler, ..GenerateParams::default() };
+    let mut steps = Vec::new();
+    let tokenizer = model.tokenizer().clone();
+    let text = |t: u32| tokenizer.decode(&[t], false).unwrap();
+    let on_text = |ev: &mlxrun::engine::TokenEvent<'_>| {
+        if let (Some(t), Some(lp)) = (ev.token, ev.logprob) {
+            steps.push((text(t), lp as f64, ev.top_logprobs.iter().map(|&(t, lp)| (text(t), lp as f64)).collect()));
+        }
+        true
+    };
+    if chat {
+        model.chat(&[Message::user(message)], &ChatOptions::default(), &params, on_text).unwrap();
+    } else {
+        model.generate(message, &params, on_text).unwrap();
+    }
+    steps
+}
+
+/// Checks the client's `[[token, logprob, [[token, logprob], ...]], ...]` against the
+/// engine's: the same tokens, log-probabilities within `LOGPROB_TOL`, the chosen (greedy)
+/// token's log-probability equal to the first alternative's, and the alternatives' values
+/// within the tolerance, their tokens among the engine's. `merged`: alternatives that
+/// decode to the same text share one entry (the text completion's `{token: logprob}`).
+fn check_logprobs(what: &str, got: &Value, want: &[RefStep], top: usize, merged: bool) {
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: token count");
+    for (i, (g, (token, lp, alts))) in got.iter().zip(want).enumerate() {
+        let what = format!("{what} token {i}");
+        assert_eq!(g[0].as_str().unwrap(), token, "{what}");
+        let glp = g[1].as_f64().unwrap();
+        assert!((glp - lp).abs() <= LOGPROB_TOL, "{what}: logprob {glp} vs the engine's {lp}");
+        let galts = g[2].as_array().unwrap();
+        if merged {
+            assert!(!galts.is_empty() && galts.len() <= top, "{what}: {} alternatives", galts.len());
+        } else {
+            assert_eq!(galts.len(), top, "{what}: alternatives");
+        }
+        assert_eq!(galts[0][1].as_f64().unwrap(), glp, "{what}: greedy token's logprob is not the first alternative's");
+        for (k, a) in galts.iter().enumerate() {
+            let (t, v) = (a[0].as_str().unwrap(), a[1].as_f64().unwrap());
+            assert!(alts.iter().any(|(wt, wv)| wt == t && (wv - v).abs() <= LOGPROB_TOL), "{what} alternative {k}: {a} not among {alts:?}");
+            if !merged {
+                assert!((alts[k].1 - v).abs() <= LOGPROB_TOL, "{what} alternative {k}: {v} vs the engine's {}", alts[k].1);
+            }
+        }
+    }
+}
+
+#[test]
+fn logprobs_and_top_logprobs_equal_the_engine_s() {
+    let server = Server::start(&["--api-key", KEY]);
+    let (message, max_tokens, top) = ("Hello there, who are you?", 8, 5);
+    let got = python(&server, &["logprobs", message, &max_tokens.to_string(), &top.to_string()]);
+    let mut model = Model::load(common::deps_file("fixtures/qwen3"), &LoadOptions::default()).unwrap();
+    let chat = engine_logprobs(&mut model, message, true, max_tokens, top);
+    let text = engine_logprobs(&mut model, message, false, max_tokens, top);
+    check_logprobs("chat", &got["chat"], &chat, top, false);
+    check_logprobs("chat stream", &got["chat_stream"], &chat, top, false);
+    check_logprobs("completion", &got["completion"], &text, top, true);
+    check_logprobs("completion stream", &got["completion_stream"], &text, top, true);
+    // text_offset: where each token's text starts in prompt + completion, in characters.
+    let offsets: Vec<u64> = got["completion_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(offsets[0], message.chars().count() as u64);
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    let completion_chars = got["completion_text"].as_str().unwrap().chars().count() as u64;
+    assert!(*offsets.last().unwrap() <= offsets[0] + completion_chars, "{offsets:?}");
+
+    // OpenAI's limits: 0..=20 alternatives, and chat's need logprobs on.
+    let mut body = chat_body("Hi", 2);
+    body["top_logprobs"] = 21.into();
+    body["logprobs"] = true.into();
+    let (code, reply) = server.authed("/v1/chat/completions", &body);
+    assert_eq!(code, 400, "{reply}");
+    body["top_logprobs"] = 2.into();
+    body["logprobs"] = false.into();
+    let (code, reply) = server.authed("/v1/chat/completions", &body);
+    assert_eq!(code, 400, "{reply}");
+    let (code, reply) = server.authed("/v1/completions", &serde_json::json!({"prompt": "Hi", "max_tokens": 2, "logprobs": 21}));
+    assert_eq!(code, 400, "{reply}");
+}
+
+#[test]
+fn requests_with_different_sampler_settings_share_the_batch() {
+    let server = Server::start(&["--api-key", KEY, "--max-concurrent", "8"]);
+    let got = python(&server, &["mixed", "24"]);
+    let together = got["together"].as_array().unwrap();
+    // Greedy rows beside sampled ones keep the text they have alone.
+    for i in [0, 2, 5] {
+        assert_eq!(together[i].as_str().unwrap(), chat_reply(&format!("Request number {i}: say something."), 24), "request {i}");
+    }
+    // A seeded row draws from its own generator: alone, it writes the same text.
+    for (i, alone) in got["seeded_alone"].as_object().unwrap() {
+        assert_eq!(together[i.parse::<usize>().unwrap()], *alone, "seeded request {i}");
+    }
+    assert!(server.health()["peak_batch_rows"].as_u64().unwrap() >= 2, "{}", server.health());
 }
