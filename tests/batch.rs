@@ -91,21 +91,27 @@ fn check_classify(name: &str) {
 }
 
 fn check_batch_generate(name: &str) {
+    check_batch_generate_on(name, PROMPTS);
+}
+
+/// `check_batch_generate` over `prompts`; returns the batch's metrics.
+fn check_batch_generate_on(name: &str, prompts: &[&str]) -> mlxrun::engine::Metrics {
     let mut model = load(name);
     let params = GenerateParams { max_tokens: 12, ignore_eos: true, prefill_step_size: 8, ..GenerateParams::default() };
     // Row i stops itself after `budget(i)` tokens, so rows leave at different steps.
     let budget = |i: usize| 4 + 3 * i;
     let batch = BatchParams { max_batch_size: 2, ..BatchParams::default() };
-    let mut seen = vec![0usize; PROMPTS.len()];
+    let mut seen = vec![0usize; prompts.len()];
     let out = model
-        .batch_generate(PROMPTS, &params, &batch, |i, ev| {
+        .batch_generate(prompts, &params, &batch, |i, ev| {
             if ev.token.is_some() {
                 seen[i] += 1;
             }
             seen[i] < budget(i)
         })
         .unwrap();
-    for (i, (prompt, r)) in PROMPTS.iter().zip(&out).enumerate() {
+    let metrics = model.last_metrics().cloned().unwrap();
+    for (i, (prompt, r)) in prompts.iter().zip(&out).enumerate() {
         let g = r.as_ref().unwrap();
         let (want, margins) = single(&mut model, prompt, &params);
         let n = budget(i).min(params.max_tokens);
@@ -116,6 +122,32 @@ fn check_batch_generate(name: &str) {
         let text = model.tokenizer().decode(&g.tokens, false).unwrap();
         assert_eq!(g.text, text, "{name} row {i}: text");
     }
+    metrics
+}
+
+/// Prompts that share a long beginning (a system prompt, say): rows joining later start
+/// from the kept keys of an earlier prompt instead of prefilling that part, and still
+/// generate what each prompt generates alone.
+fn check_shared_prefix(name: &str) {
+    const SHARED: &str = "You are a careful assistant who answers in one short sentence. The question follows. ";
+    let prompts: Vec<String> = PROMPTS.iter().map(|p| format!("{SHARED}{p}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let cached = check_batch_generate_on(name, &prompts).cached_prompt_tokens;
+    assert!(cached >= 10, "{name}: {cached} prompt tokens came from the kept prefix");
+}
+
+#[test]
+fn shared_prefix_qwen3() {
+    check_shared_prefix("qwen3");
+}
+#[test]
+fn shared_prefix_llama3() {
+    check_shared_prefix("llama3");
+}
+#[test]
+fn shared_prefix_gemma3_sliding_window_prefills_it_all() {
+    // Sliding-window caches are not seeded: the tokens still equal each prompt alone.
+    check_batch_generate_on("gemma3", &[&"The same start of every prompt here. ".repeat(3), &"The same start of every prompt here. ".repeat(4)]);
 }
 
 #[test]

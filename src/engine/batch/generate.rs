@@ -6,10 +6,12 @@
 //! stops where the same prompt generated alone stops. When rows finish they leave the
 //! batch (their cache rows are dropped); when there is room, waiting prompts are
 //! prefilled as a batch of their own, take their first step, and join the running batch
-//! (their caches merged in, re-aligned on the last column).
+//! (their caches merged in, re-aligned on the last column). A prompt that starts like the
+//! last one prefilled skips the shared part (`prefix`).
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::prefix::PrefixCache;
 use super::rows::{extend_caches, filter_caches, join_rows, keep_rows, Padded};
 use super::sampling::sample_rows;
 use super::{batch_size_for, check_prompt, BatchParams};
@@ -214,7 +216,8 @@ impl Model {
         let lm = self.language_model();
 
         let mut first_token_at = None;
-        let (mut prompt_total, mut generated_total) = (0usize, 0usize);
+        let (mut prompt_total, mut generated_total, mut reused_total) = (0usize, 0usize, 0usize);
+        let mut prefix = PrefixCache::default();
         let mut feed_open = true;
 
         let finish = |row: Row<'_>, cancelled: bool, feed: &mut dyn RowFeed| -> Result<()> {
@@ -264,7 +267,7 @@ impl Model {
                         }
                         if !live.is_empty() {
                             let mut live = live;
-                            let Some((caches, out)) = start_rows(lm, &mut live, chunk, &cancel)? else {
+                            let Some((caches, out, reused)) = start_rows(lm, &mut live, &mut prefix, chunk, &cancel)? else {
                                 // Cancelled while prefilling: they end as cancelled.
                                 for row in live {
                                     finish(row, true, feed)?;
@@ -272,6 +275,7 @@ impl Model {
                                 continue;
                             };
                             prompt_total += live.iter().map(|r| r.prompt.len()).sum::<usize>();
+                            reused_total += reused;
                             if run.rows.is_empty() {
                                 run.caches = caches;
                                 run.pending = Some(out);
@@ -357,6 +361,7 @@ impl Model {
         let prefill = first_token_at.unwrap_or(elapsed);
         let mut metrics = Metrics {
             prompt_tokens: prompt_total,
+            cached_prompt_tokens: reused_total,
             generated_tokens: generated_total,
             prefill,
             decode: elapsed.saturating_sub(prefill),
@@ -387,26 +392,36 @@ fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, sampler: Sa
     }
 }
 
-/// Prefills new rows (all but their last token, as a batch of their own) and takes their
-/// first step. `None` when cancelled during the prefill.
+/// Prefills new rows (all but their last token, as a batch of their own, from where the
+/// kept prompt prefix leaves off) and takes their first step. Also returns how many
+/// prompt tokens came from the kept prefix. `None` when cancelled during the prefill.
 fn start_rows(
     lm: &dyn LanguageModel,
     rows: &mut [Row<'_>],
+    prefix: &mut PrefixCache,
     chunk: usize,
     cancel: &crate::engine::CancelToken,
-) -> Result<Option<(Vec<KvCache>, SampleOut)>> {
+) -> Result<Option<(Vec<KvCache>, SampleOut, usize)>> {
     let prompts: Vec<&[u32]> = rows.iter().map(|r| r.prompt.as_slice()).collect();
     let padded = Padded::new(&prompts, |len| len - 1)?;
     let mut caches = lm.new_batch_caches(&padded.left_padding)?;
-    if !padded.prefill(lm, &mut caches, padded.columns, chunk, cancel)? {
+    let known = prefix.known_columns(&prompts, &padded.left_padding, &caches);
+    if known > 0 {
+        prefix.seed(&mut caches, &padded.left_padding, known)?;
+    }
+    if !padded.prefill(lm, &mut caches, known, padded.columns, chunk, cancel)? {
         return Ok(None);
     }
+    let reused = padded.left_padding.iter().map(|&pad| (known - pad).max(0) as usize).sum();
+    // The longest prompt (least padding) is the likeliest to cover later rows.
+    let longest = (0..prompts.len()).min_by_key(|&r| padded.left_padding[r]).unwrap_or(0);
+    prefix.keep(&caches, longest, prompts[longest], padded.left_padding[longest])?;
     let last: Vec<u32> = prompts.iter().map(|p| p[p.len() - 1]).collect();
     let input = Array::from_slice(&last, &[last.len() as i32])?;
     let (mut samplers, hist) = samplers_and_histories(rows);
     let out = decode_step(lm, &input, &mut caches, &mut samplers, &hist)?;
     async_eval(&out.arrays())?;
-    Ok(Some((caches, out)))
+    Ok(Some((caches, out, reused)))
 }
 
 /// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens, each row

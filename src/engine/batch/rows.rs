@@ -34,19 +34,20 @@ impl Padded {
         Ok(Padded { tokens: Array::from_slice(&flat, &shape)?, columns: columns as i32, left_padding })
     }
 
-    /// Runs columns `0..upto` through the model in chunks of `step`, evaluating the caches
-    /// after each (the logits of these positions are never computed). Returns false when
-    /// cancelled between chunks.
+    /// Runs columns `from..upto` through the model in chunks of `step`, evaluating the
+    /// caches after each (the logits of these positions are never computed); the caches
+    /// already hold columns `0..from`. Returns false when cancelled between chunks.
     pub fn prefill(
         &self,
         lm: &dyn LanguageModel,
         caches: &mut [KvCache],
+        from: i32,
         upto: i32,
         step: usize,
         cancel: &CancelToken,
     ) -> Result<bool> {
         let step = step.max(1) as i32;
-        let mut col = 0;
+        let mut col = from;
         while col < upto {
             if cancel.is_cancelled() {
                 return Ok(false);
