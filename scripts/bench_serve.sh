@@ -2,7 +2,10 @@
 # The server load test: the same bounded load (scripts/serve_load.py: CLIENTS concurrent
 # streaming chat clients, greedy, MAX_TOKENS each) against `mlxrun serve` and against
 # mlx-lm's `mlx_lm.server` on the same model, one after the other in one run, on
-# localhost only. Prints one line per server: aggregate tok/s, p50/p95 time to first token.
+# localhost only. Prints one line per server: aggregate tok/s, p50/p95 time to first token,
+# and the CPU time the server process spent on the load (user + system, all its threads):
+# on a shared, noisy machine the wall-clock figures move with other jobs, the CPU time
+# much less.
 # A benchmark, not a test: it asserts nothing.
 #
 #   scripts/bench_serve.sh [MODEL_DIR]      (default: SmolLM2-135M-Instruct, its GGUF
@@ -39,9 +42,11 @@ wait_up() { # PORT PID
     done
     return 1
 }
+# CPU seconds (user + system) that process PID has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # NAME then the server's command line (it is given --port PORT).
 run_one() {
-    local name="$1" port pid out
+    local name="$1" port pid out cpu0
     shift
     port="$(free_port)"
     "$@" --port "$port" >"$TARGET/bench-serve-$name.log" 2>&1 &
@@ -50,8 +55,10 @@ run_one() {
         # A warm-up request, so that neither side's first-call costs count.
         curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
             -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' >/dev/null || true
+        cpu0="$(cpu_s "$pid")"
         # Both servers take the path they were started with as the model's name.
         out="$(timeout "$TIMEOUT" "$PY" scripts/serve_load.py "http://127.0.0.1:$port/v1" "$MODEL" --clients "$CLIENTS" --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" || echo '{"error": "timed out"}')"
+        out="${out%\}}, \"server_cpu_s\": $(awk -v a="$cpu0" -v b="$(cpu_s "$pid")" 'BEGIN { printf "%.1f", b - a }')}"
     else
         out='{"error": "the server did not start; see '"$TARGET/bench-serve-$name.log"'"}'
     fi
