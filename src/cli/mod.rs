@@ -77,6 +77,12 @@ pub enum Command {
     Fuse(fuse::FuseArgs),
     /// Exercise MLX through the engine and print timings
     Smoke(smoke::SmokeArgs),
+    /// Serve the model over HTTP with OpenAI's API (chat and text completions, streaming), batching concurrent requests
+    #[command(after_help = "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health. \
+                            Concurrent requests share one continuously batched decode. SIGINT or SIGTERM stops \
+                            taking requests, lets running ones finish for --shutdown-timeout seconds, then \
+                            cancels them.")]
+    Serve(crate::serve::ServeArgs),
     /// Start the ranks of a distributed run on this machine: N copies of an mlxrun command
     #[command(after_help = "For example: mlxrun launch -n 2 -- generate --model M --prompt hi\n\n\
                             Each rank runs the command with --distributed added, over the ring backend on \
@@ -301,6 +307,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Fuse(a) => fuse::run(a),
+        Command::Serve(a) => crate::serve::run(a),
         Command::Smoke(a) => smoke::run(a.json),
         Command::Completions(a) => completions::run(a),
     }
