@@ -4,8 +4,8 @@
 //   scale once per group: y = Σ_g s_g (q·x)_g + b_g Σ_{k∈g} x_k. Decode is bound by reading
 //   the weights, which stay packed (4 or 8 bits a value instead of 32).
 // - tiled (prefill): unpacks a block of W's rows to f32 (w = s q + b, as MLX's dequantize)
-//   into a buffer that stays in cache and multiplies every activation row by it with a
-//   3×4 register tile, so the unpacking is paid once per block and not once per row.
+//   transposed into a buffer that stays in cache and multiplies every activation row by it
+//   with a 6×16 register tile, so the unpacking is paid once per block and not once per row.
 // Both sum in f32, in an order other than MLX's kernel, so results differ from
 // mlx::core::quantized_matmul by rounding only (relative ~1e-6 of Σ|x||w|).
 #include "qmm_kernels.h"
@@ -20,6 +20,9 @@
 #include <immintrin.h>
 #define QMM_HAVE_AVX2_CODE 1
 #define QMM_AVX2 __attribute__((target("avx2,fma")))
+// Fully unrolls a loop over a register tile: at -O2 GCC would otherwise keep the
+// accumulators in memory.
+#define QMM_UNROLL _Pragma("GCC unroll 16")
 #else
 #define QMM_HAVE_AVX2_CODE 0
 #endif
@@ -108,6 +111,7 @@ QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int
   const float *s[NR], *b[NR];
   __m256 acc[NR];
   float bias_part[NR];
+  QMM_UNROLL
   for (int r = 0; r < NR; ++r) {
     w[r] = p.w + static_cast<size_t>(n + r) * words;
     s[r] = p.scales + static_cast<size_t>(n + r) * G;
@@ -117,17 +121,21 @@ QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int
   }
   for (int g = 0; g < G; ++g) {
     __m256 dot[NR];
+    QMM_UNROLL
     for (int r = 0; r < NR; ++r) dot[r] = _mm256_setzero_ps();
     for (int k = g * gs; k < (g + 1) * gs; k += 8) {
       const __m256 xv = _mm256_loadu_ps(x + k);
+      QMM_UNROLL
       for (int r = 0; r < NR; ++r)
         dot[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8<BITS>(w[r], k)), xv, dot[r]);
     }
+    QMM_UNROLL
     for (int r = 0; r < NR; ++r) {
       acc[r] = _mm256_fmadd_ps(dot[r], _mm256_set1_ps(s[r][g]), acc[r]);
       bias_part[r] += b[r][g] * xsum[g];
     }
   }
+  QMM_UNROLL
   for (int r = 0; r < NR; ++r) y[r] = hsum(acc[r]) + bias_part[r];
 }
 
@@ -145,60 +153,80 @@ QMM_AVX2 void gemv_rows(const Problem& p, const float* xsum, int n0, int n1) {
                          p.y + static_cast<size_t>(m) * p.N + n);
 }
 
-// Rows n0..n0+nb of W unpacked to f32 into out ([nb, K]).
+// Rows n0..n0+nb of W unpacked to f32 and transposed into out: out[k * ld + j] is row
+// n0 + j's value k; the columns nb..ld-1 are zero (ld pads the block to whole tiles).
 template <int BITS>
-QMM_AVX2 void unpack_rows(const Problem& p, int n0, int nb, float* out) {
+QMM_AVX2 void unpack_rows_t(const Problem& p, int n0, int nb, int ld, float* row_buf, float* out) {
   const int G = p.K / p.group_size, words = p.K * BITS / 32, gs = p.group_size;
-  for (int r = 0; r < nb; ++r) {
-    const uint32_t* w = p.w + static_cast<size_t>(n0 + r) * words;
-    const float* s = p.scales + static_cast<size_t>(n0 + r) * G;
-    const float* b = p.biases + static_cast<size_t>(n0 + r) * G;
-    float* o = out + static_cast<size_t>(r) * p.K;
+  for (int j = 0; j < ld; ++j) {
+    if (j >= nb) {
+      for (int k = 0; k < p.K; ++k) out[static_cast<size_t>(k) * ld + j] = 0;
+      continue;
+    }
+    const uint32_t* w = p.w + static_cast<size_t>(n0 + j) * words;
+    const float* s = p.scales + static_cast<size_t>(n0 + j) * G;
+    const float* b = p.biases + static_cast<size_t>(n0 + j) * G;
     for (int g = 0; g < G; ++g) {
       const __m256 sv = _mm256_set1_ps(s[g]), bv = _mm256_set1_ps(b[g]);
       for (int k = g * gs; k < (g + 1) * gs; k += 8)
-        _mm256_storeu_ps(o + k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8<BITS>(w, k)), sv, bv));
+        _mm256_storeu_ps(row_buf + k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(load8<BITS>(w, k)), sv, bv));
     }
+    for (int k = 0; k < p.K; ++k) out[static_cast<size_t>(k) * ld + j] = row_buf[k];
   }
 }
 
-// y[m, j] = x[m]·wd[j] for MR activation rows and NR unpacked weight rows (both of length K,
-// a multiple of 8); y's rows are ldy apart.
-template <int MR, int NR>
-QMM_AVX2 void tile(const float* x, const float* wd, int K, float* y, int ldy) {
-  __m256 acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
-  for (int k = 0; k < K; k += 8) {
-    __m256 xv[MR];
-    for (int i = 0; i < MR; ++i) xv[i] = _mm256_loadu_ps(x + static_cast<size_t>(i) * K + k);
-    for (int j = 0; j < NR; ++j) {
-      const __m256 wv = _mm256_loadu_ps(wd + static_cast<size_t>(j) * K + k);
-      for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[static_cast<size_t>(i) * ldy + j] = hsum(acc[i][j]);
-}
+// y[i, 0..nr) = x[i] · wt[:, 0..nr) for MR activation rows (K apart) and a 16-column strip
+// of the transposed block wt (rows ldw apart): 2·MR accumulators updated by broadcasting
+// one activation and multiplying two 8-column vectors of W, the register tile of a BLIS
+// style f32 kernel (6×16 fills 12 of AVX2's 16 registers).
+constexpr int kTileM = 6, kTileN = 16;
 
-constexpr int kTileM = 3, kTileN = 4;
-using TileFn = void (*)(const float*, const float*, int, float*, int);
 template <int MR>
-constexpr TileFn tiles_of[kTileN] = {tile<MR, 1>, tile<MR, 2>, tile<MR, 3>, tile<MR, 4>};
-constexpr const TileFn* kTiles[kTileM] = {tiles_of<1>, tiles_of<2>, tiles_of<3>};
+QMM_AVX2 void tile(const float* x, int K, const float* wt, int ldw, float* y, int ldy, int nr) {
+  __m256 acc[MR][2];
+  QMM_UNROLL
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    const __m256 w0 = _mm256_loadu_ps(wt + static_cast<size_t>(k) * ldw);
+    const __m256 w1 = _mm256_loadu_ps(wt + static_cast<size_t>(k) * ldw + 8);
+    QMM_UNROLL
+    for (int i = 0; i < MR; ++i) {
+      const __m256 xb = _mm256_broadcast_ss(x + static_cast<size_t>(i) * K + k);
+      acc[i][0] = _mm256_fmadd_ps(xb, w0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xb, w1, acc[i][1]);
+    }
+  }
+  QMM_UNROLL
+  for (int i = 0; i < MR; ++i) {
+    float* yi = y + static_cast<size_t>(i) * ldy;
+    if (nr == kTileN) {
+      _mm256_storeu_ps(yi, acc[i][0]);
+      _mm256_storeu_ps(yi + 8, acc[i][1]);
+    } else {
+      alignas(32) float t[kTileN];
+      _mm256_store_ps(t, acc[i][0]);
+      _mm256_store_ps(t + 8, acc[i][1]);
+      for (int j = 0; j < nr; ++j) yi[j] = t[j];
+    }
+  }
+}
+
+using TileFn = void (*)(const float*, int, const float*, int, float*, int, int);
+constexpr TileFn kTiles[kTileM] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
 
 template <int BITS>
 QMM_AVX2 void gemm_rows(const Problem& p, int n0, int n1) {
-  thread_local std::vector<float> block;
-  const int nb = n1 - n0;
-  block.resize(static_cast<size_t>(nb) * p.K);
-  unpack_rows<BITS>(p, n0, nb, block.data());
-  for (int m = 0; m < p.M; m += kTileM) {
-    const int mr = std::min(kTileM, p.M - m);
-    for (int j = 0; j < nb; j += kTileN) {
-      const int nr = std::min(kTileN, nb - j);
-      kTiles[mr - 1][nr - 1](p.x + static_cast<size_t>(m) * p.K, block.data() + static_cast<size_t>(j) * p.K,
-                             p.K, p.y + static_cast<size_t>(m) * p.N + n0 + j, p.N);
+  thread_local std::vector<float> block, row_buf;
+  const int nb = n1 - n0, ld = (nb + kTileN - 1) / kTileN * kTileN;
+  block.resize(static_cast<size_t>(ld) * p.K);
+  row_buf.resize(p.K);
+  unpack_rows_t<BITS>(p, n0, nb, ld, row_buf.data(), block.data());
+  for (int j = 0; j < nb; j += kTileN) {
+    const int nr = std::min(kTileN, nb - j);
+    for (int m = 0; m < p.M; m += kTileM) {
+      const int mr = std::min(kTileM, p.M - m);
+      kTiles[mr - 1](p.x + static_cast<size_t>(m) * p.K, p.K, block.data() + j, ld,
+                     p.y + static_cast<size_t>(m) * p.N + n0 + j, p.N, nr);
     }
   }
 }
@@ -257,6 +285,7 @@ void matmul(const Problem& p) {
       });
     } else {
       const int rows = std::max(kTileN, kBlockBytes / (4 * p.K) / kTileN * kTileN);
+      // (rows is a multiple of 16, so every block but the last is made of whole tiles.)
       over_columns(p, rows, [&](int n0, int n1) {
         p.bits == 4 ? gemm_rows<4>(p, n0, n1) : gemm_rows<8>(p, n0, n1);
       });

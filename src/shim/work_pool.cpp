@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -19,9 +20,28 @@
 namespace mlxrun_shim {
 namespace {
 
-// About 50-100 µs of spinning: longer than the gap between two matmuls of a decoder step,
-// short enough that an idle engine stops burning a core almost at once.
-constexpr int kSpinIterations = 20000;
+// Spinning after a job: about 40 µs of pause instructions, then yields, then sleep. Long
+// enough to catch the next matmul of a decoder step; yielding so that on a busy machine
+// the spinning thread gives its core to the threads doing work.
+constexpr int kSpinPauses = 2000;
+constexpr int kSpinYields = 50;
+
+// One parallel_for: its chunks are claimed through `next` by whichever threads come, so a
+// worker that is not scheduled in time simply takes none (the caller does them all). Held
+// by shared_ptr, so a worker that arrives late touches a live object.
+struct Job {
+  const std::function<void(int)>* fn;
+  int n;
+  std::atomic<int> next{0};
+  std::atomic<int> done{0};
+
+  void drain() {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      (*fn)(i);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
 
 class Pool {
  public:
@@ -29,13 +49,11 @@ class Pool {
     int n = static_cast<int>(std::thread::hardware_concurrency());
     if (const char* env = std::getenv("MLXRUN_CPU_THREADS")) n = std::atoi(env);
     n = std::clamp(n, 1, 64);
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { work(); });
+    for (int i = 1; i < n; ++i) std::thread([this] { work(); }).detach();
     threads_ = n;
   }
-  // Never destroyed (see instance()): joining at exit could race with static teardown of
-  // the process, and the OS reclaims the threads.
-  ~Pool() = delete;
 
+  // Never destroyed: the workers are detached and run until the process ends.
   static Pool& instance() {
     static Pool* p = new Pool();
     return *p;
@@ -46,57 +64,55 @@ class Pool {
   void run(int n, const std::function<void(int)>& fn) {
     if (n <= 0) return;
     std::unique_lock<std::mutex> busy(run_mutex_, std::try_to_lock);
-    if (!busy.owns_lock() || workers_.empty() || n == 1) {
+    if (!busy.owns_lock() || threads_ == 1 || n == 1) {
       for (int i = 0; i < n; ++i) fn(i);
       return;
     }
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->n = n;
+    bool wake;
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      fn_ = &fn;
-      n_ = n;
-      next_.store(0, std::memory_order_relaxed);
-      pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+      job_ = job;
       generation_.fetch_add(1, std::memory_order_release);
+      wake = sleepers_ > 0;
     }
-    cv_.notify_all();
-    drain();
-    // Workers must be done with fn (a reference to the caller's object) before returning.
-    while (pending_.load(std::memory_order_acquire) != 0) POOL_PAUSE();
+    if (wake) cv_.notify_all();
+    job->drain();
+    // Only chunks a worker has claimed and is running remain.
+    while (job->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
   }
 
  private:
-  void drain() {
-    for (int i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) (*fn_)(i);
-  }
-
   void work() {
     unsigned seen = 0;
     for (;;) {
-      int spins = 0;
-      while (generation_.load(std::memory_order_acquire) == seen && spins < kSpinIterations) {
-        POOL_PAUSE();
-        ++spins;
-      }
-      if (generation_.load(std::memory_order_acquire) == seen) {
+      auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+      for (int i = 0; i < kSpinPauses && !changed(); ++i) POOL_PAUSE();
+      for (int i = 0; i < kSpinYields && !changed(); ++i) std::this_thread::yield();
+      std::shared_ptr<Job> job;
+      {
         std::unique_lock<std::mutex> lk(mutex_);
-        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        if (!changed()) {
+          ++sleepers_;
+          cv_.wait(lk, changed);
+          --sleepers_;
+        }
+        seen = generation_.load(std::memory_order_acquire);
+        job = job_;
       }
-      seen = generation_.load(std::memory_order_acquire);
-      drain();
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      job->drain();
     }
   }
 
-  std::vector<std::thread> workers_;
   int threads_ = 1;
   std::mutex run_mutex_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::atomic<unsigned> generation_{0};
-  std::atomic<int> next_{0};
-  std::atomic<int> pending_{0};
-  const std::function<void(int)>* fn_ = nullptr;
-  int n_ = 0;
+  int sleepers_ = 0;
+  std::shared_ptr<Job> job_;
 };
 
 }  // namespace
