@@ -10,7 +10,7 @@ use super::array::{new_array, Array};
 use super::device::Device;
 use super::dtype::Dtype;
 use super::ffi;
-use super::quant::{QuantMode, Quantized};
+use super::quant::{QuantMode, QuantParams, Quantized};
 use crate::error::Result;
 
 /// `x @ Wᵀ` on the project's kernels; an error for settings they do not take (see
@@ -24,15 +24,21 @@ pub fn matmul(x: &Array, w: &Array, scales: &Array, biases: &Array, group_size: 
 /// Whether `x @ qᵀ` runs on these kernels: the CPU is the default device, the settings are
 /// ones they take, and `MLXRUN_CPU_QMM=mlx` does not send quantized matmuls to MLX's kernel.
 pub fn takes(q: &Quantized, x: &Array) -> Result<bool> {
-    let fits = enabled()
-        && q.mode == QuantMode::Affine
-        && matches!(q.bits, 4 | 8)
-        && matches!(q.group_size, 32 | 64 | 128)
+    let fits = takes_params(q.params(), x.dtype())
         && q.weight.ndim() == 2
-        && x.dtype() == Dtype::F32
         && q.scales.dtype() == Dtype::F32
         && q.biases.as_ref().is_some_and(|b| b.dtype() == Dtype::F32);
     Ok(fits && Device::default_device()? == Device::cpu())
+}
+
+/// Whether matrices quantized with `p`, computing in `dtype`, run on these kernels (when
+/// the CPU is the default device).
+pub fn takes_params(p: QuantParams, dtype: Dtype) -> bool {
+    enabled()
+        && p.mode == QuantMode::Affine
+        && matches!(p.bits, 4 | 8)
+        && matches!(p.group_size, 32 | 64 | 128)
+        && dtype == Dtype::F32
 }
 
 fn enabled() -> bool {
