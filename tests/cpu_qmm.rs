@@ -29,23 +29,27 @@ fn mlx(x: &Array, q: &Quantized) -> Array {
     quantized_matmul(x, &q.weight, &q.scales, q.biases.as_ref(), true, q.group_size, q.bits, QuantMode::Affine).unwrap()
 }
 
-/// Asserts `got` equals `want` within 1e-5 of Σ_k |x_k| |w_nk| for every output.
-fn assert_close(got: &Array, want: &Array, x: &Array, q: &Quantized, what: &str) {
+/// Asserts `got` equals `want` within 1e-5 of Σ_k |x_k| |w_nk| for every output; returns
+/// the largest |got - want| / Σ_k |x_k| |w_nk|.
+fn assert_close(got: &Array, want: &Array, x: &Array, q: &Quantized, what: &str) -> f32 {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     assert_eq!(got.dtype(), Dtype::F32, "{what}: dtype");
     let w = q.dequantize(Some(Dtype::F32)).unwrap();
     let (n, k) = (w.shape()[0] as usize, w.shape()[1] as usize);
     let (w, xs) = (w.to_vec::<f32>().unwrap(), x.reshape(&[-1, k as i32]).unwrap().to_vec::<f32>().unwrap());
     let (g, r) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    let mut worst = 0f32;
     for (i, (a, b)) in g.iter().zip(&r).enumerate() {
         let (m, j) = (i / n, i % n);
         let bound: f32 = (0..k).map(|t| (xs[m * k + t] * w[j * k + t]).abs()).sum();
         assert!((a - b).abs() <= 1e-5 * bound + 1e-6, "{what}: output {i} is {a}, MLX gives {b} (bound {bound})");
+        worst = worst.max((a - b).abs() / bound);
     }
+    worst
 }
 
 fn sweep(code: &str) {
-    let mut seed = 1;
+    let (mut seed, mut worst) = (1, 0f32);
     for bits in [4, 8] {
         for group_size in [32, 64, 128] {
             for k in [group_size, 3 * group_size, 384] {
@@ -55,12 +59,13 @@ fn sweep(code: &str) {
                         seed += 1;
                         let x = normal(&[m, k], seed);
                         let what = format!("{code}: bits {bits}, group {group_size}, M {m}, N {n}, K {k}");
-                        assert_close(&ours(&x, &q), &mlx(&x, &q), &x, &q, &what);
+                        worst = worst.max(assert_close(&ours(&x, &q), &mlx(&x, &q), &x, &q, &what));
                     }
                 }
             }
         }
     }
+    eprintln!("{code}: largest difference from MLX {worst:e} of Σ|x||w|");
 }
 
 #[test]
