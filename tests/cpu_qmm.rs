@@ -1,7 +1,7 @@
 //! The CPU quantized-matmul kernels (mlxrun::mlx::cpu_qmm) against MLX's own
 //! quantized_matmul on the same packed weights: odd shapes, bits 4 and 8, group sizes 32,
-//! 64 and 128, the vector and the portable code, strided and batched activations, and the
-//! settings they refuse. The two sum in different orders, so they agree to rounding: each
+//! 64 and 128, the vector and the portable code, strided and batched activations, the
+//! gradient in the activations, and the settings they refuse. The two sum in different orders, so they agree to rounding: each
 //! output within 1e-5 of Σ_k |x_k| |w_nk| (f32 sums of a few hundred terms differ by
 //! about 1e-6 of that).
 use mlxrun::mlx::quant::{quantize, quantized_matmul, QuantMode, Quantized};
@@ -113,4 +113,36 @@ fn refuses_what_it_does_not_compute() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("do not fit"), "{err}");
+}
+
+/// Gradients reach the activations (as cotangent @ W, on MLX's kernel), so that LoRA training
+/// over packed weights works; the packed weights themselves take none.
+#[test]
+fn gradient_in_the_activations_matches_mlx() {
+    use mlxrun::mlx::value_and_grad;
+    let q = packed(33, 128, 32, 4, 11);
+    let x = normal(&[3, 128], 12);
+    let b = q.biases.clone().unwrap();
+    // d/dx Σ f(x)², by MLX's autodiff.
+    let grad = |f: &dyn Fn(&Array) -> Array| -> Vec<f32> {
+        let loss = |a: &[Array]| {
+            let y = f(&a[0]);
+            Ok(vec![y.mul(&y)?.sum(None, false)?])
+        };
+        let (_, g) = value_and_grad(loss, &[&x], &[0]).unwrap();
+        g[0].to_vec::<f32>().unwrap()
+    };
+    let (a, r) = (grad(&|a| ours(a, &q)), grad(&|a| mlx(a, &q)));
+    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (u, v)) in a.iter().zip(&r).enumerate() {
+        assert!((u - v).abs() <= 1e-4 * scale, "gradient {i}: {u} vs MLX {v}");
+    }
+    let err = value_and_grad(
+        |a: &[Array]| Ok(vec![cpu_qmm::matmul(&x, &q.weight, &a[0], &b, 32, 4)?.sum(None, false)?]),
+        &[&q.scales],
+        &[0],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("activations only"), "{err}");
 }
