@@ -115,7 +115,7 @@ fn refuses_what_it_does_not_compute() {
     assert!(err.contains("do not fit"), "{err}");
 }
 
-/// Gradients reach the activations (as cotangent @ W, on MLX's kernel), so that LoRA training
+/// Gradients reach the activations (as cotangent @ W, W unpacked), so that LoRA training
 /// over packed weights works; the packed weights themselves take none.
 #[test]
 fn gradient_in_the_activations_matches_mlx() {
