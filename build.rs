@@ -22,6 +22,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/distributed.h");
     println!("cargo:rerun-if-changed=src/shim/dist_wait.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
+    println!("cargo:rerun-if-changed=src/shim/cpu_gemv.cpp");
+    println!("cargo:rerun-if-changed=src/shim/cpu_gemv.h");
     for f in ["cpu_qmm.cpp", "cpu_qmm.h", "qmm_kernels.cpp", "qmm_kernels.h", "work_pool.cpp", "work_pool.h"] {
         println!("cargo:rerun-if-changed=src/shim/{f}");
     }
@@ -42,6 +44,7 @@ fn main() {
         .file("src/shim/shim.cpp")
         .file("src/shim/exit_guard.cpp")
         .file("src/shim/distributed.cpp")
+        .file("src/shim/cpu_gemv.cpp")
         .file("src/shim/cpu_qmm.cpp")
         .file("src/shim/qmm_kernels.cpp")
         .file("src/shim/work_pool.cpp")

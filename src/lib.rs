@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod mlx;
 pub mod models;
+pub mod serve;
 pub mod nn;
 pub mod tokenizer;
 pub mod train;

@@ -9,10 +9,15 @@
 //!   A batched matmul may round differently from a single-row one; where the single run's
 //!   top-2 log-probability margin falls below `TIE_MARGIN` the two may legitimately pick
 //!   different tokens, so rows are compared up to the first such near-tie.
+//! - Rows with their own sampler settings (greedy, seeded sampling with filters, a
+//!   repetition penalty, log-probabilities with top lists of different lengths) share one
+//!   continuously batched run; each row's tokens, log-probabilities and top lists equal
+//!   its prompt generated alone with the same settings.
 mod common;
 
 use mlxrun::engine::generate::forward_logits;
-use mlxrun::engine::{BatchParams, FinishReason, GenerateParams, Model, SamplerParams};
+use mlxrun::engine::batch::{RowFeed, RowRequest};
+use mlxrun::engine::{BatchParams, FinishReason, GenerateParams, Generation, Model, SamplerParams, TokenEvent};
 use mlxrun::LoadOptions;
 
 /// Largest |Δ| allowed between batched and single logits (f32 compute on this CPU: the
@@ -86,21 +91,27 @@ fn check_classify(name: &str) {
 }
 
 fn check_batch_generate(name: &str) {
+    check_batch_generate_on(name, PROMPTS);
+}
+
+/// `check_batch_generate` over `prompts`; returns the batch's metrics.
+fn check_batch_generate_on(name: &str, prompts: &[&str]) -> mlxrun::engine::Metrics {
     let mut model = load(name);
     let params = GenerateParams { max_tokens: 12, ignore_eos: true, prefill_step_size: 8, ..GenerateParams::default() };
     // Row i stops itself after `budget(i)` tokens, so rows leave at different steps.
     let budget = |i: usize| 4 + 3 * i;
     let batch = BatchParams { max_batch_size: 2, ..BatchParams::default() };
-    let mut seen = vec![0usize; PROMPTS.len()];
+    let mut seen = vec![0usize; prompts.len()];
     let out = model
-        .batch_generate(PROMPTS, &params, &batch, |i, ev| {
+        .batch_generate(prompts, &params, &batch, |i, ev| {
             if ev.token.is_some() {
                 seen[i] += 1;
             }
             seen[i] < budget(i)
         })
         .unwrap();
-    for (i, (prompt, r)) in PROMPTS.iter().zip(&out).enumerate() {
+    let metrics = model.last_metrics().cloned().unwrap();
+    for (i, (prompt, r)) in prompts.iter().zip(&out).enumerate() {
         let g = r.as_ref().unwrap();
         let (want, margins) = single(&mut model, prompt, &params);
         let n = budget(i).min(params.max_tokens);
@@ -111,6 +122,32 @@ fn check_batch_generate(name: &str) {
         let text = model.tokenizer().decode(&g.tokens, false).unwrap();
         assert_eq!(g.text, text, "{name} row {i}: text");
     }
+    metrics
+}
+
+/// Prompts that share a long beginning (a system prompt, say): rows joining later start
+/// from the kept keys of an earlier prompt instead of prefilling that part, and still
+/// generate what each prompt generates alone.
+fn check_shared_prefix(name: &str) {
+    const SHARED: &str = "You are a careful assistant who answers in one short sentence. The question follows. ";
+    let prompts: Vec<String> = PROMPTS.iter().map(|p| format!("{SHARED}{p}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let cached = check_batch_generate_on(name, &prompts).cached_prompt_tokens;
+    assert!(cached >= 10, "{name}: {cached} prompt tokens came from the kept prefix");
+}
+
+#[test]
+fn shared_prefix_qwen3() {
+    check_shared_prefix("qwen3");
+}
+#[test]
+fn shared_prefix_llama3() {
+    check_shared_prefix("llama3");
+}
+#[test]
+fn shared_prefix_gemma3_sliding_window_prefills_it_all() {
+    // Sliding-window caches are not seeded: the tokens still equal each prompt alone.
+    check_batch_generate_on("gemma3", &[&"The same start of every prompt here. ".repeat(3), &"The same start of every prompt here. ".repeat(4)]);
 }
 
 #[test]
@@ -194,5 +231,104 @@ fn cancel_stops_every_row() {
         let g = r.unwrap();
         assert_eq!(g.finish_reason, FinishReason::Cancelled);
         assert!(g.tokens.len() < 50);
+    }
+}
+
+/// One generated token: its id, log-probability and top list.
+type Step = (u32, Option<f32>, Vec<(u32, f32)>);
+
+/// A feed of fixed rows that records every row's steps.
+struct Recorder {
+    waiting: Vec<RowRequest>,
+    steps: Vec<Vec<Step>>,
+    done: Vec<Option<Generation>>,
+}
+
+impl RowFeed for Recorder {
+    fn poll(&mut self, _running: usize, room: usize) -> Option<Vec<RowRequest>> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        // One row at a time: rows join a batch that is already decoding.
+        Some(self.waiting.drain(..room.min(1)).collect())
+    }
+    fn drain(&mut self) -> Vec<RowRequest> {
+        self.waiting.drain(..).collect()
+    }
+    fn on_text(&mut self, id: usize, ev: &TokenEvent<'_>) -> bool {
+        if let Some(t) = ev.token {
+            self.steps[id].push((t, ev.logprob, ev.top_logprobs.to_vec()));
+        }
+        true
+    }
+    fn on_done(&mut self, id: usize, result: mlxrun::Result<Generation>) {
+        self.done[id] = Some(result.unwrap());
+    }
+}
+
+/// Largest |Δ| allowed between a batched row's log-probabilities and the single run's
+/// (the logits' tolerance: a log-softmax of values that agree within it).
+const LOGPROB_TOL: f32 = 1e-4;
+
+#[test]
+fn rows_with_their_own_samplers_share_a_batch() {
+    let mut model = load("qwen3");
+    let warm = |temperature: f32, seed: u64| SamplerParams { temperature, seed: Some(seed), ..SamplerParams::default() };
+    let samplers = [
+        SamplerParams::greedy(),
+        SamplerParams { top_p: 0.9, ..warm(0.8, 7) },
+        SamplerParams { logprobs: true, top_logprobs: 3, ..SamplerParams::greedy() },
+        SamplerParams { top_k: 20, logprobs: true, top_logprobs: 2, ..warm(1.0, 11) },
+        // The same seed as row 1 on another prompt: each row has its own generator.
+        SamplerParams { min_p: 0.05, ..warm(0.7, 7) },
+        SamplerParams { repetition_penalty: 1.3, logprobs: true, top_logprobs: 5, ..SamplerParams::greedy() },
+    ];
+    let base = GenerateParams { max_tokens: 10, ignore_eos: true, prefill_step_size: 8, ..GenerateParams::default() };
+    let rows: Vec<(Vec<u32>, GenerateParams)> = samplers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let prompt = model.tokenizer().encode_prompt(PROMPTS[i % PROMPTS.len()]).unwrap();
+            (prompt, GenerateParams { sampler: s.clone(), ..base.clone() })
+        })
+        .collect();
+    let mut feed = Recorder {
+        waiting: rows
+            .iter()
+            .enumerate()
+            .map(|(id, (prompt, params))| RowRequest { id, prompt: prompt.clone(), params: params.clone(), end_of_turn: vec![] })
+            .collect(),
+        steps: vec![vec![]; rows.len()],
+        done: (0..rows.len()).map(|_| None).collect(),
+    };
+    // At most 4 rows, fed one per poll: every row after the first joins a batch that is
+    // already decoding, and the last two join as the first ones leave.
+    model.batch_stream(8, 4, &mut feed).unwrap();
+
+    for (i, (prompt, params)) in rows.iter().enumerate() {
+        let mut alone: Vec<Step> = Vec::new();
+        let g = model
+            .generate_ids(prompt, params, |ev| {
+                if let Some(t) = ev.token {
+                    alone.push((t, ev.logprob, ev.top_logprobs.to_vec()));
+                }
+                true
+            })
+            .unwrap();
+        let got = &feed.steps[i];
+        let batched = feed.done[i].as_ref().unwrap();
+        assert_eq!(batched.tokens, g.tokens, "row {i} ({:?}): tokens differ from the prompt generated alone", params.sampler);
+        assert_eq!(got.len(), alone.len(), "row {i}");
+        for (step, (b, a)) in got.iter().zip(&alone).enumerate() {
+            let what = format!("row {i} step {step}");
+            assert_eq!(b.1.is_some(), params.sampler.logprobs, "{what}: logprob present");
+            if let (Some(x), Some(y)) = (b.1, a.1) {
+                assert!((x - y).abs() <= LOGPROB_TOL, "{what}: logprob {x} vs {y} alone");
+            }
+            assert_eq!(b.2.len(), params.sampler.top_logprobs, "{what}: top list length");
+            for (k, (x, y)) in b.2.iter().zip(&a.2).enumerate() {
+                assert!((x.1 - y.1).abs() <= LOGPROB_TOL, "{what} top {k}: {x:?} vs {y:?} alone");
+            }
+        }
     }
 }

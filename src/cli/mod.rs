@@ -77,6 +77,12 @@ pub enum Command {
     Fuse(fuse::FuseArgs),
     /// Exercise MLX through the engine and print timings
     Smoke(smoke::SmokeArgs),
+    /// Serve the model over HTTP with OpenAI's API (chat and text completions, streaming), batching concurrent requests
+    #[command(after_help = "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health. \
+                            Concurrent requests share one continuously batched decode. SIGINT or SIGTERM stops \
+                            taking requests, lets running ones finish for --shutdown-timeout seconds, then \
+                            cancels them.")]
+    Serve(crate::serve::ServeArgs),
     /// Start the ranks of a distributed run on this machine: N copies of an mlxrun command
     #[command(after_help = "For example: mlxrun launch -n 2 -- generate --model M --prompt hi\n\n\
                             Each rank runs the command with --distributed added, over the ring backend on \
@@ -141,6 +147,11 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dequantize: bool,
 
+    /// Stack each layer's q/k/v and gate/up matrices into one for decode steps: on or off
+    /// [default on a GPU, where it saves kernel launches]
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub stack_projections: Option<bool>,
+
     /// A LoRA adapter folder (adapters.safetensors + adapter_config.json, as mlx-lm writes
     /// them) to put on the model; for train, where to write the adapter [default: none; for
     /// train, adapters]
@@ -187,6 +198,15 @@ impl DistributedArgs {
     }
 }
 
+/// `on` or `off`, as a switch's value.
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
 impl ModelArgs {
     /// The engine's load options, checked.
     pub fn options(&self) -> Result<crate::models::LoadOptions> {
@@ -207,7 +227,7 @@ impl ModelArgs {
             (false, true) => Some(false),
             (false, false) => None,
         };
-        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: None, group: self.distributed.group()? })
+        Ok(crate::models::LoadOptions { dtype: self.dtype, quantize, keep_quantized, adapter_path: self.adapter_path.clone(), stack_projections: self.stack_projections, group: self.distributed.group()? })
     }
 
     /// Loads the model with a progress bar (see [`progress::load_model`]).
@@ -289,6 +309,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
         Command::Fuse(a) => fuse::run(a),
+        Command::Serve(a) => crate::serve::run(a),
         Command::Smoke(a) => smoke::run(a.json),
         Command::Completions(a) => completions::run(a),
     }

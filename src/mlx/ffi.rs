@@ -137,6 +137,7 @@ extern "C" {
         beta: f32,
         out: *mut *mut shim_array,
     ) -> c_int;
+    pub fn shim_cpu_gemv_active(out: *mut c_int) -> c_int;
     pub fn shim_tri(
         which: c_int,
         a: *const shim_array,

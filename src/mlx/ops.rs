@@ -174,7 +174,9 @@ impl Array {
         new_array(|out| unsafe { ffi::shim_clip(self.as_ptr(), opt_ptr(lo), opt_ptr(hi), out) })
     }
 
-    /// `beta * self + alpha * (a @ b)` in one kernel.
+    /// `beta * self + alpha * (a @ b)` in one kernel. (Like [`Array::matmul`], a one-row
+    /// float32 product on the CPU goes to BLAS's matrix-vector routine; see
+    /// [`cpu_gemv_active`].)
     pub fn addmm(&self, a: &Array, b: &Array, alpha: f32, beta: f32) -> Result<Array> {
         new_array(|out| unsafe { ffi::shim_addmm(self.as_ptr(), a.as_ptr(), b.as_ptr(), alpha, beta, out) })
     }
@@ -356,4 +358,14 @@ pub fn concatenate(arrays: &[&Array], axis: i32) -> Result<Array> {
 pub fn stack(arrays: &[&Array], axis: i32) -> Result<Array> {
     let p = ptrs(arrays);
     new_array(|out| unsafe { ffi::shim_stack(p.as_ptr(), p.len(), axis, out) })
+}
+
+/// Whether one-row float32 matrix products on the CPU (every projection of a decode step)
+/// go to BLAS's `sgemv` instead of MLX's `sgemm`, which packs the whole weight matrix per
+/// call first: 2.7-5.8x faster per product on an x86-64 CPU with OpenBLAS 0.3.21. Active where a
+/// BLAS with `cblas_sgemv` is loaded, except on macOS; `MLXRUN_CPU_GEMV=0` turns it off.
+pub fn cpu_gemv_active() -> Result<bool> {
+    let mut on: c_int = 0;
+    check(unsafe { ffi::shim_cpu_gemv_active(&mut on) })?;
+    Ok(on != 0)
 }

@@ -255,4 +255,22 @@ impl BatchKvCache {
     pub fn state(&self) -> Vec<&Array> {
         self.keys.iter().chain(self.values.iter()).collect()
     }
+
+    /// Row `row`'s keys and values in columns `from..to` (`[1, kv_heads, to - from,
+    /// head_dim]`), copied out so that they do not keep the whole buffer alive; `None`
+    /// when nothing is cached.
+    pub fn row_columns(&self, row: usize, from: i32, to: i32) -> Result<Option<(Array, Array)>> {
+        if row >= self.rows() || from < 0 || from > to || to > self.len {
+            return Err(Error::invalid(format!(
+                "columns {from}..{to} of row {row} asked of a batch KV cache of {} rows and {} columns",
+                self.rows(),
+                self.len
+            )));
+        }
+        let cut = |a: &Array| a.slice_axis(0, row as i32, row as i32 + 1)?.slice_axis(2, from, to)?.contiguous();
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) => Ok(Some((cut(k)?, cut(v)?))),
+            _ => Ok(None),
+        }
+    }
 }

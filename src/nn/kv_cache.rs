@@ -223,6 +223,14 @@ impl KvCache {
         Ok(KvCache::Batch(BatchKvCache::new(left_padding, self.max_size())?))
     }
 
+    /// The batch cache inside, to read rows from.
+    pub fn as_batch(&self) -> Option<&BatchKvCache> {
+        match self {
+            KvCache::Batch(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// The batch cache inside, for `filter` / `extend`.
     pub fn as_batch_mut(&mut self) -> Option<&mut BatchKvCache> {
         match self {

@@ -1,11 +1,12 @@
-// The project's C++ shim over MLX: the C functions Rust calls (cpu_qmm.cpp holds a custom
-// primitive and also includes MLX headers). Every exported
+// The project's C++ shim over MLX: the C functions Rust calls (cpu_gemv.cpp and cpu_qmm.cpp
+// hold custom primitives and also include MLX headers). Every exported
 // function wraps its body in SHIM_TRY so that no C++ exception crosses into Rust (an
 // exception escaping an extern "C" function aborts the host process). See shim.h for the
 // conventions.
 #include "shim.h"
 #include "exit_guard.h"
 #include "dist_wait.h"
+#include "cpu_gemv.h"
 #include "cpu_qmm.h"
 #include "qmm_kernels.h"
 
@@ -332,7 +333,12 @@ int shim_binary(int op, const shim_array* a_, const shim_array* b_, shim_array**
       case 14: put(out, mx::logical_or(a, b)); break;
       case 15: put(out, mx::floor_divide(a, b)); break;
       case 16: put(out, mx::remainder(a, b)); break;
-      case 17: put(out, mx::matmul(a, b)); break;
+      case 17: {
+        // One-row float32 products on the CPU go to BLAS's sgemv (cpu_gemv.h says why).
+        auto row = mlxrun::cpu_gemv(a, b, std::nullopt, 1.f, 0.f);
+        put(out, row ? std::move(*row) : mx::matmul(a, b));
+        break;
+      }
       case 18: put(out, mx::logaddexp(a, b)); break;
       default: throw std::invalid_argument("unknown binary op " + std::to_string(op));
     }
@@ -411,7 +417,17 @@ int shim_softmax(const shim_array* a, const int32_t* axes, size_t naxes, int pre
 
 int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, float alpha,
                float beta, shim_array** out) {
-  SHIM_TRY(put(out, mx::addmm(A(c), A(a), A(b), alpha, beta)))
+  SHIM_TRY({
+    auto row = mlxrun::cpu_gemv(A(a), A(b), A(c), alpha, beta);
+    put(out, row ? std::move(*row) : mx::addmm(A(c), A(a), A(b), alpha, beta));
+  })
+}
+
+int shim_cpu_gemv_active(int* out) {
+  SHIM_TRY({
+    if (!out) throw std::invalid_argument("null output pointer");
+    *out = mlxrun::cpu_gemv_available() ? 1 : 0;
+  })
 }
 
 int shim_tri(int which, const shim_array* a, int k, shim_array** out) {

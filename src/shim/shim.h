@@ -97,6 +97,8 @@ int shim_softmax(const shim_array* a, const int32_t* axes, size_t naxes, int pre
 int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, float alpha,
                float beta, shim_array** out);
 int shim_tri(int which, const shim_array* a, int k, shim_array** out);  // 0 tril, 1 triu
+// 1 when one-row float32 products on the CPU go to BLAS's sgemv (cpu_gemv.h), else 0.
+int shim_cpu_gemv_active(int* out);
 
 // ---- shape and indexing -----------------------------------------------------------------
 int shim_reshape(const shim_array* a, const int32_t* shape, size_t ndim, shim_array** out);

@@ -122,7 +122,7 @@ impl Model {
         // Everything but the last chunk (which must hold the last column) is prefilled.
         let step = params.prefill_step_size.max(1) as i32;
         let last = ((padded.columns - 1) / step) * step;
-        if !padded.prefill(lm, &mut caches, last, step as usize, &self.canceller())? {
+        if !padded.prefill(lm, &mut caches, 0, last, step as usize, &self.canceller())? {
             return Ok(None);
         }
         let logits = lm.forward_last(&padded.tokens.slice_axis(1, last, padded.columns)?, &mut caches)?;

@@ -6,29 +6,87 @@
 //! stops where the same prompt generated alone stops. When rows finish they leave the
 //! batch (their cache rows are dropped); when there is room, waiting prompts are
 //! prefilled as a batch of their own, take their first step, and join the running batch
-//! (their caches merged in, re-aligned on the last column).
+//! (their caches merged in, re-aligned on the last column). A prompt that starts like the
+//! last one prefilled skips the shared part (`prefix`).
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::prefix::PrefixCache;
 use super::rows::{extend_caches, filter_caches, join_rows, keep_rows, Padded};
+use super::sampling::sample_rows;
 use super::{batch_size_for, check_prompt, BatchParams};
 use crate::engine::generate::GenerateParams;
 use crate::engine::metrics::Metrics;
 use crate::engine::model::{Generation, Model, TextStream, TokenEvent};
-use crate::engine::sampler::{SampleOut, Sampler};
+use crate::engine::sampler::{SampleOut, SampledToken, Sampler};
 use crate::error::{Error, Result};
-use crate::mlx::{async_eval, memory, Array, Device};
+use crate::mlx::{async_eval, memory, Array};
 use crate::models::LanguageModel;
 use crate::nn::KvCache;
 
+/// A prompt joining a continuously batched run (`Model::batch_stream`).
+#[derive(Clone, Debug)]
+pub struct RowRequest {
+    /// The caller's name for the row, given back in `RowFeed`'s callbacks.
+    pub id: usize,
+    pub prompt: Vec<u32>,
+    /// The row's own `max_tokens`, stop tokens and strings, `ignore_eos`,
+    /// `context_length` and sampler settings (rows with different settings share the
+    /// batch; see `sampling`).
+    pub params: GenerateParams,
+    /// Ids that end the row like EOS (a chat template's end-of-turn token).
+    pub end_of_turn: Vec<u32>,
+}
+
+/// Where a continuously batched run gets its rows and sends their output.
+pub trait RowFeed {
+    /// Rows to join now, at most `room` (the rest stay with the feed). `running` is the
+    /// number of rows in the batch; at 0 a feed may block until a request arrives.
+    /// `None`: no more rows will come (the run ends when its rows finish).
+    fn poll(&mut self, running: usize, room: usize) -> Option<Vec<RowRequest>>;
+    /// On cancellation: the rows the feed still holds (they end as cancelled).
+    fn drain(&mut self) -> Vec<RowRequest>;
+    /// New text of row `id`; returning false stops that row (`FinishReason::Callback`).
+    fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool;
+    /// Row `id` has ended (or could not start).
+    fn on_done(&mut self, id: usize, result: Result<Generation>);
+}
+
 /// A row of the running batch.
 struct Row<'t> {
-    index: usize,
+    id: usize,
+    prompt: Vec<u32>,
     stream: TextStream<'t>,
     generated: usize,
     max_tokens: usize,
     /// Prompt and sampled tokens, kept only for the repetition penalty.
     history: Vec<u32>,
+    /// The row's own sampler (a seeded one holds the row's PRNG key).
+    sampler: Sampler,
+}
+
+impl Row<'_> {
+    fn needs_history(&self) -> bool {
+        self.sampler.params().repetition_penalty != 1.0
+    }
+
+    /// Drops what a shared draw computed beyond what this row asked for: the
+    /// log-probability, and top lists longer than its own (padded ones included).
+    fn trim(&self, mut tok: SampledToken) -> SampledToken {
+        let p = self.sampler.params();
+        if !p.logprobs {
+            tok.logprob = None;
+        }
+        tok.top_logprobs.truncate(if p.logprobs { p.top_logprobs } else { 0 });
+        tok
+    }
+}
+
+/// Each row's sampler with its history (empty histories when no row needs one).
+fn samplers_and_histories<'a>(rows: &'a mut [Row<'_>]) -> (Vec<&'a mut Sampler>, Vec<&'a [u32]>) {
+    let any = rows.iter().any(Row::needs_history);
+    let (samplers, histories): (Vec<_>, Vec<_>) = rows.iter_mut().map(|r| (&mut r.sampler, r.history.as_slice())).unzip();
+    (samplers, if any { histories } else { vec![] })
 }
 
 /// The running batch: its rows, their caches, and the sampled tokens not yet read.
@@ -36,6 +94,35 @@ struct Running<'t> {
     rows: Vec<Row<'t>>,
     caches: Vec<KvCache>,
     pending: Option<SampleOut>,
+}
+
+/// `batch_generate`'s feed: a fixed list of prompts, results collected by index.
+struct ListFeed<'f, F> {
+    waiting: VecDeque<RowRequest>,
+    results: Vec<Option<Result<Generation>>>,
+    on_text: &'f mut F,
+}
+
+impl<F: FnMut(usize, &TokenEvent<'_>) -> bool> RowFeed for ListFeed<'_, F> {
+    fn poll(&mut self, _running: usize, room: usize) -> Option<Vec<RowRequest>> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let n = room.min(self.waiting.len());
+        Some(self.waiting.drain(..n).collect())
+    }
+
+    fn drain(&mut self) -> Vec<RowRequest> {
+        self.waiting.drain(..).collect()
+    }
+
+    fn on_text(&mut self, id: usize, event: &TokenEvent<'_>) -> bool {
+        (self.on_text)(id, event)
+    }
+
+    fn on_done(&mut self, id: usize, result: Result<Generation>) {
+        self.results[id] = Some(result);
+    }
 }
 
 impl Model {
@@ -77,6 +164,44 @@ impl Model {
         mut on_text: impl FnMut(usize, &TokenEvent<'_>) -> bool,
     ) -> Result<Vec<Result<Generation>>> {
         params.validate()?;
+        let info = self.info().clone();
+        let mut feed = ListFeed { waiting: VecDeque::new(), results: Vec::with_capacity(encoded.len()), on_text: &mut on_text };
+        let mut longest = 1;
+        let row_params = GenerateParams { context_length: batch.context_length, ..params.clone() };
+        for (i, e) in encoded.into_iter().enumerate() {
+            match e.and_then(|ids| check_prompt(&ids, i, &info, batch.context_length, 1).map(|_| ids)) {
+                Ok(ids) => {
+                    longest = longest.max(ids.len());
+                    feed.waiting.push_back(RowRequest { id: i, prompt: ids, params: row_params.clone(), end_of_turn: vec![] });
+                    feed.results.push(None);
+                }
+                Err(e) => feed.results.push(Some(Err(e))),
+            }
+        }
+        let max_rows = batch_size_for(&info, longest + params.max_tokens, params.prefill_step_size, batch.max_batch_size);
+        self.run_batch(params.prefill_step_size, max_rows, &mut feed)?;
+        Ok(feed
+            .results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| Err(Error::invalid(format!("prompt {i} was not generated")))))
+            .collect())
+    }
+
+    /// Continuous batching over rows that arrive while it runs: `feed` is polled between
+    /// decode steps, its rows join the running batch (at most `max_rows` together, 0:
+    /// automatic, sized for rows of 2048 positions) and leave it as they finish. Every row samples
+    /// with its own settings; prompts are prefilled `prefill_step_size` tokens at a time.
+    /// Returns when the feed has no more rows and the batch is empty, or, after ending
+    /// every row as cancelled, when the model's cancel token fires.
+    pub fn batch_stream(&mut self, prefill_step_size: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
+        self.begin_call();
+        GenerateParams { prefill_step_size, ..GenerateParams::default() }.validate()?;
+        let max_rows = if max_rows > 0 { max_rows } else { batch_size_for(self.info(), 2048, prefill_step_size, 0) };
+        self.run_batch(prefill_step_size, max_rows, feed)
+    }
+
+    fn run_batch(&mut self, chunk: usize, max_rows: usize, feed: &mut dyn RowFeed) -> Result<()> {
         if self.group().is_some() {
             // Each row may stop on its own callback, which runs on one rank: the ranks would
             // drift apart in which rows they compute. Not done yet.
@@ -90,96 +215,92 @@ impl Model {
         let tokenizer = self.tokenizer().clone();
         let lm = self.language_model();
 
-        let mut prompts: Vec<Vec<u32>> = Vec::with_capacity(encoded.len());
-        let mut results: Vec<Option<Result<Generation>>> = Vec::with_capacity(encoded.len());
-        let mut waiting: VecDeque<usize> = VecDeque::new();
-        for (i, e) in encoded.into_iter().enumerate() {
-            match e.and_then(|ids| check_prompt(&ids, i, &info, batch.context_length, 1).map(|_| ids)) {
-                Ok(ids) => {
-                    waiting.push_back(i);
-                    prompts.push(ids);
-                    results.push(None);
-                }
-                Err(e) => {
-                    prompts.push(vec![]);
-                    results.push(Some(Err(e)));
-                }
-            }
-        }
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(1) + params.max_tokens;
-        let max_rows = batch_size_for(&info, longest, params.prefill_step_size, batch.max_batch_size);
-        let needs_history = params.sampler.repetition_penalty != 1.0;
-        let mut sampler = Sampler::new(params.sampler.clone())?;
         let mut first_token_at = None;
-        let mut generated_total = 0usize;
+        let (mut prompt_total, mut generated_total, mut reused_total) = (0usize, 0usize, 0usize);
+        let mut prefix = PrefixCache::default();
+        let mut feed_open = true;
 
-        let finish = |row: Row<'_>, cancelled: bool, on_text: &mut dyn FnMut(usize, &TokenEvent<'_>) -> bool| -> Result<(usize, Generation)> {
-            let index = row.index;
-            let mut stream = row.stream;
-            let reason = stream.end(cancelled, &mut |ev: &TokenEvent<'_>| on_text(index, ev))?;
-            let metrics = Metrics { prompt_tokens: prompts[index].len(), generated_tokens: row.generated, ..Metrics::default() };
+        let finish = |row: Row<'_>, cancelled: bool, feed: &mut dyn RowFeed| -> Result<()> {
+            let Row { id, prompt, mut stream, generated, .. } = row;
+            let reason = stream.end(cancelled, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
+            let metrics = Metrics { prompt_tokens: prompt.len(), generated_tokens: generated, ..Metrics::default() };
             let tokens = std::mem::take(&mut stream.tokens);
             let text = std::mem::take(&mut stream.text);
-            Ok((index, Generation { prompt_tokens: prompts[index].clone(), tokens, text, finish_reason: reason, metrics }))
+            feed.on_done(id, Ok(Generation { prompt_tokens: prompt, tokens, text, finish_reason: reason, metrics }));
+            Ok(())
+        };
+        // A request becomes a row, or fails alone.
+        let admit = |req: RowRequest, feed: &mut dyn RowFeed| -> Option<Row<'_>> {
+            let checked = req.params.validate().and_then(|_| check_prompt(&req.prompt, req.id, &info, req.params.context_length, 1));
+            match checked.and_then(|_| Sampler::new(req.params.sampler.clone())) {
+                Ok(sampler) => Some(new_row(req, &tokenizer, sampler)),
+                Err(e) => {
+                    feed.on_done(req.id, Err(e));
+                    None
+                }
+            }
         };
 
         let mut run = Running { rows: Vec::new(), caches: Vec::new(), pending: None };
         loop {
             if cancel.is_cancelled() {
                 for row in std::mem::take(&mut run.rows) {
-                    let (i, g) = finish(row, true, &mut on_text)?;
-                    results[i] = Some(Ok(g));
+                    finish(row, true, feed)?;
                 }
-                for i in waiting.drain(..) {
-                    let row = new_row(i, &tokenizer, params, &prompts[i], batch.context_length, needs_history);
-                    let (i, g) = finish(row, true, &mut on_text)?;
-                    results[i] = Some(Ok(g));
+                for req in feed.drain() {
+                    if let Some(row) = admit(req, feed) {
+                        finish(row, true, feed)?;
+                    }
                 }
                 break;
             }
             // Waiting prompts join while there is room.
-            if run.rows.len() < max_rows && !waiting.is_empty() {
-                let n = (max_rows - run.rows.len()).min(waiting.len());
-                let joining: Vec<usize> = waiting.drain(..n).collect();
-                let mut rows: Vec<Row<'_>> = joining
-                    .iter()
-                    .map(|&i| new_row(i, &tokenizer, params, &prompts[i], batch.context_length, needs_history))
-                    .collect();
-                // A row allowed no token at all ends before it starts.
-                let (empty, live): (Vec<Row<'_>>, Vec<Row<'_>>) = rows.drain(..).partition(|r| r.max_tokens == 0);
-                for row in empty {
-                    let (i, g) = finish(row, false, &mut on_text)?;
-                    results[i] = Some(Ok(g));
-                }
-                if !live.is_empty() {
-                    let ids: Vec<&[u32]> = live.iter().map(|r| prompts[r.index].as_slice()).collect();
-                    let hist: Vec<&[u32]> = live.iter().map(|r| r.history.as_slice()).collect();
-                    let Some((caches, out)) = start_rows(lm, &ids, &hist, &mut sampler, params, &cancel)? else {
-                        // Cancelled while prefilling: they wait again, and end as cancelled.
-                        live.iter().rev().for_each(|r| waiting.push_front(r.index));
-                        continue;
-                    };
-                    if run.rows.is_empty() {
-                        run.caches = caches;
-                        run.pending = Some(out);
-                    } else {
-                        extend_caches(&mut run.caches, caches)?;
-                        let prev = run.pending.take().ok_or_else(|| Error::Mlx("running batch without tokens".into()))?;
-                        run.pending = Some(join_rows(prev, out)?);
+            if feed_open && run.rows.len() < max_rows {
+                match feed.poll(run.rows.len(), max_rows - run.rows.len()) {
+                    None => feed_open = false,
+                    Some(reqs) => {
+                        let rows: Vec<Row<'_>> = reqs.into_iter().filter_map(|r| admit(r, feed)).collect();
+                        // A row allowed no token at all ends before it starts.
+                        let (empty, live): (Vec<Row<'_>>, Vec<Row<'_>>) = rows.into_iter().partition(|r| r.max_tokens == 0);
+                        for row in empty {
+                            finish(row, false, feed)?;
+                        }
+                        if !live.is_empty() {
+                            let mut live = live;
+                            let Some((caches, out, reused)) = start_rows(lm, &mut live, &mut prefix, chunk, &cancel)? else {
+                                // Cancelled while prefilling: they end as cancelled.
+                                for row in live {
+                                    finish(row, true, feed)?;
+                                }
+                                continue;
+                            };
+                            prompt_total += live.iter().map(|r| r.prompt.len()).sum::<usize>();
+                            reused_total += reused;
+                            if run.rows.is_empty() {
+                                run.caches = caches;
+                                run.pending = Some(out);
+                            } else {
+                                extend_caches(&mut run.caches, caches)?;
+                                let prev = run.pending.take().ok_or_else(|| Error::Mlx("running batch without tokens".into()))?;
+                                run.pending = Some(join_rows(prev, out)?);
+                            }
+                            run.rows.extend(live);
+                        }
                     }
-                    run.rows.extend(live);
                 }
             }
             let Some(current) = run.pending.take() else {
-                if waiting.is_empty() {
+                if !feed_open {
                     break;
                 }
                 continue;
             };
-            // Queue the next step before reading this one (unless the sampler must see it).
+            // Queue the next step before reading this one (unless a sampler must see it).
+            let needs_history = run.rows.iter().any(Row::needs_history);
             let mut next = None;
             if !needs_history {
-                let out = decode_step(lm, &current.token, &mut run.caches, &mut sampler, &[])?;
+                let (mut samplers, _) = samplers_and_histories(&mut run.rows);
+                let out = decode_step(lm, &current.token, &mut run.caches, &mut samplers, &[])?;
                 async_eval(&out.arrays())?;
                 next = Some(out);
             }
@@ -187,14 +308,15 @@ impl Model {
             first_token_at.get_or_insert_with(|| start.elapsed());
             let mut keep = Vec::with_capacity(run.rows.len());
             let mut done = Vec::new();
-            for (r, (row, tok)) in run.rows.iter_mut().zip(&toks).enumerate() {
+            for (r, (row, tok)) in run.rows.iter_mut().zip(toks).enumerate() {
                 row.generated += 1;
                 generated_total += 1;
-                if needs_history {
+                if row.needs_history() {
                     row.history.push(tok.token);
                 }
-                let index = row.index;
-                let go_on = row.stream.push(tok, &mut |ev: &TokenEvent<'_>| on_text(index, ev))?;
+                let id = row.id;
+                let tok = row.trim(tok);
+                let go_on = row.stream.push(&tok, &mut |ev: &TokenEvent<'_>| feed.on_text(id, ev))?;
                 if go_on && row.generated < row.max_tokens {
                     keep.push(r);
                 } else {
@@ -205,8 +327,7 @@ impl Model {
                 let rows = std::mem::take(&mut run.rows);
                 for (r, row) in rows.into_iter().enumerate() {
                     if done.contains(&r) {
-                        let (i, g) = finish(row, false, &mut on_text)?;
-                        results[i] = Some(Ok(g));
+                        finish(row, false, feed)?;
                     } else {
                         run.rows.push(row);
                     }
@@ -223,10 +344,11 @@ impl Model {
                 memory::clear_cache();
             }
             if needs_history && !run.rows.is_empty() {
-                let last: Vec<u32> = run.rows.iter().map(|r| *r.history.last().unwrap_or(&0)).collect();
+                // Rows without a penalty keep no history: their last token is the stream's.
+                let last: Vec<u32> = run.rows.iter().map(|r| *r.stream.tokens.last().or(r.history.last()).unwrap_or(&0)).collect();
                 let input = Array::from_slice(&last, &[last.len() as i32])?;
-                let hist: Vec<&[u32]> = run.rows.iter().map(|r| r.history.as_slice()).collect();
-                let out = decode_step(lm, &input, &mut run.caches, &mut sampler, &hist)?;
+                let (mut samplers, hist) = samplers_and_histories(&mut run.rows);
+                let out = decode_step(lm, &input, &mut run.caches, &mut samplers, &hist)?;
                 async_eval(&out.arrays())?;
                 next = Some(out);
             }
@@ -238,7 +360,8 @@ impl Model {
         let elapsed = start.elapsed();
         let prefill = first_token_at.unwrap_or(elapsed);
         let mut metrics = Metrics {
-            prompt_tokens: prompts.iter().map(Vec::len).sum(),
+            prompt_tokens: prompt_total,
+            cached_prompt_tokens: reused_total,
             generated_tokens: generated_total,
             prefill,
             decode: elapsed.saturating_sub(prefill),
@@ -247,78 +370,71 @@ impl Model {
         metrics.finish_memory();
         crate::engine::utilization::UtilizationSampler::finish_into(gpu, &mut metrics);
         self.set_last_metrics(metrics);
-        Ok(results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| Err(Error::invalid(format!("prompt {i} was not generated")))))
-            .collect())
+        Ok(())
     }
 }
 
-/// A row for prompt `index`: its budget is `max_tokens`, capped so that prompt and
-/// generation fit the context length.
-fn new_row<'t>(
-    index: usize,
-    tokenizer: &'t crate::tokenizer::Tokenizer,
-    params: &GenerateParams,
-    prompt: &[u32],
-    context: Option<usize>,
-    needs_history: bool,
-) -> Row<'t> {
-    let max_tokens = match context {
-        Some(ctx) => params.max_tokens.min(ctx.saturating_sub(prompt.len())),
-        None => params.max_tokens,
+/// The row for `req`: its budget is its `max_tokens`, capped so that prompt and
+/// generation fit its context length.
+fn new_row(req: RowRequest, tokenizer: &crate::tokenizer::Tokenizer, sampler: Sampler) -> Row<'_> {
+    let max_tokens = match req.params.context_length {
+        Some(ctx) => req.params.max_tokens.min(ctx.saturating_sub(req.prompt.len())),
+        None => req.params.max_tokens,
     };
     Row {
-        index,
-        stream: TextStream::new(tokenizer, params, &[]),
+        id: req.id,
+        stream: TextStream::new(tokenizer, &req.params, &req.end_of_turn),
         generated: 0,
         max_tokens,
-        history: if needs_history { prompt.to_vec() } else { vec![] },
+        history: if sampler.params().repetition_penalty != 1.0 { req.prompt.clone() } else { vec![] },
+        prompt: req.prompt,
+        sampler,
     }
 }
 
-/// Prefills new rows (all but their last token, as a batch of their own) and takes their
-/// first step. `None` when cancelled during the prefill.
+/// Prefills new rows (all but their last token, as a batch of their own, from where the
+/// kept prompt prefix leaves off) and takes their first step. Also returns how many
+/// prompt tokens came from the kept prefix. `None` when cancelled during the prefill.
 fn start_rows(
     lm: &dyn LanguageModel,
-    prompts: &[&[u32]],
-    histories: &[&[u32]],
-    sampler: &mut Sampler,
-    params: &GenerateParams,
+    rows: &mut [Row<'_>],
+    prefix: &mut PrefixCache,
+    chunk: usize,
     cancel: &crate::engine::CancelToken,
-) -> Result<Option<(Vec<KvCache>, SampleOut)>> {
-    let padded = Padded::new(prompts, |len| len - 1)?;
+) -> Result<Option<(Vec<KvCache>, SampleOut, usize)>> {
+    let prompts: Vec<&[u32]> = rows.iter().map(|r| r.prompt.as_slice()).collect();
+    let padded = Padded::new(&prompts, |len| len - 1)?;
     let mut caches = lm.new_batch_caches(&padded.left_padding)?;
-    if !padded.prefill(lm, &mut caches, padded.columns, params.prefill_step_size, cancel)? {
+    let known = prefix.known_columns(&prompts, &padded.left_padding, &caches);
+    if known > 0 {
+        prefix.seed(&mut caches, &padded.left_padding, known)?;
+    }
+    if !padded.prefill(lm, &mut caches, known, padded.columns, chunk, cancel)? {
         return Ok(None);
     }
+    let reused = padded.left_padding.iter().map(|&pad| (known - pad).max(0) as usize).sum();
+    // The longest prompt (least padding) is the likeliest to cover later rows.
+    let longest = (0..prompts.len()).min_by_key(|&r| padded.left_padding[r]).unwrap_or(0);
+    prefix.keep(&caches, longest, prompts[longest], padded.left_padding[longest])?;
     let last: Vec<u32> = prompts.iter().map(|p| p[p.len() - 1]).collect();
     let input = Array::from_slice(&last, &[last.len() as i32])?;
-    let hist: &[&[u32]] = if params.sampler.repetition_penalty != 1.0 { histories } else { &[] };
-    let out = decode_step(lm, &input, &mut caches, sampler, hist)?;
+    let (mut samplers, hist) = samplers_and_histories(rows);
+    let out = decode_step(lm, &input, &mut caches, &mut samplers, &hist)?;
     async_eval(&out.arrays())?;
-    Ok(Some((caches, out)))
+    Ok(Some((caches, out, reused)))
 }
 
-/// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens.
-///
-/// On the CPU a greedy step that reports no log-probabilities is evaluated here, through
-/// the sampler's shortcut that skips the log-softmax over the vocabulary (same tokens).
-/// The pipelining it gives up gains nothing there: MLX's CPU `async_eval` waits for the
-/// queued work anyway. On a GPU the step stays lazy.
+/// One decode step: `tokens: [rows]` (one per row) → the sampled next tokens, each row
+/// by its own sampler.
 fn decode_step(
     lm: &dyn LanguageModel,
     tokens: &Array,
     caches: &mut [KvCache],
-    sampler: &mut Sampler,
+    samplers: &mut [&mut Sampler],
     histories: &[&[u32]],
 ) -> Result<SampleOut> {
     let rows = tokens.size() as i32;
     let input = tokens.reshape(&[rows, 1])?;
     let logits = lm.forward_last(&input, caches)?;
-    if sampler.greedy_shortcut_applies(&logits) && Device::default_device()? == Device::cpu() {
-        return sampler.sample_batch_greedy_now(&logits, histories);
-    }
-    sampler.sample_batch_lazy(&logits, histories)
+    sample_rows(&logits, samplers, histories)
 }

@@ -3,7 +3,10 @@
 //! - `classify`: prefill only, the next token after each prompt (and optionally its
 //!   logits), the output head computed at each row's last position only;
 //! - `generate`: continuous batching — rows that finish leave the running batch, waiting
-//!   prompts are prefilled as a batch of their own and merged into it.
+//!   prompts are prefilled as a batch of their own and merged into it;
+//! - `sampling`: each row of a running batch sampled with its own settings;
+//! - `prefix`: the keys and values of the last prefilled prompt, reused by rows that
+//!   start alike.
 //!
 //! Rows are left-padded (`rows`), so one column is every row's newest position; the batch
 //! KV caches (`nn::batch_kv_cache`) turn each row's padding into its rotary offset and
@@ -11,9 +14,12 @@
 //! error and the others go on.
 mod classify;
 mod generate;
+mod prefix;
 mod rows;
+mod sampling;
 
 pub use classify::Classification;
+pub use generate::{RowFeed, RowRequest};
 
 use crate::error::{Error, Result};
 use crate::mlx::memory;

@@ -34,19 +34,20 @@ impl Padded {
         Ok(Padded { tokens: Array::from_slice(&flat, &shape)?, columns: columns as i32, left_padding })
     }
 
-    /// Runs columns `0..upto` through the model in chunks of `step`, evaluating the caches
-    /// after each (the logits of these positions are never computed). Returns false when
-    /// cancelled between chunks.
+    /// Runs columns `from..upto` through the model in chunks of `step`, evaluating the
+    /// caches after each (the logits of these positions are never computed); the caches
+    /// already hold columns `0..from`. Returns false when cancelled between chunks.
     pub fn prefill(
         &self,
         lm: &dyn LanguageModel,
         caches: &mut [KvCache],
+        from: i32,
         upto: i32,
         step: usize,
         cancel: &CancelToken,
     ) -> Result<bool> {
         let step = step.max(1) as i32;
-        let mut col = 0;
+        let mut col = from;
         while col < upto {
             if cancel.is_cancelled() {
                 return Ok(false);
@@ -63,19 +64,33 @@ impl Padded {
 }
 
 /// `a` then `b` along the row axis (the sampled tokens of a running batch and of rows
-/// joining it). Top-log-probability lists are not kept.
+/// joining it, or of groups of rows sampled apart). A side without log-probabilities
+/// gets zeros, a narrower top list is padded (ids 0 at `-inf`, sorted last): each row
+/// keeps only what it asked for when it is read.
 pub(super) fn join_rows(a: SampleOut, b: SampleOut) -> Result<SampleOut> {
-    let cat = |x: Option<Array>, y: Option<Array>| -> Result<Option<Array>> {
-        match (x, y) {
-            (Some(x), Some(y)) => Ok(Some(concatenate(&[&x, &y], 0)?)),
-            _ => Ok(None),
+    let (na, nb) = (a.token.size() as i32, b.token.size() as i32);
+    let logprob = match (a.logprob, b.logprob) {
+        (None, None) => None,
+        (x, y) => {
+            let fill = |l: Option<Array>, n: i32| l.map_or_else(|| Array::zeros(&[n], Dtype::F32), Ok);
+            Some(concatenate(&[&fill(x, na)?, &fill(y, nb)?], 0)?)
         }
+    };
+    let width = |t: &Option<Array>| t.as_ref().map_or(0, |t| t.shape().last().copied().unwrap_or(0));
+    let w = width(&a.top_ids).max(width(&b.top_ids));
+    let (top_ids, top_logprobs) = if w == 0 {
+        (None, None)
+    } else {
+        let ids = concatenate(&[&pad_top(a.top_ids, na, w, 0.0, Dtype::U32)?, &pad_top(b.top_ids, nb, w, 0.0, Dtype::U32)?], 0)?;
+        let ninf = f64::NEG_INFINITY;
+        let lps = concatenate(&[&pad_top(a.top_logprobs, na, w, ninf, Dtype::F32)?, &pad_top(b.top_logprobs, nb, w, ninf, Dtype::F32)?], 0)?;
+        (Some(ids), Some(lps))
     };
     Ok(SampleOut {
         token: concatenate(&[&a.token, &b.token], 0)?,
-        logprob: cat(a.logprob, b.logprob)?,
-        top_ids: None,
-        top_logprobs: None,
+        logprob,
+        top_ids,
+        top_logprobs,
         // A side without the flag was checked when it was sampled (the greedy shortcut):
         // it joins as all-false, so the other side's flags are kept.
         nan: match (a.nan, b.nan) {
@@ -88,14 +103,26 @@ pub(super) fn join_rows(a: SampleOut, b: SampleOut) -> Result<SampleOut> {
     })
 }
 
+/// A `[rows, w]` top list: `top` widened with `fill`, or all `fill` when there is none.
+fn pad_top(top: Option<Array>, rows: i32, w: i32, fill: f64, dtype: Dtype) -> Result<Array> {
+    let have = top.as_ref().map_or(0, |t| t.shape().last().copied().unwrap_or(0));
+    let pad = Array::full(&[rows, w - have], fill, dtype)?;
+    match top {
+        Some(t) if have == w => Ok(t),
+        Some(t) => concatenate(&[&t, &pad], 1),
+        None => Ok(pad),
+    }
+}
+
 /// The rows `keep` of a sampled batch.
 pub(super) fn keep_rows(out: SampleOut, keep: &Array) -> Result<SampleOut> {
+    let take = |a: Option<Array>| a.map(|a| a.take(keep, 0)).transpose();
     Ok(SampleOut {
         token: out.token.take(keep, 0)?,
-        logprob: out.logprob.map(|l| l.take(keep, 0)).transpose()?,
-        top_ids: None,
-        top_logprobs: None,
-        nan: out.nan.map(|l| l.take(keep, 0)).transpose()?,
+        logprob: take(out.logprob)?,
+        top_ids: take(out.top_ids)?,
+        top_logprobs: take(out.top_logprobs)?,
+        nan: take(out.nan)?,
     })
 }
 
