@@ -24,6 +24,9 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
     println!("cargo:rerun-if-changed=src/shim/cpu_gemv.cpp");
     println!("cargo:rerun-if-changed=src/shim/cpu_gemv.h");
+    for f in ["cpu_qmm.cpp", "cpu_qmm.h", "qmm_kernels.cpp", "qmm_kernels.h", "work_pool.cpp", "work_pool.h"] {
+        println!("cargo:rerun-if-changed=src/shim/{f}");
+    }
     for var in ["MLX_DIR", "OPENBLAS_DIR", "MLXRUN_NO_OPENBLAS", "DEP_MLX_INCLUDE"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -42,6 +45,9 @@ fn main() {
         .file("src/shim/exit_guard.cpp")
         .file("src/shim/distributed.cpp")
         .file("src/shim/cpu_gemv.cpp")
+        .file("src/shim/cpu_qmm.cpp")
+        .file("src/shim/qmm_kernels.cpp")
+        .file("src/shim/work_pool.cpp")
         .include("src/shim")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

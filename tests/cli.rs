@@ -77,8 +77,9 @@ fn bench_json_reports_speed_and_memory() {
         let (mean, min, max) = (s["mean"].as_f64().unwrap(), s["min"].as_f64().unwrap(), s["max"].as_f64().unwrap());
         assert!(min > 0.0 && min <= mean && mean <= max, "{key}: {s}");
     }
-    // The f32 weights alone are over 500 MB.
-    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 500_000_000, "{v}");
+    // The weights alone, kept packed on the CPU (4-bit layers, an 8-bit embedding), are
+    // over 100 MB.
+    assert!(v["peak_memory_bytes"].as_u64().unwrap() > 100_000_000, "{v}");
     assert!(v["load_seconds"].as_f64().unwrap() > 0.0);
 }
 

@@ -28,6 +28,11 @@ fn keep(dtype: Dtype) -> LoadOptions {
     LoadOptions { dtype: Some(dtype), keep_quantized: Some(true), ..LoadOptions::default() }
 }
 
+/// Dequantized at load (on the CPU, f32 GGUF loads keep Q4_0/Q4_1/Q8_0 packed by default).
+fn unpack(dtype: Dtype) -> LoadOptions {
+    LoadOptions { dtype: Some(dtype), keep_quantized: Some(false), ..LoadOptions::default() }
+}
+
 #[test]
 fn gguf_kept_quantized_matches_mlx_lm() {
     let _serial = serial();
@@ -77,8 +82,8 @@ fn weight_memory_of_smollm2_by_format() {
     let _serial = serial();
     let mut sizes = Vec::new();
     for (label, opts) in [
-        ("float32 (dequantized)", LoadOptions::with_dtype(Some(Dtype::F32))),
-        ("bfloat16 (dequantized)", LoadOptions::with_dtype(Some(Dtype::Bf16))),
+        ("float32 (dequantized)", unpack(Dtype::F32)),
+        ("bfloat16 (dequantized)", unpack(Dtype::Bf16)),
         ("kept quantized, bf16 scales", keep(Dtype::Bf16)),
         ("kept quantized, f32 scales", keep(Dtype::F32)),
     ] {

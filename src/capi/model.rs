@@ -101,8 +101,9 @@ pub enum mlxrun_quant_mode {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum mlxrun_keep_quantized {
-    /// Keep quantized weights packed on a GPU; unpack them at load on the CPU, where MLX's
-    /// quantized matmul is several times slower than a dense float32 one.
+    /// Keep quantized weights packed on a GPU, and on the CPU where the engine's CPU kernels
+    /// take them (affine 4/8-bit, group size 32/64/128, float32 compute dtype); otherwise
+    /// unpack them at load on the CPU, where MLX's quantized matmul is slower than float32.
     MLXRUN_KEEP_QUANTIZED_DEFAULT = 0,
     MLXRUN_KEEP_QUANTIZED_YES = 1,
     MLXRUN_KEEP_QUANTIZED_NO = 2,

@@ -137,11 +137,13 @@ pub struct ModelArgs {
     #[arg(long, value_name = "MODE", value_parser = ["affine", "mxfp4", "mxfp8", "nvfp4"])]
     pub q_mode: Option<String>,
 
-    /// Keep packed (quantized) weights packed and use quantized matmuls [default on a GPU]
+    /// Keep packed (quantized) weights packed and use quantized matmuls [default on a GPU, and
+    /// on the CPU for affine 4/8-bit weights in groups of 32/64/128 computing in float32]
     #[arg(long)]
     pub keep_quantized: bool,
 
-    /// Unpack packed weights into the compute dtype at load [default on the CPU]
+    /// Unpack packed weights into the compute dtype at load [default on the CPU for other
+    /// quantizations]
     #[arg(long)]
     pub dequantize: bool,
 

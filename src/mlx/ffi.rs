@@ -369,6 +369,17 @@ extern "C" {
         mode: *const c_char,
         out: *mut *mut shim_array,
     ) -> c_int;
+    pub fn shim_cpu_quantized_matmul(
+        x: *const shim_array,
+        w: *const shim_array,
+        scales: *const shim_array,
+        biases: *const shim_array,
+        group_size: c_int,
+        bits: c_int,
+        out: *mut *mut shim_array,
+    ) -> c_int;
+    pub fn shim_cpu_qmm_set_portable(portable: c_int) -> c_int;
+    pub fn shim_cpu_qmm_isa() -> *const c_char;
 
     pub fn shim_random_seed(seed: u64) -> c_int;
     pub fn shim_random_key(seed: u64, out: *mut *mut shim_array) -> c_int;

@@ -6,6 +6,7 @@ pub mod device;
 pub mod device_info;
 pub mod distributed;
 pub mod dtype;
+pub mod cpu_qmm;
 pub mod fast;
 mod ffi;
 pub mod io;

@@ -100,8 +100,14 @@ impl Quantized {
         dequantize(&self.weight, &self.scales, self.biases.as_ref(), self.group_size, self.bits, self.mode, dtype)
     }
 
-    /// `x @ Wᵀ` (when `transpose`) or `x @ W` on the packed weights.
+    /// `x @ Wᵀ` (when `transpose`) or `x @ W` on the packed weights: `x @ Wᵀ` on the
+    /// project's CPU kernels where they apply (see `cpu_qmm::takes`), else MLX's.
     pub fn matmul(&self, x: &Array, transpose: bool) -> Result<Array> {
+        if let (true, Some(b)) = (transpose, &self.biases) {
+            if super::cpu_qmm::takes(self, x)? {
+                return super::cpu_qmm::matmul(x, &self.weight, &self.scales, b, self.group_size, self.bits);
+            }
+        }
         quantized_matmul(x, &self.weight, &self.scales, self.biases.as_ref(), transpose, self.group_size, self.bits, self.mode)
     }
 }

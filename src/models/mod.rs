@@ -19,7 +19,7 @@ use std::path::Path;
 
 
 use crate::error::{Error, Result};
-use crate::mlx::quant::QuantParams;
+use crate::mlx::quant::{QuantMode, QuantParams};
 use crate::mlx::{eval, Array, Device, Dtype};
 use crate::nn::{Attention, KvCache, Linear, SwiGlu};
 use config::ConfigFile;
@@ -57,8 +57,10 @@ pub struct LoadOptions {
     pub quantize: Option<QuantParams>,
     /// Keep quantized matrices (an mlx-lm quantized checkpoint, GGUF Q4_0/Q4_1/Q8_0
     /// tensors, or `quantize`'s output) packed and use quantized matmuls. `None`: keep
-    /// them on a GPU, unpack them into the compute dtype on the CPU, where MLX's quantized
-    /// matmul is several times slower than a dense f32 one.
+    /// them on a GPU, and on the CPU when the project's CPU kernels take them all (affine
+    /// 4/8-bit, group size 32/64/128, f32 compute dtype; see `mlx::cpu_qmm`); otherwise
+    /// unpack them into the compute dtype on the CPU, where MLX's own quantized matmul is
+    /// several times slower than a dense f32 one.
     pub keep_quantized: Option<bool>,
     /// An adapter folder in mlx-lm's layout (`adapters.safetensors` +
     /// `adapter_config.json`) to put on the model once it is loaded.
@@ -184,11 +186,18 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Box<dyn LanguageModel>> {
     }
     let cfg = ConfigFile::read(path, "config.json")?;
     let arch = arch_of(&cfg)?;
-    let mut weights = Weights::open(path, Some(compute_dtype(opts)?))?;
+    let dtype = compute_dtype(opts)?;
+    let mut weights = Weights::open(path, Some(dtype))?;
+    let config = QuantConfig::from_config(&cfg)?;
+    let packed: Vec<QuantParams> = config
+        .iter()
+        .flat_map(|c| std::iter::once(c.default).chain(c.layers.values().flatten().copied()))
+        .chain(opts.quantize)
+        .collect();
     weights.quant = QuantLoad {
-        config: QuantConfig::from_config(&cfg)?,
+        keep: keep_quantized(opts, &packed, dtype)?,
+        config,
         quantize: opts.quantize,
-        keep: keep_quantized(opts)?,
         source_dtype: conversion_dtype(&cfg),
     };
     weights.stack_projections = stack_projections(opts)?;
@@ -204,7 +213,14 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     let arch = arch_of(&cfg)?;
     // Packed GGUF matrices stay packed only when the model keeps them so; otherwise the
     // project's own dequantizers (bit-identical to llama.cpp's) unpack every tensor.
-    let (dtype, keep) = (compute_dtype(opts)?, keep_quantized(opts)?);
+    let dtype = compute_dtype(opts)?;
+    // Q4_0/Q4_1 become affine 4-bit and Q8_0 affine 8-bit, in groups of 32.
+    let packed: Vec<QuantParams> = [4, 8]
+        .map(|bits| QuantParams { group_size: gguf::packed::GROUP_SIZE as i32, bits, mode: QuantMode::Affine })
+        .into_iter()
+        .chain(opts.quantize)
+        .collect();
+    let keep = keep_quantized(opts, &packed, dtype)?;
     // Checked before any tensor is read: reading a GGUF tensor copies it into MLX.
     crate::mlx::memory::check_fits(&format!("loading the weights of {}", file.path.display()), gguf::estimated_bytes(file, dtype, keep))?;
     let mut weights = gguf::weights(file, &g, Some(dtype), keep)?;
@@ -263,9 +279,13 @@ fn sharding_group(opts: &LoadOptions) -> Result<Option<crate::mlx::distributed::
     }
 }
 
-/// Whether quantized matrices stay packed: as asked, else on GPUs only.
-pub fn keep_quantized(opts: &LoadOptions) -> Result<bool> {
-    asked_else_on_gpu(opts.keep_quantized)
+/// Whether quantized matrices stay packed: as asked; else on a GPU, and on the CPU when the
+/// project's CPU kernels take every packed matrix (`packed`: their quantizations) in
+/// `dtype` (see `mlx::cpu_qmm`): at decode sizes they beat a dense f32 matmul several
+/// times over, while MLX's own CPU kernel for other settings is slower than one.
+pub fn keep_quantized(opts: &LoadOptions, packed: &[QuantParams], dtype: Dtype) -> Result<bool> {
+    let on_cpu_kernels = packed.iter().all(|p| crate::mlx::cpu_qmm::takes_params(*p, dtype));
+    Ok(asked_else_on_gpu(opts.keep_quantized)? || (opts.keep_quantized.is_none() && on_cpu_kernels))
 }
 
 /// Whether each layer's projections are stacked: as asked, else on GPUs only.

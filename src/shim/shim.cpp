@@ -1,4 +1,5 @@
-// The project's C++ shim over MLX: the only file that includes MLX headers. Every exported
+// The project's C++ shim over MLX: the C functions Rust calls (cpu_gemv.cpp and cpu_qmm.cpp
+// hold custom primitives and also include MLX headers). Every exported
 // function wraps its body in SHIM_TRY so that no C++ exception crosses into Rust (an
 // exception escaping an extern "C" function aborts the host process). See shim.h for the
 // conventions.
@@ -6,6 +7,8 @@
 #include "exit_guard.h"
 #include "dist_wait.h"
 #include "cpu_gemv.h"
+#include "cpu_qmm.h"
+#include "qmm_kernels.h"
 
 #include <algorithm>
 #include <atomic>
@@ -594,6 +597,12 @@ int shim_quantized_matmul(const shim_array* x, const shim_array* w, const shim_a
   SHIM_TRY(put(out, mx::quantized_matmul(A(x), A(w), A(scales), OPT(biases), transpose != 0,
                                          group_size, bits, mode ? mode : "affine")))
 }
+int shim_cpu_quantized_matmul(const shim_array* x, const shim_array* w, const shim_array* scales,
+                              const shim_array* biases, int group_size, int bits, shim_array** out) {
+  SHIM_TRY(put(out, mlxrun_shim::cpu_quantized_matmul(A(x), A(w), A(scales), A(biases), group_size, bits)))
+}
+int shim_cpu_qmm_set_portable(int portable) { return mlxrun_shim::qmm::set_isa(portable ? 1 : 0); }
+const char* shim_cpu_qmm_isa(void) { return mlxrun_shim::qmm::isa_name(); }
 
 // ---- random -----------------------------------------------------------------------------------
 

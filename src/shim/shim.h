@@ -172,6 +172,15 @@ int shim_dequantize(const shim_array* w, const shim_array* scales,
 int shim_quantized_matmul(const shim_array* x, const shim_array* w, const shim_array* scales,
                           const shim_array* biases /*nullable*/, int transpose,
                           int group_size, int bits, const char* mode, shim_array** out);
+// The project's CPU kernels (cpu_qmm.h): x @ Wᵀ, affine, float32 x/scales/biases, bits 4
+// or 8, group size 32/64/128, default device the CPU; fails with a message otherwise.
+int shim_cpu_quantized_matmul(const shim_array* x, const shim_array* w, const shim_array* scales,
+                              const shim_array* biases, int group_size, int bits, shim_array** out);
+// Makes those kernels run their portable code (1) or the best the CPU has (0); returns the
+// previous setting.
+int shim_cpu_qmm_set_portable(int portable);
+// The code those kernels run now: "avx2" or "scalar" (a static string).
+const char* shim_cpu_qmm_isa(void);
 
 // ---- random ---------------------------------------------------------------------------------
 int shim_random_seed(uint64_t seed);
