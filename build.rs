@@ -22,6 +22,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim/distributed.h");
     println!("cargo:rerun-if-changed=src/shim/dist_wait.h");
     println!("cargo:rerun-if-changed=src/shim/exit_guard.h");
+    println!("cargo:rerun-if-changed=src/shim/cpu_fast.cpp");
+    println!("cargo:rerun-if-changed=src/shim/cpu_fast.h");
     println!("cargo:rerun-if-changed=src/shim/cpu_gemv.cpp");
     println!("cargo:rerun-if-changed=src/shim/cpu_gemv.h");
     for f in ["cpu_qmm.cpp", "cpu_qmm.h", "qmm_kernels.cpp", "qmm_kernels.h", "work_pool.cpp", "work_pool.h"] {
@@ -44,6 +46,7 @@ fn main() {
         .file("src/shim/shim.cpp")
         .file("src/shim/exit_guard.cpp")
         .file("src/shim/distributed.cpp")
+        .file("src/shim/cpu_fast.cpp")
         .file("src/shim/cpu_gemv.cpp")
         .file("src/shim/cpu_qmm.cpp")
         .file("src/shim/qmm_kernels.cpp")

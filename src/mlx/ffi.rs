@@ -138,6 +138,7 @@ extern "C" {
         out: *mut *mut shim_array,
     ) -> c_int;
     pub fn shim_cpu_gemv_active(out: *mut c_int) -> c_int;
+    pub fn shim_cpu_fast_set_thread(on: c_int, was: *mut c_int) -> c_int;
     pub fn shim_tri(
         which: c_int,
         a: *const shim_array,

@@ -369,3 +369,16 @@ pub fn cpu_gemv_active() -> Result<bool> {
     check(unsafe { ffi::shim_cpu_gemv_active(&mut on) })?;
     Ok(on != 0)
 }
+
+/// Turns the CPU's one-node kernels for `fast::rms_norm`, `fast::rope` and single-query
+/// attention on or off for graphs built on the calling thread, and says whether they were
+/// on. MLX has no CPU implementation of its fast kernels and builds each from 11-29 ordinary
+/// ops there; the project's own compute the same values (to rounding) in one graph node
+/// each, which is what a decode step's time on the CPU goes to. On by default except on
+/// macOS; `MLXRUN_CPU_FAST=0` turns them off for the process. Tests and benchmarks turn
+/// them off to build MLX's composition beside them.
+pub fn set_cpu_fast_kernels(on: bool) -> Result<bool> {
+    let mut was: c_int = 0;
+    check(unsafe { ffi::shim_cpu_fast_set_thread(on as c_int, &mut was) })?;
+    Ok(was != 0)
+}

@@ -6,6 +6,7 @@
 #include "shim.h"
 #include "exit_guard.h"
 #include "dist_wait.h"
+#include "cpu_fast.h"
 #include "cpu_gemv.h"
 #include "cpu_qmm.h"
 #include "qmm_kernels.h"
@@ -423,6 +424,14 @@ int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, fl
   })
 }
 
+int shim_cpu_fast_set_thread(int on, int* was) {
+  SHIM_TRY({
+    if (!was) throw std::invalid_argument("null output pointer");
+    *was = mlxrun::cpu_fast_enabled() ? 1 : 0;
+    mlxrun::cpu_fast_set_thread(on != 0);
+  })
+}
+
 int shim_cpu_gemv_active(int* out) {
   SHIM_TRY({
     if (!out) throw std::invalid_argument("null output pointer");
@@ -538,7 +547,11 @@ int shim_topk(const shim_array* a, int k, int axis, shim_array** out) {
 // ---- fast kernels -----------------------------------------------------------------------------
 
 int shim_rms_norm(const shim_array* x, const shim_array* weight, float eps, shim_array** out) {
-  SHIM_TRY(put(out, mx::fast::rms_norm(A(x), OPT(weight), eps)))
+  SHIM_TRY({
+    // On the CPU, one node instead of MLX's fallback composition (cpu_fast.h says why).
+    auto fast = mlxrun::cpu_rms_norm(A(x), OPT(weight), eps);
+    put(out, fast ? std::move(*fast) : mx::fast::rms_norm(A(x), OPT(weight), eps));
+  })
 }
 int shim_cross_entropy(const shim_array* logits, const shim_array* targets, shim_array** out) {
   SHIM_TRY(put(out, mx::fast::cross_entropy(A(logits), A(targets))))
@@ -551,7 +564,9 @@ int shim_rope(const shim_array* x, int dims, int traditional, int has_base, floa
               float scale, int offset, const shim_array* freqs, shim_array** out) {
   SHIM_TRY({
     std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
-    put(out, mx::fast::rope(A(x), dims, traditional != 0, b, scale, offset, OPT(freqs)));
+    mx::array off(offset, mx::int32);
+    auto fast = mlxrun::cpu_rope(A(x), dims, traditional != 0, b, scale, off, OPT(freqs));
+    put(out, fast ? std::move(*fast) : mx::fast::rope(A(x), dims, traditional != 0, b, scale, off, OPT(freqs)));
   })
 }
 int shim_rope_dynamic(const shim_array* x, int dims, int traditional, int has_base, float base,
@@ -559,7 +574,8 @@ int shim_rope_dynamic(const shim_array* x, int dims, int traditional, int has_ba
                       shim_array** out) {
   SHIM_TRY({
     std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
-    put(out, mx::fast::rope(A(x), dims, traditional != 0, b, scale, A(offset), OPT(freqs)));
+    auto fast = mlxrun::cpu_rope(A(x), dims, traditional != 0, b, scale, A(offset), OPT(freqs));
+    put(out, fast ? std::move(*fast) : mx::fast::rope(A(x), dims, traditional != 0, b, scale, A(offset), OPT(freqs)));
   })
 }
 int shim_sdpa(const shim_array* q, const shim_array* k, const shim_array* v, float scale,
@@ -568,6 +584,12 @@ int shim_sdpa(const shim_array* q, const shim_array* k, const shim_array* v, flo
   SHIM_TRY({
     std::string mode = mask_mode ? mask_mode : "";
     if (mode.empty() && mask) mode = "array";
+    if (mode.empty() && !sinks) {
+      if (auto fast = mlxrun::cpu_decode_attention(A(q), A(k), A(v), scale)) {
+        put(out, std::move(*fast));
+        return 0;
+      }
+    }
     put(out, mx::fast::scaled_dot_product_attention(A(q), A(k), A(v), scale, mode, OPT(mask),
                                                     OPT(sinks)));
   })

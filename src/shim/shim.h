@@ -99,6 +99,10 @@ int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, fl
 int shim_tri(int which, const shim_array* a, int k, shim_array** out);  // 0 tril, 1 triu
 // 1 when one-row float32 products on the CPU go to BLAS's sgemv (cpu_gemv.h), else 0.
 int shim_cpu_gemv_active(int* out);
+// Turns the CPU's one-node RMS norm, rotary and decode attention (cpu_fast.h) on or off for
+// graphs built on the calling thread; *was is 1 when they were on (which also needs the
+// platform and MLXRUN_CPU_FAST to allow them).
+int shim_cpu_fast_set_thread(int on, int* was);
 
 // ---- shape and indexing -----------------------------------------------------------------
 int shim_reshape(const shim_array* a, const int32_t* shape, size_t ndim, shim_array** out);

@@ -1,0 +1,367 @@
+// See cpu_fast.h. Each primitive hands its loop to the CPU stream's command encoder, as
+// MLX's own CPU primitives do (cpu_qmm.cpp says why), reads its inputs at their strides and
+// writes a row-major output.
+#include "cpu_fast.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/backend/cpu/unary_ops.h"
+#include "mlx/fast_primitives.h"
+#include "work_pool.h"
+
+namespace mx = mlx::core;
+
+namespace mlxrun {
+namespace {
+
+// Dot products and row updates of the attention, built for AVX2/FMA too where the CPU
+// has it (chosen once at load by the dynamic linker) and for the baseline otherwise.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
+#define FAST_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define FAST_CLONES
+#endif
+
+using Fallback = std::function<std::vector<mx::array>(std::vector<mx::array>)>;
+
+thread_local bool t_off = false;
+
+bool process_on() {
+#if defined(__APPLE__)
+  return false;
+#else
+  static const bool on = [] {
+    const char* env = std::getenv("MLXRUN_CPU_FAST");
+    return !(env && std::string(env) == "0");
+  }();
+  return on;
+#endif
+}
+
+bool on_cpu(const mx::Stream& s) { return s.device.type == mx::Device::cpu; }
+
+mx::Stream cpu_stream() { return mx::default_stream(mx::default_device()); }
+
+// The offset of element `flat` (a row-major index over a's shape) in a's buffer.
+int64_t offset_of(const mx::array& a, int64_t flat, int skip_last = 0) {
+  int64_t off = 0;
+  for (int d = a.ndim() - 1 - skip_last; d >= 0; --d) {
+    const int64_t n = a.shape(d);
+    off += (flat % n) * a.strides()[d];
+    flat /= n;
+  }
+  return off;
+}
+
+// The hand-off every primitive here makes: the output allocated (before the task that
+// writes it is made, since the task takes its pointer), the inputs and output registered
+// with the CPU encoder, which then queues the task on the stream.
+mx::cpu::CommandEncoder& prepare(const mx::Stream& s, const std::vector<mx::array>& inputs, mx::array& out) {
+  out.set_data(mx::allocator::malloc(out.nbytes()));
+  auto& enc = mx::cpu::get_command_encoder(s);
+  for (const auto& in : inputs) enc.set_input_array(in);
+  enc.set_output_array(out);
+  return enc;
+}
+
+// The common body of the three: one float32 output, evaluated on the CPU only, its
+// derivatives and batching those of `fallback`, MLX's composition of the same function
+// (differentiated and vectorised as MLX would have done it had the composition been
+// built in its place).
+class CpuCustom : public mx::Primitive {
+ public:
+  CpuCustom(mx::Stream s, Fallback f) : mx::Primitive(s), fallback_(std::move(f)) {}
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error(std::string(name()) + " runs on the CPU only");
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    auto grads = mx::vjp(fallback_, primals, cotangents).second;
+    std::vector<mx::array> picked;
+    for (int a : argnums) picked.push_back(grads[a]);
+    return picked;
+  }
+
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals, const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override {
+    // MLX's jvp wants a tangent for every primal: zeros where none was given.
+    std::vector<mx::array> all;
+    for (size_t i = 0, j = 0; i < primals.size(); ++i) {
+      if (j < argnums.size() && argnums[j] == static_cast<int>(i))
+        all.push_back(tangents[j++]);
+      else
+        all.push_back(mx::zeros_like(primals[i]));
+    }
+    return mx::jvp(fallback_, primals, all).second;
+  }
+
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
+                                                           const std::vector<int>& axes) override {
+    auto outs = mx::vmap(fallback_, axes)(inputs);
+    return {outs, std::vector<int>(outs.size(), 0)};
+  }
+
+ protected:
+  Fallback fallback_;
+};
+
+// ---- RMS norm ------------------------------------------------------------------------------
+
+class CpuRmsNorm : public CpuCustom {
+ public:
+  CpuRmsNorm(mx::Stream s, Fallback f, float eps) : CpuCustom(s, std::move(f)), eps_(eps) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
+    auto& out = outs[0];
+    prepare(stream(), in, out).dispatch([x = mx::array::unsafe_weak_copy(in[0]), w = mx::array::unsafe_weak_copy(in[1]),
+                                 y = out.data<float>(), eps = eps_]() {
+      const int D = x.shape(-1);
+      const int64_t rows = D == 0 ? 0 : static_cast<int64_t>(x.size() / D);
+      const int64_t xs = x.strides().back();
+      const float* wp = w.data<float>();
+      const int64_t ws = w.ndim() == 0 ? 0 : w.strides()[0];
+      // mean(x²) as MLX's mean does it: the sum times 1/D.
+      const float inv_d = 1.0f / static_cast<float>(D);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x.data<float>() + offset_of(x, r, 1);
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int k = 0;
+        for (; k + 8 <= D; k += 8)
+          for (int j = 0; j < 8; ++j) acc[j] += xr[(k + j) * xs] * xr[(k + j) * xs];
+        float ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; k < D; ++k) ss += xr[k * xs] * xr[k * xs];
+        const float n = mx::detail::Rsqrt{}(ss * inv_d + eps);
+        float* yr = y + r * D;
+        for (int i = 0; i < D; ++i) yr[i] = (xr[i * xs] * n) * wp[i * ws];
+      }
+    });
+  }
+
+  const char* name() const override { return "CpuRmsNorm"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return eps_ == static_cast<const CpuRmsNorm&>(other).eps_;
+  }
+
+ private:
+  float eps_;
+};
+
+// ---- Rotary positions ----------------------------------------------------------------------
+
+class CpuRope : public CpuCustom {
+ public:
+  CpuRope(mx::Stream s, Fallback f, int dims, bool traditional, float base, float scale)
+      : CpuCustom(s, std::move(f)), dims_(dims), traditional_(traditional), base_(base), scale_(scale) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
+    auto& out = outs[0];
+    std::optional<mx::array> freqs;
+    if (in.size() > 2) freqs = mx::array::unsafe_weak_copy(in[2]);
+    prepare(stream(), in, out).dispatch([x = mx::array::unsafe_weak_copy(in[0]), off = mx::array::unsafe_weak_copy(in[1]),
+                                 freqs, y = out.data<float>(), dims = dims_, trad = traditional_,
+                                 base = base_, scale = scale_]() {
+      const int D = x.shape(-1), T = x.shape(-2), B = x.shape(0), half = dims / 2;
+      const int64_t rows = D == 0 ? 0 : static_cast<int64_t>(x.size() / D);
+      const int64_t per_batch = B == 0 ? 0 : rows / B;
+      const int64_t xs = x.strides().back();
+      // The inverse frequencies as the fallback computes them: exp(-i·log(base)/half), or
+      // 1/freqs.
+      std::vector<float> inv(half);
+      const float step = std::log(base) / half;
+      for (int i = 0; i < half; ++i) {
+        inv[i] = freqs ? 1.0f / freqs->data<float>()[i * freqs->strides()[0]]
+                       : mx::detail::Exp{}(static_cast<float>(-i) * step);
+      }
+      // cos and sin of each position's angles, once per (batch row, position): every head
+      // of a row shares them. With one offset for all rows, batch row 0's serve all.
+      const int32_t* offs = off.data<int32_t>();
+      const bool per_row = off.size() > 1;
+      const int tables = per_row ? B : 1;
+      std::vector<float> cs(static_cast<size_t>(tables) * T * half), sn(cs.size());
+      for (int b = 0; b < tables; ++b) {
+        const int32_t o = offs[per_row ? b * off.strides()[0] : 0];
+        for (int t = 0; t < T; ++t) {
+          const float pos = (static_cast<float>(t) + static_cast<float>(o)) * scale;
+          const size_t at = (static_cast<size_t>(b) * T + t) * half;
+          for (int i = 0; i < half; ++i) {
+            const float theta = pos * inv[i];
+            cs[at + i] = mx::detail::Cos{}(theta);
+            sn[at + i] = mx::detail::Sin{}(theta);
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int t = static_cast<int>(r % T);
+        const int b = per_row ? static_cast<int>(r / per_batch) : 0;
+        const float* c_row = cs.data() + (static_cast<size_t>(b) * T + t) * half;
+        const float* s_row = sn.data() + (static_cast<size_t>(b) * T + t) * half;
+        const float* xr = x.data<float>() + offset_of(x, r, 1);
+        float* yr = y + r * D;
+        for (int i = 0; i < half; ++i) {
+          const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
+          const float x1 = xr[i1 * xs], x2 = xr[i2 * xs];
+          // Each product rounded on its own, as the fallback's separate ops do.
+          const float a = x1 * c_row[i], bb = x2 * s_row[i], c = x1 * s_row[i], d = x2 * c_row[i];
+          yr[i1] = a - bb;
+          yr[i2] = c + d;
+        }
+        for (int i = dims; i < D; ++i) yr[i] = xr[i * xs];
+      }
+    });
+  }
+
+  const char* name() const override { return "CpuRope"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const CpuRope&>(other);
+    return dims_ == o.dims_ && traditional_ == o.traditional_ && base_ == o.base_ && scale_ == o.scale_;
+  }
+
+ private:
+  int dims_;
+  bool traditional_;
+  float base_;
+  float scale_;
+};
+
+// ---- Single-query attention ----------------------------------------------------------------
+
+FAST_CLONES float dot(const float* a, const float* b, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[k + j] * b[k + j];
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
+FAST_CLONES void axpy(float a, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// Below this many multiply-adds an attention runs on one thread.
+constexpr int64_t kMinParallelWork = 1 << 16;
+
+class CpuDecodeAttention : public CpuCustom {
+ public:
+  CpuDecodeAttention(mx::Stream s, Fallback f, float scale) : CpuCustom(s, std::move(f)), scale_(scale) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
+    auto& out = outs[0];
+    prepare(stream(), in, out).dispatch([q = mx::array::unsafe_weak_copy(in[0]), k = mx::array::unsafe_weak_copy(in[1]),
+                                 v = mx::array::unsafe_weak_copy(in[2]), y = out.data<float>(), scale = scale_]() {
+      const int B = q.shape(0), Hq = q.shape(1), D = q.shape(3);
+      const int Hkv = k.shape(1), S = k.shape(2), Dv = v.shape(3);
+      const int rep = Hq / Hkv;
+      auto head = [&](int i) {
+        const int b = i / Hq, h = i % Hq, kvh = h / rep;
+        // q scaled first and rounded, as the fallback multiplies before its matmul.
+        std::vector<float> qs(D), p(S);
+        const float* qr = q.data<float>() + b * q.strides()[0] + h * q.strides()[1];
+        for (int d = 0; d < D; ++d) qs[d] = scale * qr[d * q.strides()[3]];
+        const float* kb = k.data<float>() + b * k.strides()[0] + kvh * k.strides()[1];
+        const float* vb = v.data<float>() + b * v.strides()[0] + kvh * v.strides()[1];
+        float m = -INFINITY;
+        for (int j = 0; j < S; ++j) {
+          p[j] = dot(qs.data(), kb + j * k.strides()[2], D);
+          m = std::max(m, p[j]);
+        }
+        float sum = 0.f;
+        for (int j = 0; j < S; ++j) sum += (p[j] = mx::detail::Exp{}(p[j] - m));
+        const float norm = 1.0f / sum;
+        float* yr = y + static_cast<int64_t>(i) * Dv;
+        std::fill(yr, yr + Dv, 0.f);
+        for (int j = 0; j < S; ++j) axpy(p[j] * norm, vb + j * v.strides()[2], yr, Dv);
+      };
+      const int n = B * Hq;
+      if (static_cast<int64_t>(n) * S * (D + Dv) >= kMinParallelWork)
+        mlxrun_shim::parallel_for(n, head);
+      else
+        for (int i = 0; i < n; ++i) head(i);
+    });
+  }
+
+  const char* name() const override { return "CpuDecodeAttention"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return scale_ == static_cast<const CpuDecodeAttention&>(other).scale_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& in) override {
+    return {{in[0].shape(0), in[0].shape(1), in[0].shape(2), in[2].shape(3)}};
+  }
+
+ private:
+  float scale_;
+};
+
+}  // namespace
+
+bool cpu_fast_enabled() { return process_on() && !t_off; }
+
+void cpu_fast_set_thread(bool on) { t_off = !on; }
+
+std::optional<mx::array> cpu_rms_norm(const mx::array& x, const std::optional<mx::array>& w, float eps) {
+  auto s = cpu_stream();
+  if (!cpu_fast_enabled() || !on_cpu(s) || x.dtype() != mx::float32 || x.ndim() == 0) return std::nullopt;
+  if (w && (w->dtype() != mx::float32 || w->ndim() != 1 || w->size() != static_cast<size_t>(x.shape(-1))))
+    return std::nullopt;
+  const bool has_w = w.has_value();
+  auto fallback = [eps, has_w, s](std::vector<mx::array> in) {
+    return std::vector<mx::array>{
+        mx::fast::rms_norm(in[0], has_w ? std::optional<mx::array>(in[1]) : std::nullopt, eps, s)};
+  };
+  return mx::array(x.shape(), mx::float32, std::make_shared<CpuRmsNorm>(s, fallback, eps),
+                   {x, has_w ? *w : mx::array(1.0f)});
+}
+
+std::optional<mx::array> cpu_rope(const mx::array& x, int dims, bool traditional, std::optional<float> base,
+                                  float scale, const mx::array& offset, const std::optional<mx::array>& freqs) {
+  auto s = cpu_stream();
+  if (!cpu_fast_enabled() || !on_cpu(s) || x.dtype() != mx::float32 || x.ndim() < 3) return std::nullopt;
+  // The shapes and types MLX's own checks would refuse are left to it, for its messages.
+  if (dims <= 0 || dims % 2 != 0 || dims > x.shape(-1) || offset.dtype() != mx::int32 || offset.ndim() > 1 ||
+      (offset.size() != 1 && offset.size() != static_cast<size_t>(x.shape(0))) || base.has_value() == freqs.has_value())
+    return std::nullopt;
+  if (freqs && (freqs->dtype() != mx::float32 || freqs->ndim() != 1 || freqs->shape(0) != dims / 2))
+    return std::nullopt;
+  auto fallback = [dims, traditional, base, scale, s](std::vector<mx::array> in) {
+    std::optional<mx::array> f;
+    if (in.size() > 2) f = in[2];
+    return std::vector<mx::array>{mx::fast::rope(in[0], dims, traditional, base, scale, in[1], f, s)};
+  };
+  std::vector<mx::array> inputs{x, offset};
+  if (freqs) inputs.push_back(*freqs);
+  return mx::array(x.shape(), mx::float32,
+                   std::make_shared<CpuRope>(s, fallback, dims, traditional, base.value_or(1.0f), scale),
+                   std::move(inputs));
+}
+
+std::optional<mx::array> cpu_decode_attention(const mx::array& q, const mx::array& k, const mx::array& v,
+                                              float scale) {
+  auto s = cpu_stream();
+  if (!cpu_fast_enabled() || !on_cpu(s)) return std::nullopt;
+  for (const auto* a : {&q, &k, &v})
+    if (a->dtype() != mx::float32 || a->ndim() != 4) return std::nullopt;
+  if (q.shape(2) != 1 || k.shape(0) != q.shape(0) || v.shape(0) != q.shape(0) || k.shape(1) != v.shape(1) ||
+      k.shape(2) != v.shape(2) || k.shape(3) != q.shape(3) || k.shape(1) == 0 || q.shape(1) % k.shape(1) != 0 ||
+      k.shape(2) == 0 || k.strides()[3] != 1 || v.strides()[3] != 1)
+    return std::nullopt;
+  auto fallback = [scale, s](std::vector<mx::array> in) {
+    return std::vector<mx::array>{
+        mx::fast::scaled_dot_product_attention(in[0], in[1], in[2], scale, "", std::nullopt, std::nullopt, false, s)};
+  };
+  mx::Shape shape{q.shape(0), q.shape(1), 1, v.shape(3)};
+  return mx::array(std::move(shape), mx::float32, std::make_shared<CpuDecodeAttention>(s, fallback, scale),
+                   {q, k, v});
+}
+
+}  // namespace mlxrun
