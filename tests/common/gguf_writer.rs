@@ -129,3 +129,50 @@ pub fn tiny_llama(arch: &str) -> (Vec<(&'static str, Kv)>, Vec<Tensor>) {
     ];
     (kvs, tensors)
 }
+
+/// Pseudo-random bytes (a 64-bit LCG's high bytes), the same for the same seed.
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 56) as u8
+        })
+        .collect()
+}
+
+/// A float16 in [1e-4, 1e-3) with pseudo-random mantissa bits (so products with it use
+/// them all), little-endian.
+fn small_f16(b: &[u8]) -> [u8; 2] {
+    let x = 1e-4 + 9e-4 * (u16::from_le_bytes([b[0], b[1]]) as f32 / 65536.0);
+    half::f16::from_f32(x).to_le_bytes()
+}
+
+/// A `rows` x `cols` tensor of pseudo-random GGML blocks of type `ty` (Q4_K: 12, Q8_0: 8,
+/// F32: 0), with block scales small enough for a stable model: `d`, `dmin` in [1e-4, 1e-3),
+/// every other byte (6-bit scales and mins, quants) arbitrary.
+pub fn random_tensor(name: &str, ty: u32, rows: u64, cols: u64, seed: u64) -> Tensor {
+    let (per_block, size) = match ty {
+        0 => (1, 4),
+        8 => (32, 34),
+        12 => (256, 144),
+        _ => panic!("random_tensor: type {ty} not written"),
+    };
+    let mut data = bytes(seed, (rows * cols / per_block * size) as usize);
+    for b in data.chunks_exact_mut(size as usize) {
+        match ty {
+            0 => b.copy_from_slice(&((b[0] as f32 - 128.0) / 2560.0).to_le_bytes()),
+            8 => {
+                let d = small_f16(&b[0..2]);
+                b[0..2].copy_from_slice(&d);
+            }
+            _ => {
+                let (d, dmin) = (small_f16(&b[0..2]), small_f16(&b[2..4]));
+                b[0..2].copy_from_slice(&d);
+                b[2..4].copy_from_slice(&dmin);
+            }
+        }
+    }
+    let dims = if rows == 1 { vec![cols] } else { vec![cols, rows] };
+    Tensor { name: name.into(), dims, ty, data }
+}

@@ -6,9 +6,10 @@
 //! `config.json`-equivalent, the tensors become a `Weights` map under HF names, and the
 //! family's loader takes it from there. Tensors are dequantized to f32 at load (on MLX's
 //! CPU backend f32 matmuls are many times faster than its quantized ones) and then cast to
-//! the compute dtype — unless the caller keeps quantized weights packed: then Q4_0, Q4_1
-//! and Q8_0 matrices become MLX affine-quantized ones (`packed`), described by a
-//! `quantization` config as mlx-lm's checkpoints are.
+//! the compute dtype — unless the caller keeps quantized weights packed: then Q4_0, Q4_1,
+//! Q8_0 and Q4_K matrices become MLX affine-quantized ones (`packed`), described by a
+//! `quantization` config as mlx-lm's checkpoints are (a file that mixes them with other
+//! types, as the `_K_M` mixes do, gets per-layer entries: `false` for the dense matrices).
 pub mod arch;
 pub mod packed;
 pub mod quants;
@@ -104,7 +105,7 @@ fn hf_name_and_shape(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(Strin
     Ok((name, shape))
 }
 
-/// A Q4_0/Q4_1/Q8_0 matrix `t` as MLX's `P.weight`, `P.scales`, `P.biases` (see `packed`),
+/// A Q4_0/Q4_1/Q8_0/Q4_K matrix `t` as MLX's `P.weight`, `P.scales`, `P.biases` (see `packed`),
 /// with llama.cpp's q/k row permutation undone; `None` for a tensor of another type or
 /// shape.
 fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i32, Vec<(String, Array)>)>> {
@@ -115,11 +116,9 @@ fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i3
     let p = packed::repack(t.ty, &f.read_bytes(t)?)
         .ok_or_else(|| f.err(format!("tensor {} of type {} cannot be repacked", t.name, t.ty.name())))?;
     let g = cols / packed::GROUP_SIZE as i32;
-    let mut parts = vec![
-        Array::from_slice(&p.weight, &[rows, cols * bits / 32])?,
-        Array::from_slice(&p.scales, &[rows, g])?,
-        Array::from_slice(&p.biases, &[rows, g])?,
-    ];
+    // Every scale and bias is exact in `scale_dtype`: the cast loses nothing.
+    let group_params = |v: &[f32]| Array::from_slice(v, &[rows, g])?.astype(p.scale_dtype);
+    let mut parts = vec![Array::from_slice(&p.weight, &[rows, cols * bits / 32])?, group_params(&p.scales)?, group_params(&p.biases)?];
     if let Some(heads) = arch::permuted_heads(arch, &t.name) {
         // The permutation moves whole rows: find it by permuting the row numbers.
         let ids: Vec<f32> = (0..rows).map(|i| i as f32).collect();
@@ -135,7 +134,7 @@ fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i3
 }
 
 /// The tensors of `f` under HF names. Dense ones in f32 (dequantized); with `keep_packed`,
-/// Q4_0/Q4_1/Q8_0 matrices packed, and the `quantization` config that describes them
+/// Q4_0/Q4_1/Q8_0/Q4_K matrices packed, and the `quantization` config that describes them
 /// (group size 32, the most common bits as the default, per-layer entries for matrices of
 /// other bits and `false` for matrices left dense). `progress` gets (done, total).
 pub fn read_tensors(
@@ -178,7 +177,7 @@ pub fn read_tensors(
 }
 
 /// Bytes the model's weights will hold once loaded from `f`, from its tensor table alone:
-/// matrices that stay packed (Q4_0/Q4_1/Q8_0 with `keep_packed`) at their bits plus a
+/// matrices that stay packed (Q4_0/Q4_1/Q8_0/Q4_K with `keep_packed`) at their bits plus a
 /// 4-byte scale and bias per group, everything else dequantized into `dtype`.
 pub fn estimated_bytes(f: &GgufFile, dtype: Dtype, keep_packed: bool) -> usize {
     let mut total = 0u64;
@@ -193,7 +192,7 @@ pub fn estimated_bytes(f: &GgufFile, dtype: Dtype, keep_packed: bool) -> usize {
 }
 
 /// The tensors of `f` as a `Weights` map (dense arrays in f32, converted to `dtype` as the
-/// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0 matrices packed). Tensors are
+/// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0/Q4_K matrices packed). Tensors are
 /// read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
 pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>, keep_packed: bool) -> Result<Weights> {
     let (tensors, config) = read_tensors(f, arch, keep_packed, &mut |i, n| super::progress::report(i, n, "tensors"))?;
