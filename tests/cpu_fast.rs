@@ -5,12 +5,12 @@
 //! transposed views, partial rotary dims, custom frequencies, per-row offsets, grouped
 //! heads, keys and values that are views of a longer cache. Gradients through the routes
 //! are MLX's own (the fallback differentiated), checked here against the fallback's.
+//! RMS norm, rotary positions and the SiLU gate give the fallback's bits exactly (same
+//! operations, same order, MLX's own exp/sin/cos/sigmoid); attention sums in another order.
 use mlxrun::mlx::fast::{self, AttentionMask, RopeFreqs, RopeOffset};
 use mlxrun::mlx::{ops, random, transforms, Array, Dtype};
 use mlxrun::Result;
 
-/// Relative to the largest magnitude: summation order and rounding only.
-const TOL: f32 = 2e-6;
 
 fn randn(shape: &[i32], seed: u64) -> Array {
     random::normal(shape, Dtype::F32, 0.0, 1.0, Some(&random::key(seed).unwrap())).unwrap()
@@ -55,7 +55,7 @@ fn rms_norm_matches_mlx() {
     ];
     for (what, x, w) in &cases {
         let (ours, theirs) = both(|| fast::rms_norm(x, w.as_ref(), 1e-5));
-        close(&ours, &theirs, TOL, what);
+        close(&ours, &theirs, 0.0, what);
     }
 }
 
@@ -84,9 +84,7 @@ fn rope_matches_mlx() {
     ];
     for (what, f) in &cases {
         let (ours, theirs) = both(f);
-        // Angles of far positions are large: sin and cos of the same f32 angle, but the
-        // rounding of the products is relative to 1, not to the tiny values.
-        close(&ours, &theirs, TOL, what);
+        close(&ours, &theirs, 0.0, what);
     }
 }
 
@@ -104,6 +102,11 @@ fn decode_attention_matches_mlx() {
             close(&ours, &theirs, 1e-5, &format!("{s} keys, batch {b}, {hq} query heads"));
         }
     }
+    // Keys as a transposed view (their strides are known only when evaluated).
+    let (q, kt, v) = (randn(&[2, 4, 1, 64], 43), randn(&[2, 2, 64, 13], 44), randn(&[2, 2, 13, 64], 45));
+    let k = kt.swapaxes(2, 3).unwrap();
+    let (ours, theirs) = both(|| fast::scaled_dot_product_attention(&q, &k, &v, 0.125, AttentionMask::None, None));
+    close(&ours, &theirs, 1e-5, "transposed keys");
     // Values narrower than the keys.
     let (q, k, v) = (randn(&[1, 4, 1, 32], 40), randn(&[1, 2, 50, 32], 41), randn(&[1, 2, 50, 16], 42));
     let (ours, theirs) = both(|| fast::scaled_dot_product_attention(&q, &k, &v, 0.3, AttentionMask::None, None));
@@ -140,4 +143,28 @@ fn gradients_are_mlx_compositions() {
             assert!((p - q).abs() <= 1e-5 * scale, "gradient {i}, element {j}: ours {p}, MLX's {q}");
         }
     }
+}
+
+#[test]
+fn silu_gate_is_mlx_bit_for_bit() {
+    // MLX's own sigmoid, each product rounded as the separate ops round it: equal bits.
+    let stacked = randn(&[1, 1, 3072], 70).mul_scalar(4.0).unwrap();
+    let cases: Vec<(&str, Array, Array)> = vec![
+        ("decode row", randn(&[1, 1, 1536], 71).mul_scalar(6.0).unwrap(), randn(&[1, 1, 1536], 72)),
+        ("prefill rows", randn(&[2, 9, 96], 73), randn(&[2, 9, 96], 74)),
+        ("halves of a stacked product", stacked.slice_axis(2, 0, 1536).unwrap(), stacked.slice_axis(2, 1536, 3072).unwrap()),
+        ("transposed", randn(&[8, 5], 75).transpose(&[]).unwrap(), randn(&[5, 8], 76)),
+    ];
+    for (what, g, u) in &cases {
+        let (ours, theirs) = both(|| ops::silu_mul(g, u));
+        close(&ours, &theirs, 0.0, what);
+    }
+    let (g, u, cot) = (randn(&[3, 40], 77), randn(&[3, 40], 78), randn(&[3, 40], 79));
+    let grads = |on: bool| -> Vec<Vec<f32>> {
+        ops::set_cpu_fast_kernels(on).unwrap();
+        let (_, gr) = transforms::vjp(|p: &[Array]| Ok(vec![ops::silu_mul(&p[0], &p[1])?]), &[&g, &u], &[&cot]).unwrap();
+        ops::set_cpu_fast_kernels(true).unwrap();
+        gr.iter().map(|a| a.to_vec::<f32>().unwrap()).collect()
+    };
+    assert_eq!(grads(true), grads(false), "gradients through the SiLU gate");
 }

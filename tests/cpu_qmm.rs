@@ -72,11 +72,64 @@ fn sweep(code: &str) {
 fn matches_mlx_over_odd_shapes_on_both_codes() {
     let _g = serial();
     let was = cpu_qmm::set_portable(false);
+    let act8 = cpu_qmm::set_int8_activations(false);
     eprintln!("vector code: {}", cpu_qmm::isa());
     sweep(cpu_qmm::isa());
     cpu_qmm::set_portable(true);
     assert_eq!(cpu_qmm::isa(), "scalar");
     sweep("scalar");
+    cpu_qmm::set_portable(was);
+    cpu_qmm::set_int8_activations(act8);
+}
+
+/// With int8 activations (single-row products on AVX2), an output moves from MLX's by the
+/// rounding of x at most: Σ_k |w_nk|·d(k)/2, d(k) the max |x| of k's block of 32 over 127,
+/// plus summation rounding. Rows past the single-row kernel's (prefill) stay f32.
+#[test]
+fn int8_activations_stay_within_their_rounding_bound() {
+    let _g = serial();
+    let was = cpu_qmm::set_portable(false);
+    if cpu_qmm::isa() != "avx2" {
+        eprintln!("no AVX2 here: int8 activations are not used");
+        cpu_qmm::set_portable(was);
+        return;
+    }
+    let act8 = cpu_qmm::set_int8_activations(true);
+    let (mut seed, mut worst, mut moved) = (500, 0f32, 0f32);
+    for bits in [4, 8] {
+        for group_size in [32, 64, 128] {
+            for (n, k) in [(17, group_size), (97, 384), (40, 3 * group_size)] {
+                let q = packed(n, k, group_size, bits, seed);
+                let w = q.dequantize(Some(Dtype::F32)).unwrap().to_vec::<f32>().unwrap();
+                for m in [1, 2, 3] {
+                    seed += 1;
+                    // Uneven magnitudes within a block, as activations have.
+                    let x = normal(&[m, k], seed).mul(&normal(&[m, k], seed + 1000).exp().unwrap()).unwrap();
+                    let (got, want) = (ours(&x, &q).to_vec::<f32>().unwrap(), mlx(&x, &q).to_vec::<f32>().unwrap());
+                    let xs = x.to_vec::<f32>().unwrap();
+                    let (nu, ku) = (n as usize, k as usize);
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        let (r, j) = (i / nu, i % nu);
+                        let xr = &xs[r * ku..(r + 1) * ku];
+                        let d = |t: usize| xr[t / 32 * 32..t / 32 * 32 + 32].iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                        let rounding: f32 = (0..ku).map(|t| w[j * ku + t].abs() * d(t) / 2.0).sum();
+                        let sums: f32 = (0..ku).map(|t| (w[j * ku + t] * xr[t]).abs()).sum();
+                        let what = format!("bits {bits}, group {group_size}, M {m}, N {n}, K {k}, output {i}");
+                        assert!((a - b).abs() <= rounding + 1e-5 * sums + 1e-6, "{what}: {a} vs MLX's {b}, bound {rounding}");
+                        worst = worst.max((a - b).abs() / rounding);
+                        moved = moved.max((a - b).abs());
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("int8 activations: largest difference {moved:e}, {worst:.3} of the rounding bound");
+    // The route was taken: rounding x moves the results by more than summation order would.
+    assert!(moved > 1e-4, "int8 activations changed nothing: the f32 kernel ran");
+    let x = normal(&[7, 128], 9);
+    let q = packed(33, 128, 32, 4, 10);
+    assert_close(&ours(&x, &q), &mlx(&x, &q), &x, &q, "seven rows, int8 activations on");
+    cpu_qmm::set_int8_activations(act8);
     cpu_qmm::set_portable(was);
 }
 
@@ -120,6 +173,7 @@ fn refuses_what_it_does_not_compute() {
 #[test]
 fn gradient_in_the_activations_matches_mlx() {
     use mlxrun::mlx::value_and_grad;
+    let _g = serial();
     let q = packed(33, 128, 32, 4, 11);
     let x = normal(&[3, 128], 12);
     let b = q.biases.clone().unwrap();

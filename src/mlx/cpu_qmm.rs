@@ -52,6 +52,15 @@ pub fn set_portable(portable: bool) -> bool {
     unsafe { ffi::shim_cpu_qmm_set_portable(portable as i32) != 0 }
 }
 
+/// Makes single-row products (decode) quantize their activations to int8 per block of 32
+/// and multiply in integers, as llama.cpp does (`true`), or multiply in f32; returns the
+/// previous setting. About twice the speed of the f32 kernel, and y moves by at most
+/// Σ_k |w_k|·d(k)/2 (d = a block's max |x| / 127). AVX2 only (the portable code stays f32).
+/// Starts from `MLXRUN_CPU_QMM_ACT=int8`; process-wide.
+pub fn set_int8_activations(on: bool) -> bool {
+    unsafe { ffi::shim_cpu_qmm_set_int8_activations(on as i32) != 0 }
+}
+
 /// The code the kernels run now: `"avx2"` or `"scalar"`.
 pub fn isa() -> &'static str {
     unsafe { CStr::from_ptr(ffi::shim_cpu_qmm_isa()) }.to_str().unwrap_or("?")

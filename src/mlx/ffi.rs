@@ -139,6 +139,7 @@ extern "C" {
     ) -> c_int;
     pub fn shim_cpu_gemv_active(out: *mut c_int) -> c_int;
     pub fn shim_cpu_fast_set_thread(on: c_int, was: *mut c_int) -> c_int;
+    pub fn shim_silu_mul(g: *const shim_array, u: *const shim_array, out: *mut *mut shim_array) -> c_int;
     pub fn shim_tri(
         which: c_int,
         a: *const shim_array,
@@ -380,6 +381,7 @@ extern "C" {
         out: *mut *mut shim_array,
     ) -> c_int;
     pub fn shim_cpu_qmm_set_portable(portable: c_int) -> c_int;
+    pub fn shim_cpu_qmm_set_int8_activations(on: c_int) -> c_int;
     pub fn shim_cpu_qmm_isa() -> *const c_char;
 
     pub fn shim_random_seed(seed: u64) -> c_int;

@@ -370,6 +370,12 @@ pub fn cpu_gemv_active() -> Result<bool> {
     Ok(on != 0)
 }
 
+/// `g * sigmoid(g) * u`, SwiGLU's gate: on the CPU one graph node instead of three (see
+/// [`set_cpu_fast_kernels`]), with the same values; elsewhere the three ops.
+pub fn silu_mul(g: &Array, u: &Array) -> Result<Array> {
+    new_array(|out| unsafe { ffi::shim_silu_mul(g.as_ptr(), u.as_ptr(), out) })
+}
+
 /// Turns the CPU's one-node kernels for `fast::rms_norm`, `fast::rope` and single-query
 /// attention on or off for graphs built on the calling thread, and says whether they were
 /// on. MLX has no CPU implementation of its fast kernels and builds each from 11-29 ordinary

@@ -53,10 +53,14 @@ impl Activation {
     /// GELU) and the product run there as one compiled kernel. A compiled kernel rounds each
     /// intermediate to its op's dtype as the separate kernels do, so the result is the same
     /// (mlx-lm compiles the activation alone, and multiplies separately). On the CPU, MLX
-    /// compiles by running a C++ compiler at run time, so there the ops run one by one.
+    /// compiles by running a C++ compiler at run time, so there the ops run one by one,
+    /// except SiLU's, which the shim computes as one node (same values).
     pub fn gated(self, gate: &Array, up: &Array) -> Result<Array> {
         if Device::default_device()? == Device::cpu() {
-            return self.apply(gate)?.mul(up);
+            return match self {
+                Activation::Silu if gate.shape() == up.shape() => crate::mlx::ops::silu_mul(gate, up),
+                _ => self.apply(gate)?.mul(up),
+            };
         }
         thread_local! {
             // One compiled function per activation and thread: MLX keeps its traces per

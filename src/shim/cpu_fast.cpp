@@ -130,16 +130,17 @@ class CpuRmsNorm : public CpuCustom {
       const int64_t xs = x.strides().back();
       const float* wp = w.data<float>();
       const int64_t ws = w.ndim() == 0 ? 0 : w.strides()[0];
-      // mean(x²) as MLX's mean does it: the sum times 1/D.
+      // mean(x²) as MLX's ops compute it on this CPU: each square rounded, summed one
+      // after another (MLX's x86 build reduces one lane at a time), times 1/D. The same
+      // bits as the fallback, so a quantized KV cache rounds the same keys the same way.
       const float inv_d = 1.0f / static_cast<float>(D);
       for (int64_t r = 0; r < rows; ++r) {
         const float* xr = x.data<float>() + offset_of(x, r, 1);
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int k = 0;
-        for (; k + 8 <= D; k += 8)
-          for (int j = 0; j < 8; ++j) acc[j] += xr[(k + j) * xs] * xr[(k + j) * xs];
-        float ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for (; k < D; ++k) ss += xr[k * xs] * xr[k * xs];
+        float ss = 0.f;
+        for (int k = 0; k < D; ++k) {
+          const float sq = xr[k * xs] * xr[k * xs];
+          ss += sq;
+        }
         const float n = mx::detail::Rsqrt{}(ss * inv_d + eps);
         float* yr = y + r * D;
         for (int i = 0; i < D; ++i) yr[i] = (xr[i * xs] * n) * wp[i * ws];
@@ -233,6 +234,35 @@ class CpuRope : public CpuCustom {
   float scale_;
 };
 
+// ---- SiLU gate -----------------------------------------------------------------------------
+
+// silu(g) · u, each step rounded as MLX's separate sigmoid, multiply and multiply are,
+// with MLX's own sigmoid: the same bits as the three nodes it replaces.
+class CpuSiluMul : public CpuCustom {
+ public:
+  using CpuCustom::CpuCustom;
+
+  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
+    auto& out = outs[0];
+    prepare(stream(), in, out).dispatch([g = mx::array::unsafe_weak_copy(in[0]), u = mx::array::unsafe_weak_copy(in[1]),
+                                         y = out.data<float>()]() {
+      const int64_t n = static_cast<int64_t>(g.size());
+      const bool dense = g.flags().row_contiguous && u.flags().row_contiguous;
+      const float* gp = g.data<float>();
+      const float* up = u.data<float>();
+      for (int64_t i = 0; i < n; ++i) {
+        const float gv = dense ? gp[i] : gp[offset_of(g, i)];
+        const float uv = dense ? up[i] : up[offset_of(u, i)];
+        const float a = gv * mx::detail::Sigmoid{}(gv);
+        y[i] = a * uv;
+      }
+    });
+  }
+
+  const char* name() const override { return "CpuSiluMul"; }
+  bool is_equivalent(const mx::Primitive&) const override { return true; }
+};
+
 // ---- Single-query attention ----------------------------------------------------------------
 
 FAST_CLONES float dot(const float* a, const float* b, int n) {
@@ -271,9 +301,18 @@ class CpuDecodeAttention : public CpuCustom {
         for (int d = 0; d < D; ++d) qs[d] = scale * qr[d * q.strides()[3]];
         const float* kb = k.data<float>() + b * k.strides()[0] + kvh * k.strides()[1];
         const float* vb = v.data<float>() + b * v.strides()[0] + kvh * v.strides()[1];
+        // Rows whose elements are not adjacent (a transposed view: strides are known only
+        // now, at evaluation) are gathered first.
+        const int64_t ks = k.strides()[3], vs = v.strides()[3];
+        std::vector<float> row(ks == 1 && vs == 1 ? 0 : std::max(D, Dv));
+        auto gathered = [&row](const float* src, int64_t stride, int n) -> const float* {
+          if (stride == 1) return src;
+          for (int d = 0; d < n; ++d) row[d] = src[d * stride];
+          return row.data();
+        };
         float m = -INFINITY;
         for (int j = 0; j < S; ++j) {
-          p[j] = dot(qs.data(), kb + j * k.strides()[2], D);
+          p[j] = dot(qs.data(), gathered(kb + j * k.strides()[2], ks, D), D);
           m = std::max(m, p[j]);
         }
         float sum = 0.f;
@@ -281,7 +320,7 @@ class CpuDecodeAttention : public CpuCustom {
         const float norm = 1.0f / sum;
         float* yr = y + static_cast<int64_t>(i) * Dv;
         std::fill(yr, yr + Dv, 0.f);
-        for (int j = 0; j < S; ++j) axpy(p[j] * norm, vb + j * v.strides()[2], yr, Dv);
+        for (int j = 0; j < S; ++j) axpy(p[j] * norm, gathered(vb + j * v.strides()[2], vs, Dv), yr, Dv);
       };
       const int n = B * Hq;
       if (static_cast<int64_t>(n) * S * (D + Dv) >= kMinParallelWork)
@@ -345,6 +384,17 @@ std::optional<mx::array> cpu_rope(const mx::array& x, int dims, bool traditional
                    std::move(inputs));
 }
 
+std::optional<mx::array> cpu_silu_mul(const mx::array& g, const mx::array& u) {
+  auto s = cpu_stream();
+  if (!cpu_fast_enabled() || !on_cpu(s) || g.dtype() != mx::float32 || u.dtype() != mx::float32 ||
+      g.shape() != u.shape())
+    return std::nullopt;
+  auto fallback = [s](std::vector<mx::array> in) {
+    return std::vector<mx::array>{mx::multiply(mx::multiply(in[0], mx::sigmoid(in[0], s), s), in[1], s)};
+  };
+  return mx::array(g.shape(), mx::float32, std::make_shared<CpuSiluMul>(s, fallback), {g, u});
+}
+
 std::optional<mx::array> cpu_decode_attention(const mx::array& q, const mx::array& k, const mx::array& v,
                                               float scale) {
   auto s = cpu_stream();
@@ -353,7 +403,7 @@ std::optional<mx::array> cpu_decode_attention(const mx::array& q, const mx::arra
     if (a->dtype() != mx::float32 || a->ndim() != 4) return std::nullopt;
   if (q.shape(2) != 1 || k.shape(0) != q.shape(0) || v.shape(0) != q.shape(0) || k.shape(1) != v.shape(1) ||
       k.shape(2) != v.shape(2) || k.shape(3) != q.shape(3) || k.shape(1) == 0 || q.shape(1) % k.shape(1) != 0 ||
-      k.shape(2) == 0 || k.strides()[3] != 1 || v.strides()[3] != 1)
+      k.shape(2) == 0)
     return std::nullopt;
   auto fallback = [scale, s](std::vector<mx::array> in) {
     return std::vector<mx::array>{

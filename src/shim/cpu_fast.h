@@ -1,4 +1,5 @@
-// RMS norm, rotary positions and single-query attention on the CPU as one graph node each.
+// RMS norm, rotary positions, single-query attention and the SiLU gate on the CPU as one
+// graph node each.
 //
 // MLX's fast:: kernels have no CPU implementation: on the CPU, mx::fast::rms_norm, rope and
 // scaled_dot_product_attention return their fallback, a composition of ordinary ops (11, 29
@@ -33,9 +34,13 @@ std::optional<mlx::core::array> cpu_rope(const mlx::core::array& x, int dims, bo
                                          const mlx::core::array& offset,
                                          const std::optional<mlx::core::array>& freqs);
 
+// g · sigmoid(g) · u (SwiGLU's gate) for float32 g and u of one shape: MLX's three nodes
+// (sigmoid, multiply, multiply) as one, with the same values.
+std::optional<mlx::core::array> cpu_silu_mul(const mlx::core::array& g, const mlx::core::array& u);
+
 // mx::fast::scaled_dot_product_attention(q, k, v, scale) without a mask or sinks, for one
-// query position (q [B, Hq, 1, D], k [B, Hkv, S, D], v [B, Hkv, S, Dv], float32, keys and
-// values contiguous along their last axis): a decode step's attention.
+// query position (q [B, Hq, 1, D], k [B, Hkv, S, D], v [B, Hkv, S, Dv], float32, at any
+// strides): a decode step's attention.
 std::optional<mlx::core::array> cpu_decode_attention(const mlx::core::array& q,
                                                      const mlx::core::array& k,
                                                      const mlx::core::array& v, float scale);

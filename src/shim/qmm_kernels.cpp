@@ -12,6 +12,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "work_pool.h"
@@ -40,6 +43,21 @@ constexpr int kBlockBytes = 128 * 1024;
 constexpr long kMinParallelWork = 1 << 15;
 
 std::atomic<int> g_isa{0};
+// Whether single-row products quantize their activations to int8 (see gemv8_tile):
+// -1 not yet read from MLXRUN_CPU_QMM_ACT, else 0 or 1.
+std::atomic<int> g_act8{-1};
+
+bool act8() {
+  int v = g_act8.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* env = std::getenv("MLXRUN_CPU_QMM_ACT");
+    v = env && std::string(env) == "int8" ? 1 : 0;
+    int expected = -1;
+    g_act8.compare_exchange_strong(expected, v);
+    v = g_act8.load(std::memory_order_relaxed);
+  }
+  return v == 1;
+}
 
 bool cpu_has_avx2() {
 #if QMM_HAVE_AVX2_CODE
@@ -151,6 +169,121 @@ QMM_AVX2 void gemv_rows(const Problem& p, const float* xsum, int n0, int n1) {
     for (int m = 0; m < p.M; ++m)
       gemv_tile<1, BITS>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G, n,
                          p.y + static_cast<size_t>(m) * p.N + n);
+}
+
+// ---- single-row kernels on int8 activations --------------------------------------------
+// The activation row is quantized per block of 32 to int8 (xq = round(x / d), d = max|x| /
+// 127), as llama.cpp's Q8 activations are, and each block's dot product with the packed
+// values is taken in integers: _mm256_maddubs_epi16 multiplies 32 unsigned 8-bit weights by
+// 32 signed activations and adds adjacent pairs (at most 2·15·127 for 4 bits, 2·128·127 for
+// 8 bits with the values made signed: no saturation). That is about a quarter of the
+// instructions of unpacking to f32. Each block's integer sum is scaled by s_g·d once; the
+// bias part Σ_g b_g Σx keeps the exact f32 sums. The cost is the rounding of x: each
+// element moves by at most d/2, so y moves by at most Σ_k |w_k| d(k)/2.
+
+// One activation row quantized: per 32-block scale d, int8 values (for 4 bits permuted to
+// even values then odd values, matching how a block's 16 packed bytes unpack), and Σ xq.
+struct Act8 {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> qsum;
+};
+
+QMM_AVX2 void quantize_act8(const float* x, int K, int bits, Act8& a) {
+  const int blocks = K / 32;
+  a.q.resize(K);
+  a.d.resize(blocks);
+  a.qsum.resize(blocks);
+  for (int b = 0; b < blocks; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0;
+    for (int k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(xb[k]));
+    const float d = amax / 127.f, inv = amax > 0 ? 127.f / amax : 0.f;
+    a.d[b] = d;
+    int32_t sum = 0;
+    int8_t* qb = a.q.data() + b * 32;
+    for (int k = 0; k < 32; ++k) {
+      const int v = static_cast<int>(std::nearbyint(xb[k] * inv));
+      // Value k goes where the unpacked weights put it: 4-bit blocks unpack to the low
+      // nibbles (values 0, 2, …, 30) then the high ones (1, 3, …, 31).
+      const int at = bits == 4 ? (k % 2) * 16 + k / 2 : k;
+      qb[at] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    a.qsum[b] = sum;
+  }
+}
+
+// The 32 values of block b of a packed row as unsigned bytes, in Act8's order; for 8 bits
+// made signed (q − 128), which the caller corrects with 128·Σ xq.
+template <int BITS>
+QMM_AVX2 inline __m256i load32(const uint32_t* row, int b) {
+  if constexpr (BITS == 4) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 4));
+    const __m128i lo = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+    return _mm256_set_m128i(hi, lo);
+  } else {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + b * 8));
+    return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+}
+
+// Σ over a block of weight byte × activation int8, as 8 int32 lanes.
+template <int BITS>
+QMM_AVX2 inline __m256i dot32(__m256i w, __m256i xq) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (BITS == 4) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, xq), ones);
+  } else {
+    // Signed × signed through the unsigned × signed instruction: |w| and x with w's sign.
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xq, w)), ones);
+  }
+}
+
+template <int NR, int BITS>
+QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int n, float* y) {
+  const int G = p.K / p.group_size, words = p.K * BITS / 32, per_group = p.group_size / 32;
+  const uint32_t* w[NR];
+  const float *s[NR], *bi[NR];
+  __m256 acc[NR];
+  float scalar[NR];
+  QMM_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    w[r] = p.w + static_cast<size_t>(n + r) * words;
+    s[r] = p.scales + static_cast<size_t>(n + r) * G;
+    bi[r] = p.biases + static_cast<size_t>(n + r) * G;
+    acc[r] = _mm256_setzero_ps();
+    scalar[r] = 0;
+  }
+  for (int g = 0; g < G; ++g) {
+    for (int j = 0; j < per_group; ++j) {
+      const int b = g * per_group + j;
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + b * 32));
+      QMM_UNROLL
+      for (int r = 0; r < NR; ++r) {
+        const float sd = s[r][g] * a.d[b];
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32<BITS>(load32<BITS>(w[r], b), xq)), _mm256_set1_ps(sd), acc[r]);
+        if constexpr (BITS == 8) scalar[r] += sd * static_cast<float>(128 * a.qsum[b]);
+      }
+    }
+    QMM_UNROLL
+    for (int r = 0; r < NR; ++r) scalar[r] += bi[r][g] * xsum[g];
+  }
+  QMM_UNROLL
+  for (int r = 0; r < NR; ++r) y[r] = hsum(acc[r]) + scalar[r];
+}
+
+template <int BITS>
+QMM_AVX2 void gemv8_rows(const Problem& p, const std::vector<Act8>& acts, const float* xsum, int n0, int n1) {
+  const int G = p.K / p.group_size;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4)
+    for (int m = 0; m < p.M; ++m)
+      gemv8_tile<4, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n, p.y + static_cast<size_t>(m) * p.N + n);
+  for (; n < n1; ++n)
+    for (int m = 0; m < p.M; ++m)
+      gemv8_tile<1, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n, p.y + static_cast<size_t>(m) * p.N + n);
 }
 
 // Rows n0..n0+nb of W unpacked to f32 and transposed into out: out[k * ld + j] is row
@@ -270,6 +403,12 @@ bool supports(int K, int group_size, int bits) {
 
 int set_isa(int isa) { return g_isa.exchange(isa); }
 
+int set_int8_activations(int on) {
+  const int was = act8() ? 1 : 0;
+  g_act8.store(on ? 1 : 0);
+  return was;
+}
+
 const char* isa_name() { return use_avx2() ? "avx2" : "scalar"; }
 
 void matmul(const Problem& p) {
@@ -277,7 +416,14 @@ void matmul(const Problem& p) {
   const int threads = pool_threads();
 #if QMM_HAVE_AVX2_CODE
   if (use_avx2()) {
-    if (p.M <= kMaxGemvRows) {
+    if (p.M <= kMaxGemvRows && act8()) {
+      const std::vector<float> xsum = group_sums(p);
+      std::vector<Act8> acts(p.M);
+      for (int m = 0; m < p.M; ++m) quantize_act8(p.x + static_cast<size_t>(m) * p.K, p.K, p.bits, acts[m]);
+      over_columns(p, (p.N + 4 * threads - 1) / (4 * threads), [&](int n0, int n1) {
+        p.bits == 4 ? gemv8_rows<4>(p, acts, xsum.data(), n0, n1) : gemv8_rows<8>(p, acts, xsum.data(), n0, n1);
+      });
+    } else if (p.M <= kMaxGemvRows) {
       const std::vector<float> xsum = group_sums(p);
       // A few chunks per thread, so that a thread slowed by other work does not hold up the rest.
       over_columns(p, (p.N + 4 * threads - 1) / (4 * threads), [&](int n0, int n1) {

@@ -30,6 +30,12 @@ void matmul(const Problem& p);
 // portable scalar code. For tests of the fallback; returns the previous setting.
 int set_isa(int isa);
 
+// Whether single-row products (decode) quantize each activation row to int8 per block of
+// 32 and multiply in integers (about 2x faster, at the cost of rounding the activations:
+// see qmm_kernels.cpp); AVX2 only. Starts from MLXRUN_CPU_QMM_ACT (int8 turns it on);
+// returns the previous setting. Process-wide.
+int set_int8_activations(int on);
+
 // The code the kernels run now: "avx2" or "scalar".
 const char* isa_name();
 

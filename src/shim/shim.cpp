@@ -424,6 +424,14 @@ int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, fl
   })
 }
 
+int shim_silu_mul(const shim_array* g, const shim_array* u, shim_array** out) {
+  SHIM_TRY({
+    // One node on the CPU (cpu_fast.h); elsewhere the ops it stands for.
+    auto fast = mlxrun::cpu_silu_mul(A(g), A(u));
+    put(out, fast ? std::move(*fast) : mx::multiply(mx::multiply(A(g), mx::sigmoid(A(g))), A(u)));
+  })
+}
+
 int shim_cpu_fast_set_thread(int on, int* was) {
   SHIM_TRY({
     if (!was) throw std::invalid_argument("null output pointer");
@@ -624,6 +632,7 @@ int shim_cpu_quantized_matmul(const shim_array* x, const shim_array* w, const sh
   SHIM_TRY(put(out, mlxrun_shim::cpu_quantized_matmul(A(x), A(w), A(scales), A(biases), group_size, bits)))
 }
 int shim_cpu_qmm_set_portable(int portable) { return mlxrun_shim::qmm::set_isa(portable ? 1 : 0); }
+int shim_cpu_qmm_set_int8_activations(int on) { return mlxrun_shim::qmm::set_int8_activations(on); }
 const char* shim_cpu_qmm_isa(void) { return mlxrun_shim::qmm::isa_name(); }
 
 // ---- random -----------------------------------------------------------------------------------

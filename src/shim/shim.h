@@ -103,6 +103,8 @@ int shim_cpu_gemv_active(int* out);
 // graphs built on the calling thread; *was is 1 when they were on (which also needs the
 // platform and MLXRUN_CPU_FAST to allow them).
 int shim_cpu_fast_set_thread(int on, int* was);
+// g * sigmoid(g) * u: one graph node on the CPU (cpu_fast.h), MLX's three ops elsewhere.
+int shim_silu_mul(const shim_array* g, const shim_array* u, shim_array** out);
 
 // ---- shape and indexing -----------------------------------------------------------------
 int shim_reshape(const shim_array* a, const int32_t* shape, size_t ndim, shim_array** out);
@@ -183,6 +185,8 @@ int shim_cpu_quantized_matmul(const shim_array* x, const shim_array* w, const sh
 // Makes those kernels run their portable code (1) or the best the CPU has (0); returns the
 // previous setting.
 int shim_cpu_qmm_set_portable(int portable);
+// Int8 activations for single-row products on/off (qmm_kernels.h); returns the previous setting.
+int shim_cpu_qmm_set_int8_activations(int on);
 // The code those kernels run now: "avx2" or "scalar" (a static string).
 const char* shim_cpu_qmm_isa(void);
 
