@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "work_pool.h"
@@ -157,18 +158,24 @@ QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int
   for (int r = 0; r < NR; ++r) y[r] = hsum(acc[r]) + bias_part[r];
 }
 
+// Calls tile(NR, m, n) for output columns n0..n1 of every activation row m: in groups of
+// four columns (NR = 4, a std::integral_constant), then one at a time.
+template <class Tile>
+void by_column_tiles(const Problem& p, int n0, int n1, Tile&& tile) {
+  int n = n0;
+  for (; n + 4 <= n1; n += 4)
+    for (int m = 0; m < p.M; ++m) tile(std::integral_constant<int, 4>{}, m, n);
+  for (; n < n1; ++n)
+    for (int m = 0; m < p.M; ++m) tile(std::integral_constant<int, 1>{}, m, n);
+}
+
 template <int BITS>
 QMM_AVX2 void gemv_rows(const Problem& p, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size;
-  int n = n0;
-  for (; n + 4 <= n1; n += 4)
-    for (int m = 0; m < p.M; ++m)
-      gemv_tile<4, BITS>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G, n,
-                         p.y + static_cast<size_t>(m) * p.N + n);
-  for (; n < n1; ++n)
-    for (int m = 0; m < p.M; ++m)
-      gemv_tile<1, BITS>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G, n,
-                         p.y + static_cast<size_t>(m) * p.N + n);
+  by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
+    gemv_tile<decltype(nr)::value, BITS>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G, n,
+                                         p.y + static_cast<size_t>(m) * p.N + n);
+  });
 }
 
 // ---- single-row kernels on int8 activations --------------------------------------------
@@ -277,13 +284,10 @@ QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int
 template <int BITS>
 QMM_AVX2 void gemv8_rows(const Problem& p, const std::vector<Act8>& acts, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size;
-  int n = n0;
-  for (; n + 4 <= n1; n += 4)
-    for (int m = 0; m < p.M; ++m)
-      gemv8_tile<4, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n, p.y + static_cast<size_t>(m) * p.N + n);
-  for (; n < n1; ++n)
-    for (int m = 0; m < p.M; ++m)
-      gemv8_tile<1, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n, p.y + static_cast<size_t>(m) * p.N + n);
+  by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
+    gemv8_tile<decltype(nr)::value, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n,
+                                          p.y + static_cast<size_t>(m) * p.N + n);
+  });
 }
 
 // Rows n0..n0+nb of W unpacked to f32 and transposed into out: out[k * ld + j] is row
