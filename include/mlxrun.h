@@ -703,7 +703,8 @@ typedef struct mlxrun_load_params {
   int32_t quantize_mode;
   /**
    * `MLXRUN_KEEP_QUANTIZED_*`: whether quantized weights (an mlx-lm quantized
-   * checkpoint, GGUF Q4_0/Q4_1/Q8_0/Q4_K tensors, `quantize_bits`) stay packed.
+   * checkpoint, GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K tensors, `quantize_bits`) stay
+   * packed.
    */
   int32_t keep_quantized;
   /**

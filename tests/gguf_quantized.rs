@@ -1,8 +1,9 @@
 //! SmolLM2-135M-Instruct's Q4_1 GGUF (Q8_0 embedding) kept quantized: greedy tokens equal
 //! mlx-lm's on the same weights as MLX's own GGUF reader packs them, `convert
 //! --keep-quantized` writes exactly that packing, and the weight memory of each form.
-//! References: scripts/gguf_quant_refs.py. And a small Q4_K-mixed file written here: its
-//! Q4_K matrices kept packed unpack to exactly the dequantized load's values.
+//! References: scripts/gguf_quant_refs.py. And small files mixing Q4_K, Q5_0, Q5_1, Q5_K,
+//! Q8_0 and f32 matrices written here: the matrices kept packed unpack to exactly the
+//! dequantized load's values.
 mod common;
 
 use std::collections::BTreeMap;
@@ -108,10 +109,29 @@ fn weight_memory_of_smollm2_by_format() {
     assert!((0.33..0.40).contains(&ratio), "kept quantized / bf16 = {ratio}: {sizes:?}");
 }
 
-/// A one-layer llama (hidden 256, one k-quant super-block per row) mixing types as llama.cpp's
-/// `_K_M` files do: Q4_K matrices (the embedding, q and k — whose rows llama.cpp permutes —
-/// and the MLP), a Q8_0 one (v) and an f32 one (o).
-fn q4_k_mixed_llama() -> PathBuf {
+/// The matrices of a one-layer llama (hidden 256, one k-quant super-block per row): GGUF
+/// name, HF prefix, rows, columns. q and k are the ones whose rows llama.cpp permutes.
+const MATRICES: [(&str, &str, u64, u64); 8] = [
+    ("token_embd", "model.embed_tokens", 4, 256),
+    ("blk.0.attn_q", "model.layers.0.self_attn.q_proj", 256, 256),
+    ("blk.0.attn_k", "model.layers.0.self_attn.k_proj", 128, 256),
+    ("blk.0.attn_v", "model.layers.0.self_attn.v_proj", 128, 256),
+    ("blk.0.attn_output", "model.layers.0.self_attn.o_proj", 256, 256),
+    ("blk.0.ffn_gate", "model.layers.0.mlp.gate_proj", 512, 256),
+    ("blk.0.ffn_up", "model.layers.0.mlp.up_proj", 512, 256),
+    ("blk.0.ffn_down", "model.layers.0.mlp.down_proj", 256, 512),
+];
+
+const F32: u32 = 0;
+const Q5_0: u32 = 6;
+const Q5_1: u32 = 7;
+const Q8_0: u32 = 8;
+const Q4_K: u32 = 12;
+const Q5_K: u32 = 13;
+
+/// That llama with its matrices of the GGML types `types` (in `MATRICES`' order), mixed as
+/// llama.cpp's `_K_M` files mix them, written as `file`.
+fn mixed_llama(file: &str, types: [u32; 8]) -> PathBuf {
     let (mut kvs, _) = gguf_writer::tiny_llama("llama");
     for (k, v) in kvs.iter_mut() {
         match *k {
@@ -120,54 +140,48 @@ fn q4_k_mixed_llama() -> PathBuf {
             _ => {}
         }
     }
-    let (f32_, q8_0, q4_k) = (0, 8, 12);
-    let t = gguf_writer::random_tensor;
-    let tensors = vec![
-        t("token_embd.weight", q4_k, 4, 256, 1),
-        gguf_writer::f32_tensor("output_norm.weight", 1, 256, 1.0),
-        gguf_writer::f32_tensor("blk.0.attn_norm.weight", 1, 256, 1.0),
-        t("blk.0.attn_q.weight", q4_k, 256, 256, 2),
-        t("blk.0.attn_k.weight", q4_k, 128, 256, 3),
-        t("blk.0.attn_v.weight", q8_0, 128, 256, 4),
-        t("blk.0.attn_output.weight", f32_, 256, 256, 5),
-        gguf_writer::f32_tensor("blk.0.ffn_norm.weight", 1, 256, 1.0),
-        t("blk.0.ffn_gate.weight", q4_k, 512, 256, 6),
-        t("blk.0.ffn_up.weight", q4_k, 512, 256, 7),
-        t("blk.0.ffn_down.weight", q4_k, 256, 512, 8),
-    ];
+    let mut tensors: Vec<_> = ["output_norm", "blk.0.attn_norm", "blk.0.ffn_norm"]
+        .map(|n| gguf_writer::f32_tensor(&format!("{n}.weight"), 1, 256, 1.0))
+        .into();
+    for (seed, ((name, _, rows, cols), ty)) in MATRICES.iter().zip(types).enumerate() {
+        tensors.push(gguf_writer::random_tensor(&format!("{name}.weight"), ty, *rows, *cols, seed as u64 + 1));
+    }
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gguf-tests");
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("q4_k_mixed.gguf");
+    let p = dir.join(file);
     std::fs::write(&p, gguf_writer::write(&kvs, &tensors)).unwrap();
     p
 }
 
-/// Q4_K kept packed (4-bit, group 32, float32 scales d·sc and biases −dmin·m) unpacks, in
-/// MLX's `dequantize`, to the dequantized load's values bit for bit, Q8_0 (8-bit, float16
-/// scales) too; the `quantization` config marks the Q8_0 matrix 8-bit and the f32 one dense;
-/// the model computes the same logits either way (to summation order).
-#[test]
-fn q4_k_kept_packed_unpacks_exactly() {
-    let _serial = serial();
-    let path = q4_k_mixed_llama();
+fn affine32(bits: i32) -> QuantParams {
+    QuantParams { group_size: 32, bits, mode: QuantMode::Affine }
+}
+
+/// The llama `mixed_llama(file, types)` kept packed: every packed matrix unpacks, in MLX's
+/// `dequantize`, to the dequantized load's values bit for bit, with its scales in float32
+/// for the K-quants and float16 for the others; the `quantization` config has
+/// `default_bits` and the per-layer entries `layers` (HF prefix, `None` for dense); the model
+/// computes the same logits either way (to summation order).
+fn check_kept_packed_unpacks_exactly(file: &str, types: [u32; 8], default_bits: i32, layers: &[(&str, Option<i32>)]) {
+    let path = mixed_llama(file, types);
     let f = GgufFile::open(&path).unwrap();
     let arch = gguf::arch::read(&f).unwrap();
     let (packed, cfg) = gguf::read_tensors(&f, &arch, true, &mut |_, _| {}).unwrap();
     let (dense, none) = gguf::read_tensors(&f, &arch, false, &mut |_, _| {}).unwrap();
     assert!(none.is_none());
     let cfg = cfg.unwrap();
-    let params = |bits| QuantParams { group_size: 32, bits, mode: QuantMode::Affine };
-    assert_eq!(cfg.default, params(4));
-    let layers: Vec<(&str, Option<QuantParams>)> = cfg.layers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(layers, [("model.layers.0.self_attn.o_proj", None), ("model.layers.0.self_attn.v_proj", Some(params(8)))]);
+    assert_eq!(cfg.default, affine32(default_bits));
+    let got_layers: Vec<(&str, Option<QuantParams>)> = cfg.layers.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let want_layers: Vec<(&str, Option<QuantParams>)> = layers.iter().map(|(k, b)| (*k, b.map(affine32))).collect();
+    assert_eq!(got_layers, want_layers);
 
     let packed: BTreeMap<String, Array> = packed.into_iter().collect();
     let dense: BTreeMap<String, Array> = dense.into_iter().collect();
     let mut checked = Vec::new();
-    for prefix in packed.keys().filter_map(|k| k.strip_suffix(".scales")) {
+    for ((_, prefix, _, _), ty) in MATRICES.iter().zip(types).filter(|(_, ty)| *ty != F32) {
         let p = cfg.for_layer(prefix).unwrap();
         let part = |k: &str| packed[&format!("{prefix}.{k}")].try_clone().unwrap();
-        let want_dtype = if p.bits == 4 { Dtype::F32 } else { Dtype::F16 };
+        let want_dtype = if matches!(ty, Q4_K | Q5_K) { Dtype::F32 } else { Dtype::F16 };
         assert_eq!(part("scales").dtype(), want_dtype, "{prefix}: scales");
         // In float32, as a model computing in float32 holds them (MLX unpacks in the scales'
         // dtype).
@@ -181,13 +195,35 @@ fn q4_k_kept_packed_unpacks_exactly() {
         assert_eq!(differ, 0, "{prefix}: {differ} of {} values differ", want.len());
         checked.push(prefix.to_string());
     }
-    assert_eq!(checked.len(), 7, "packed matrices: {checked:?}");
+    let packed_prefixes: Vec<&str> = packed.keys().filter_map(|k| k.strip_suffix(".scales")).collect();
+    assert_eq!(packed_prefixes.len(), checked.len(), "packed matrices: {packed_prefixes:?}");
 
     let opts = |keep| LoadOptions { dtype: Some(Dtype::F32), keep_quantized: Some(keep), ..LoadOptions::default() };
     let (kept, unpacked) = (load(&path, &opts(true)).unwrap(), load(&path, &opts(false)).unwrap());
     let q = kept.info().quantization.clone().unwrap();
-    assert_eq!((q.params, q.quantized_layers, q.dense_layers, q.kept), (params(4), 7, 1, true));
+    let n_dense = layers.iter().filter(|(_, b)| b.is_none()).count();
+    assert_eq!((q.params, q.quantized_layers, q.dense_layers, q.kept), (affine32(default_bits), checked.len() as i32, n_dense as i32, true));
     let tokens = [1, 2, 3, 1, 0, 2];
     let (a, b) = (forward_logits(kept.as_ref(), &tokens).unwrap(), forward_logits(unpacked.as_ref(), &tokens).unwrap());
     common::assert_close("logits, packed vs dequantized", &a, &b, 1e-4, 1e-4);
+}
+
+/// Q4_K (the embedding, q, k and the MLP) kept packed as 4-bit with float32 scales d·sc and
+/// biases −dmin·m, Q8_0 (v) as 8-bit with float16 scales, o left dense (f32).
+#[test]
+fn q4_k_kept_packed_unpacks_exactly() {
+    let _serial = serial();
+    let types = [Q4_K, Q4_K, Q4_K, Q8_0, F32, Q4_K, Q4_K, Q4_K];
+    let layers = [("model.layers.0.self_attn.o_proj", None), ("model.layers.0.self_attn.v_proj", Some(8))];
+    check_kept_packed_unpacks_exactly("q4_k_mixed.gguf", types, 4, &layers);
+}
+
+/// The 5-bit types kept packed as 8-bit: Q5_0 (q, gate; scale d, bias −16d) and Q5_1 (k,
+/// up; d and m) with float16 scales, Q5_K (the embedding, v, down; d·sc and −dmin·m) with
+/// float32 ones; o is Q4_K, 4-bit.
+#[test]
+fn q5_kept_packed_unpacks_exactly() {
+    let _serial = serial();
+    let types = [Q5_K, Q5_0, Q5_1, Q5_K, Q4_K, Q5_0, Q5_1, Q5_K];
+    check_kept_packed_unpacks_exactly("q5_mixed.gguf", types, 8, &[("model.layers.0.self_attn.o_proj", Some(4))]);
 }

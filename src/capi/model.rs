@@ -139,7 +139,8 @@ pub struct mlxrun_load_params {
     /// `MLXRUN_QUANT_MODE_*` for `quantize_bits`.
     pub quantize_mode: i32,
     /// `MLXRUN_KEEP_QUANTIZED_*`: whether quantized weights (an mlx-lm quantized
-    /// checkpoint, GGUF Q4_0/Q4_1/Q8_0/Q4_K tensors, `quantize_bits`) stay packed.
+    /// checkpoint, GGUF Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K tensors, `quantize_bits`) stay
+    /// packed.
     pub keep_quantized: i32,
     /// NUL-terminated LoRA adapter folder (adapters.safetensors + adapter_config.json, as
     /// mlx_lm.lora and `mlxrun_model_train` write them) to put on the model; NULL = none.

@@ -1,6 +1,7 @@
 //! `mlxrun convert --gguf FILE --out DIR`: a GGUF model as an HF-layout folder
 //! (safetensors, config, tokenizer) that mlx-lm and transformers load; `--keep-quantized`
-//! keeps Q4_0/Q4_1/Q8_0/Q4_K matrices packed as mlx-lm's quantized checkpoints are.
+//! keeps Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K matrices packed as mlx-lm's quantized checkpoints
+//! are.
 use std::path::Path;
 
 use clap::Args;
@@ -26,8 +27,8 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "DTYPE", value_parser = dtype_arg, default_value = "float32")]
     pub dtype: Dtype,
 
-    /// Write Q4_0/Q4_1/Q8_0/Q4_K matrices packed (MLX affine, group size 32), as mlx-lm's quantized
-    /// checkpoints are, instead of dequantized
+    /// Write Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K matrices packed (MLX affine, group size 32; 5-bit types
+    /// as 8-bit), as mlx-lm's quantized checkpoints are, instead of dequantized
     #[arg(long)]
     pub keep_quantized: bool,
 

@@ -30,10 +30,11 @@ pub fn convert_gguf(file: &Path, out: &Path, dtype: Dtype, progress: impl FnMut(
     convert_gguf_with(file, out, dtype, false, progress)
 }
 
-/// As `convert_gguf`; with `keep_quantized`, Q4_0/Q4_1/Q8_0/Q4_K matrices are written packed
-/// in MLX's affine layout (group size 32; scales and biases in float32 when `dtype` is
-/// float32, else Q4_0/Q4_1/Q8_0's in the file's float16 and Q4_K's in `dtype`) with the `quantization` config mlx-lm reads, so
-/// mlx-lm loads the same quantized weights the engine keeps.
+/// As `convert_gguf`; with `keep_quantized`, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K matrices are written
+/// packed in MLX's affine layout (group size 32; scales and biases in float32 when `dtype`
+/// is float32, else Q4_0/Q4_1/Q5_0/Q5_1/Q8_0's in the file's float16 and Q4_K/Q5_K's in
+/// `dtype`) with the `quantization` config mlx-lm reads, so mlx-lm loads the same quantized
+/// weights the engine keeps.
 pub fn convert_gguf_with(
     file: &Path,
     out: &Path,

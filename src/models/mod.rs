@@ -55,9 +55,9 @@ pub struct LoadOptions {
     /// Quantize the dense matrices of a bf16/f16/f32 checkpoint at load, choosing the layers
     /// mlx-lm's `convert -q` quantizes (input size divisible by the group size).
     pub quantize: Option<QuantParams>,
-    /// Keep quantized matrices (an mlx-lm quantized checkpoint, GGUF Q4_0/Q4_1/Q8_0/Q4_K
-    /// tensors, or `quantize`'s output) packed and use quantized matmuls. `None`: keep
-    /// them on a GPU, and on the CPU when the project's CPU kernels take them all (affine
+    /// Keep quantized matrices (an mlx-lm quantized checkpoint, GGUF
+    /// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K tensors, or `quantize`'s output) packed and use quantized
+    /// matmuls. `None`: keep them on a GPU, and on the CPU when the project's CPU kernels take them all (affine
     /// 4/8-bit, group size 32/64/128, f32 compute dtype; see `mlx::cpu_qmm`); otherwise
     /// unpack them into the compute dtype on the CPU, where MLX's own quantized matmul is
     /// several times slower than a dense f32 one.
@@ -214,7 +214,7 @@ pub fn load_gguf(file: &gguf::GgufFile, opts: &LoadOptions) -> Result<Box<dyn La
     // Packed GGUF matrices stay packed only when the model keeps them so; otherwise the
     // project's own dequantizers (bit-identical to llama.cpp's) unpack every tensor.
     let dtype = compute_dtype(opts)?;
-    // Q4_0/Q4_1/Q4_K become affine 4-bit and Q8_0 affine 8-bit, in groups of 32.
+    // Q4_0/Q4_1/Q4_K become affine 4-bit and Q5_0/Q5_1/Q5_K/Q8_0 affine 8-bit, in groups of 32.
     let packed: Vec<QuantParams> = [4, 8]
         .map(|bits| QuantParams { group_size: gguf::packed::GROUP_SIZE as i32, bits, mode: QuantMode::Affine })
         .into_iter()

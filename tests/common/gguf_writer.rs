@@ -148,28 +148,35 @@ fn small_f16(b: &[u8]) -> [u8; 2] {
     half::f16::from_f32(x).to_le_bytes()
 }
 
-/// A `rows` x `cols` tensor of pseudo-random GGML blocks of type `ty` (Q4_K: 12, Q8_0: 8,
-/// F32: 0), with block scales small enough for a stable model: `d`, `dmin` in [1e-4, 1e-3),
-/// every other byte (6-bit scales and mins, quants) arbitrary.
+/// A `rows` x `cols` tensor of pseudo-random GGML blocks of type `ty` (F32: 0, Q5_0: 6,
+/// Q5_1: 7, Q8_0: 8, Q4_K: 12, Q5_K: 13), with block scales small enough for a stable
+/// model: `d`, `dmin` in [1e-4, 1e-3), Q5_1's `m` in (−1e-3, −1e-4] (its quants are
+/// unsigned), every other byte (6-bit scales and mins, fifth bits, quants) arbitrary.
 pub fn random_tensor(name: &str, ty: u32, rows: u64, cols: u64, seed: u64) -> Tensor {
     let (per_block, size) = match ty {
         0 => (1, 4),
+        6 => (32, 22),
+        7 => (32, 24),
         8 => (32, 34),
         12 => (256, 144),
+        13 => (256, 176),
         _ => panic!("random_tensor: type {ty} not written"),
     };
     let mut data = bytes(seed, (rows * cols / per_block * size) as usize);
     for b in data.chunks_exact_mut(size as usize) {
         match ty {
             0 => b.copy_from_slice(&((b[0] as f32 - 128.0) / 2560.0).to_le_bytes()),
-            8 => {
+            6 | 8 => {
                 let d = small_f16(&b[0..2]);
                 b[0..2].copy_from_slice(&d);
             }
             _ => {
-                let (d, dmin) = (small_f16(&b[0..2]), small_f16(&b[2..4]));
+                let (d, mut second) = (small_f16(&b[0..2]), small_f16(&b[2..4]));
+                if ty == 7 {
+                    second[1] |= 0x80;
+                }
                 b[0..2].copy_from_slice(&d);
-                b[2..4].copy_from_slice(&dmin);
+                b[2..4].copy_from_slice(&second);
             }
         }
     }

@@ -7,8 +7,8 @@
 //! family's loader takes it from there. Tensors are dequantized to f32 at load (on MLX's
 //! CPU backend f32 matmuls are many times faster than its quantized ones) and then cast to
 //! the compute dtype — unless the caller keeps quantized weights packed: then Q4_0, Q4_1,
-//! Q8_0 and Q4_K matrices become MLX affine-quantized ones (`packed`), described by a
-//! `quantization` config as mlx-lm's checkpoints are (a file that mixes them with other
+//! Q5_0, Q5_1, Q8_0, Q4_K and Q5_K matrices become MLX affine-quantized ones (`packed`: 4
+//! or 8 bits), described by a `quantization` config as mlx-lm's checkpoints are (a file that mixes them with other
 //! types, as the `_K_M` mixes do, gets per-layer entries: `false` for the dense matrices).
 pub mod arch;
 pub mod packed;
@@ -105,9 +105,9 @@ fn hf_name_and_shape(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<(Strin
     Ok((name, shape))
 }
 
-/// A Q4_0/Q4_1/Q8_0/Q4_K matrix `t` as MLX's `P.weight`, `P.scales`, `P.biases` (see `packed`),
-/// with llama.cpp's q/k row permutation undone; `None` for a tensor of another type or
-/// shape.
+/// A matrix `t` of a type `packed` keeps (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K) as MLX's `P.weight`,
+/// `P.scales`, `P.biases`, with llama.cpp's q/k row permutation undone; `None` for a tensor
+/// of another type or shape.
 fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i32, Vec<(String, Array)>)>> {
     let Some(bits) = packed::packed_bits(t.ty) else { return Ok(None) };
     let (name, shape) = hf_name_and_shape(f, arch, t)?;
@@ -134,9 +134,9 @@ fn packed_tensor(f: &GgufFile, arch: &Arch, t: &TensorInfo) -> Result<Option<(i3
 }
 
 /// The tensors of `f` under HF names. Dense ones in f32 (dequantized); with `keep_packed`,
-/// Q4_0/Q4_1/Q8_0/Q4_K matrices packed, and the `quantization` config that describes them
-/// (group size 32, the most common bits as the default, per-layer entries for matrices of
-/// other bits and `false` for matrices left dense). `progress` gets (done, total).
+/// Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K matrices packed, and the `quantization` config that describes
+/// them (group size 32, the most common bits as the default, per-layer entries for matrices
+/// of other bits and `false` for matrices left dense). `progress` gets (done, total).
 pub fn read_tensors(
     f: &GgufFile,
     arch: &Arch,
@@ -177,8 +177,8 @@ pub fn read_tensors(
 }
 
 /// Bytes the model's weights will hold once loaded from `f`, from its tensor table alone:
-/// matrices that stay packed (Q4_0/Q4_1/Q8_0/Q4_K with `keep_packed`) at their bits plus a
-/// 4-byte scale and bias per group, everything else dequantized into `dtype`.
+/// matrices that stay packed (Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K with `keep_packed`) at their bits
+/// plus a 4-byte scale and bias per group, everything else dequantized into `dtype`.
 pub fn estimated_bytes(f: &GgufFile, dtype: Dtype, keep_packed: bool) -> usize {
     let mut total = 0u64;
     for t in f.tensors.iter().filter(|t| !arch::is_config_tensor(&t.name)) {
@@ -192,8 +192,8 @@ pub fn estimated_bytes(f: &GgufFile, dtype: Dtype, keep_packed: bool) -> usize {
 }
 
 /// The tensors of `f` as a `Weights` map (dense arrays in f32, converted to `dtype` as the
-/// model takes them; with `keep_packed`, Q4_0/Q4_1/Q8_0/Q4_K matrices packed). Tensors are
-/// read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
+/// model takes them; with `keep_packed`, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K matrices packed).
+/// Tensors are read one at a time, so the f32 copy of the whole model exists only once, inside MLX.
 pub fn weights(f: &GgufFile, arch: &Arch, dtype: Option<Dtype>, keep_packed: bool) -> Result<Weights> {
     let (tensors, config) = read_tensors(f, arch, keep_packed, &mut |i, n| super::progress::report(i, n, "tensors"))?;
     let mut w = Weights::from_map(&f.path, tensors.into_iter().collect(), dtype);

@@ -166,7 +166,7 @@ fn q4_1(b: &[u8], y: &mut [f32]) {
 }
 
 /// The fifth bits of Q5 blocks: bit j of a little-endian u32 belongs to element j.
-fn q5_high(qh: u32, j: usize) -> (u8, u8) {
+pub(super) fn q5_high(qh: u32, j: usize) -> (u8, u8) {
     ((((qh >> j) << 4) & 0x10) as u8, ((qh >> (j + 12)) & 0x10) as u8)
 }
 
