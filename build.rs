@@ -54,6 +54,7 @@ fn main() {
         .include("src/shim")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-fno-strict-aliasing")
         .opt_level(2);
     for dir in &include_dirs {
         build.include(dir);

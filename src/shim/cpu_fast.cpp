@@ -10,7 +10,14 @@
 #include <vector>
 
 #include "mlx/backend/cpu/encoder.h"
+// MLX's own CPU math (exp, sin, cos, sigmoid, rsqrt), for its exact values. Its headers
+// pun types and compare mixed signs; the shim is built with -fno-strict-aliasing (build.rs)
+// so that the punning means what it says, and the warnings are MLX's, not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-aliasing"
+#pragma GCC diagnostic ignored "-Wsign-compare"
 #include "mlx/backend/cpu/unary_ops.h"
+#pragma GCC diagnostic pop
 #include "mlx/fast_primitives.h"
 #include "work_pool.h"
 
