@@ -200,3 +200,71 @@ fn gradient_in_the_activations_matches_mlx() {
     .to_string();
     assert!(err.contains("activations only"), "{err}");
 }
+
+/// Scales and biases held in float16 or bfloat16 are read at their values: the products
+/// equal, bit for bit, those of f32 scales holding the same values, on both codes and at
+/// decode and prefill sizes; the gradient path unpacks them in f32. Mixed dtypes are refused.
+#[test]
+fn half_scales_compute_what_f32_scales_of_the_same_values_compute() {
+    let _g = serial();
+    let act8 = cpu_qmm::set_int8_activations(false);
+    for portable in [false, true] {
+        let was = cpu_qmm::set_portable(portable);
+        for (bits, group_size) in [(4, 32), (8, 64), (4, 128)] {
+            for half in [Dtype::F16, Dtype::Bf16] {
+                let q = packed(37, 384, group_size, bits, 40 + bits as u64);
+                let narrow = Quantized {
+                    scales: q.scales.astype(half).unwrap(),
+                    biases: Some(q.biases.as_ref().unwrap().astype(half).unwrap()),
+                    ..q.clone()
+                };
+                // The same values in f32: what the kernels read the narrow ones as.
+                let wide = Quantized {
+                    scales: narrow.scales.astype(Dtype::F32).unwrap(),
+                    biases: Some(narrow.biases.as_ref().unwrap().astype(Dtype::F32).unwrap()),
+                    ..q.clone()
+                };
+                assert!(cpu_qmm::takes(&narrow, &normal(&[1, 384], 1)).unwrap());
+                for m in [1, 3, 19] {
+                    let x = normal(&[m, 384], 50 + m as u64);
+                    let (a, b) = (ours(&x, &narrow).to_vec::<f32>().unwrap(), ours(&x, &wide).to_vec::<f32>().unwrap());
+                    assert_eq!(a, b, "{half:?} scales, bits {bits}, group {group_size}, M {m}, portable {portable}");
+                    assert_close(&ours(&x, &narrow), &mlx(&x, &wide), &x, &wide, "half scales against MLX");
+                }
+            }
+        }
+        cpu_qmm::set_portable(was);
+    }
+    cpu_qmm::set_int8_activations(act8);
+    // f32 scales whose values f16 holds are found to be exact in f16; others are not.
+    let q = packed(8, 64, 32, 4, 3);
+    let (s16, b16) = (q.scales.astype(Dtype::F16).unwrap().astype(Dtype::F32).unwrap(), q.biases.clone().unwrap());
+    assert_eq!(cpu_qmm::exact_scale_dtype(&s16, &s16).unwrap(), Dtype::F16);
+    assert_eq!(cpu_qmm::exact_scale_dtype(&s16, &b16).unwrap(), Dtype::F32);
+    let bf = q.scales.astype(Dtype::Bf16).unwrap().astype(Dtype::F32).unwrap();
+    // bf16 values within f16's range are f16 values too; 2^-100 is bf16's alone.
+    assert_eq!(cpu_qmm::exact_scale_dtype(&bf, &bf).unwrap(), Dtype::F16);
+    let tiny = Array::from_slice(&[2f32.powi(-100)], &[1, 1]).unwrap();
+    assert_eq!(cpu_qmm::exact_scale_dtype(&tiny, &tiny).unwrap(), Dtype::Bf16);
+    // The gradient in the activations unpacks narrow scales in f32.
+    use mlxrun::mlx::value_and_grad;
+    let narrow = Quantized { scales: s16.astype(Dtype::F16).unwrap(), biases: Some(s16.astype(Dtype::F16).unwrap()), ..q.clone() };
+    let wide = Quantized { scales: s16.clone(), biases: Some(s16.clone()), ..q.clone() };
+    let x3 = normal(&[3, 64], 9);
+    let grad = |q: &Quantized| -> Vec<f32> {
+        let loss = |a: &[Array]| {
+            let y = ours(&a[0], q);
+            Ok(vec![y.mul(&y)?.sum(None, false)?])
+        };
+        let (_, g) = value_and_grad(loss, &[&x3], &[0]).unwrap();
+        assert_eq!(g[0].dtype(), Dtype::F32);
+        g[0].to_vec::<f32>().unwrap()
+    };
+    assert_eq!(grad(&narrow), grad(&wide));
+    // Scales and biases of different dtypes are refused by name.
+    let x = normal(&[1, 64], 4);
+    let err = cpu_qmm::matmul(&x, &q.weight, &q.scales.astype(Dtype::F16).unwrap(), q.biases.as_ref().unwrap(), 32, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both alike"), "{err}");
+}

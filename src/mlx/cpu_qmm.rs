@@ -2,7 +2,8 @@
 //! MLX primitive computing what `quantized_matmul(x, w, scales, biases, transpose = true,
 //! group_size, bits, "affine")` computes, several times faster than MLX's own CPU kernel
 //! and, at decode sizes, faster than a dense f32 matmul (it reads 4 or 8 bits a weight).
-//! Takes float32 activations, scales and biases, bits 4 or 8 and group sizes 32, 64, 128.
+//! Takes float32 activations, scales and biases in float32, float16 or bfloat16 (both
+//! alike), bits 4 or 8 and group sizes 32, 64, 128.
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
@@ -24,10 +25,11 @@ pub fn matmul(x: &Array, w: &Array, scales: &Array, biases: &Array, group_size: 
 /// Whether `x @ qᵀ` runs on these kernels: the CPU is the default device, the settings are
 /// ones they take, and `MLXRUN_CPU_QMM=mlx` does not send quantized matmuls to MLX's kernel.
 pub fn takes(q: &Quantized, x: &Array) -> Result<bool> {
+    let scales = q.scales.dtype();
     let fits = takes_params(q.params(), x.dtype())
         && q.weight.ndim() == 2
-        && q.scales.dtype() == Dtype::F32
-        && q.biases.as_ref().is_some_and(|b| b.dtype() == Dtype::F32);
+        && matches!(scales, Dtype::F32 | Dtype::F16 | Dtype::Bf16)
+        && q.biases.as_ref().is_some_and(|b| b.dtype() == scales);
     Ok(fits && Device::default_device()? == Device::cpu())
 }
 
@@ -39,6 +41,22 @@ pub fn takes_params(p: QuantParams, dtype: Dtype) -> bool {
         && matches!(p.bits, 4 | 8)
         && matches!(p.group_size, 32 | 64 | 128)
         && dtype == Dtype::F32
+}
+
+/// The narrowest dtype that holds every value of `scales` and `biases` (f32 arrays)
+/// exactly: float16, bfloat16 or float32. The kernels read scales and biases held narrower
+/// in half the bytes, and convert them back to the same f32 values, so a model that keeps
+/// them so computes exactly what it computed with f32 ones, faster (a decode step reads
+/// every scale and bias once). GGUF's Q4_0/Q4_1/Q8_0 store theirs in f16; a checkpoint
+/// saved in bf16 has bf16 ones.
+pub fn exact_scale_dtype(scales: &Array, biases: &Array) -> Result<Dtype> {
+    for dt in [Dtype::F16, Dtype::Bf16] {
+        let exact = |a: &Array| -> Result<bool> { a.astype(dt)?.astype(Dtype::F32)?.equal(a)?.all(None, false)?.item::<bool>() };
+        if exact(scales)? && exact(biases)? {
+            return Ok(dt);
+        }
+    }
+    Ok(Dtype::F32)
 }
 
 fn enabled() -> bool {

@@ -108,6 +108,13 @@ impl Quantized {
                 return super::cpu_qmm::matmul(x, &self.weight, &self.scales, b, self.group_size, self.bits);
             }
         }
+        // Scales the CPU kernels keep narrower than the activations (see cpu_qmm) are widened
+        // for MLX's kernel, which would otherwise compute in their dtype.
+        let wide = |a: &Array| if a.dtype().is_float() && a.dtype() != x.dtype() { a.astype(x.dtype()) } else { Ok(a.clone()) };
+        if self.scales.dtype().is_float() && self.scales.dtype() != x.dtype() && x.dtype() == Dtype::F32 {
+            let biases = self.biases.as_ref().map(wide).transpose()?;
+            return quantized_matmul(x, &self.weight, &wide(&self.scales)?, biases.as_ref(), transpose, self.group_size, self.bits, self.mode);
+        }
         quantized_matmul(x, &self.weight, &self.scales, self.biases.as_ref(), transpose, self.group_size, self.bits, self.mode)
     }
 }

@@ -15,7 +15,7 @@ use super::config::ConfigFile;
 use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::mlx::quant::{quantize, QuantMode, QuantParams, Quantized};
-use crate::mlx::Dtype;
+use crate::mlx::{Device, Dtype};
 use crate::nn::Weight;
 
 /// config.json's `quantization` entry.
@@ -309,11 +309,11 @@ impl Weights {
         if let Some(p) = self.quant.quantize {
             s.params = Some(p);
         }
-        if self.quant.keep {
-            Ok(Weight::Quantized { q, dtype })
-        } else {
-            Ok(Weight::Dense(q.dequantize(Some(dtype))?))
+        if !self.quant.keep {
+            return Ok(Weight::Dense(q.dequantize(Some(dtype))?));
         }
+        narrow_for_cpu_kernels(&mut q, dtype)?;
+        Ok(Weight::Quantized { q, dtype })
     }
 
     /// What the model's matrices hold, for `ModelInfo`; `None` when all are dense.
@@ -326,4 +326,22 @@ impl Weights {
             kept: self.quant.keep,
         })
     }
+}
+
+/// On the CPU, an f32 layer the project's kernels take keeps its scales and biases in the
+/// narrowest dtype that holds them exactly (`cpu_qmm::exact_scale_dtype`: a checkpoint's
+/// own f16/bf16 ones, GGUF's f16 `d` and `m`): the kernels compute the same values from half the bytes,
+/// which a decode step reads once each. Everything else that reads them (unpacking rows of
+/// an embedding, gradients) asks for the compute dtype.
+fn narrow_for_cpu_kernels(q: &mut Quantized, dtype: Dtype) -> Result<()> {
+    let Some(biases) = &q.biases else { return Ok(()) };
+    if dtype != Dtype::F32 || !crate::mlx::cpu_qmm::takes_params(q.params(), dtype) || Device::default_device()? != Device::cpu() {
+        return Ok(());
+    }
+    let narrow = crate::mlx::cpu_qmm::exact_scale_dtype(&q.scales, biases)?;
+    if narrow != Dtype::F32 {
+        q.biases = Some(biases.astype(narrow)?);
+        q.scales = q.scales.astype(narrow)?;
+    }
+    Ok(())
 }

@@ -46,10 +46,13 @@ impl Weight {
         match self {
             Weight::Dense(w) => w.take(ids, 0),
             Weight::Quantized { q, dtype } => {
-                let biases = q.biases.as_ref().map(|b| b.take(ids, 0)).transpose()?;
+                // Scales the CPU kernels keep narrower than the compute dtype are widened
+                // first: MLX would unpack in their dtype.
+                let wide = |a: Array| if a.dtype().is_float() && a.dtype() != *dtype { a.astype(*dtype) } else { Ok(a) };
+                let biases = q.biases.as_ref().map(|b| wide(b.take(ids, 0)?)).transpose()?;
                 dequantize(
                     &q.weight.take(ids, 0)?,
-                    &q.scales.take(ids, 0)?,
+                    &wide(q.scales.take(ids, 0)?)?,
                     biases.as_ref(),
                     q.group_size,
                     q.bits,

@@ -10,6 +10,12 @@
 #include <vector>
 
 #include "mlx/backend/cpu/encoder.h"
+// No a·b + c is fused into one rounding here (GCC fuses them by default where FMA is in
+// the target, as in the AVX2 clones below): MLX's CPU build rounds each step, and RMS norm,
+// rotary and SiLU must give its bits. Explicit std::fma calls stay fused, as in MLX.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 // MLX's own CPU math (exp, sin, cos, sigmoid, rsqrt), for its exact values. Its headers
 // pun types and compare mixed signs; the shim is built with -fno-strict-aliasing (build.rs)
 // so that the punning means what it says, and the warnings are MLX's, not ours.
@@ -26,8 +32,9 @@ namespace mx = mlx::core;
 namespace mlxrun {
 namespace {
 
-// Dot products and row updates of the attention, built for AVX2/FMA too where the CPU
-// has it (chosen once at load by the dynamic linker) and for the baseline otherwise.
+// Loops built for AVX2/FMA too where the CPU has it (chosen once at load by the dynamic
+// linker) and for the baseline otherwise. What they call inline (MLX's exp, whose std::fma
+// is then one instruction instead of a libm call) is built for the same target.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__)
 #define FAST_CLONES __attribute__((target_clones("arch=haswell", "default")))
 #else
@@ -243,6 +250,15 @@ class CpuRope : public CpuCustom {
 
 // ---- SiLU gate -----------------------------------------------------------------------------
 
+inline float silu_mul_one(float g, float u) {
+  const float a = g * mx::detail::Sigmoid{}(g);
+  return a * u;
+}
+
+FAST_CLONES void silu_mul_dense(const float* g, const float* u, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = silu_mul_one(g[i], u[i]);
+}
+
 // silu(g) · u, each step rounded as MLX's separate sigmoid, multiply and multiply are,
 // with MLX's own sigmoid: the same bits as the three nodes it replaces.
 class CpuSiluMul : public CpuCustom {
@@ -254,15 +270,13 @@ class CpuSiluMul : public CpuCustom {
     prepare(stream(), in, out).dispatch([g = mx::array::unsafe_weak_copy(in[0]), u = mx::array::unsafe_weak_copy(in[1]),
                                          y = out.data<float>()]() {
       const int64_t n = static_cast<int64_t>(g.size());
-      const bool dense = g.flags().row_contiguous && u.flags().row_contiguous;
       const float* gp = g.data<float>();
       const float* up = u.data<float>();
-      for (int64_t i = 0; i < n; ++i) {
-        const float gv = dense ? gp[i] : gp[offset_of(g, i)];
-        const float uv = dense ? up[i] : up[offset_of(u, i)];
-        const float a = gv * mx::detail::Sigmoid{}(gv);
-        y[i] = a * uv;
+      if (g.flags().row_contiguous && u.flags().row_contiguous) {
+        silu_mul_dense(gp, up, y, n);
+        return;
       }
+      for (int64_t i = 0; i < n; ++i) y[i] = silu_mul_one(gp[offset_of(g, i)], up[offset_of(u, i)]);
     });
   }
 
@@ -272,7 +286,7 @@ class CpuSiluMul : public CpuCustom {
 
 // ---- Single-query attention ----------------------------------------------------------------
 
-FAST_CLONES float dot(const float* a, const float* b, int n) {
+inline float dot(const float* a, const float* b, int n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int k = 0;
   for (; k + 8 <= n; k += 8)
@@ -282,8 +296,25 @@ FAST_CLONES float dot(const float* a, const float* b, int n) {
   return s;
 }
 
-FAST_CLONES void axpy(float a, const float* x, float* y, int n) {
+inline void axpy(float a, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// One query head (qs, already scaled) against S keys and values, rows of D and Dv
+// adjacent floats krow and vrow apart: y = softmax(qs·kᵀ) v, with p as scratch for S scores.
+// One function, so that the scores, MLX's exp and the row updates all run in one clone.
+FAST_CLONES void attend_head(const float* qs, const float* k, int64_t krow, const float* v, int64_t vrow, int S,
+                             int D, int Dv, float* p, float* y) {
+  float m = -INFINITY;
+  for (int j = 0; j < S; ++j) {
+    p[j] = dot(qs, k + j * krow, D);
+    m = std::max(m, p[j]);
+  }
+  float sum = 0.f;
+  for (int j = 0; j < S; ++j) sum += (p[j] = mx::detail::Exp{}(p[j] - m));
+  const float norm = 1.0f / sum;
+  std::fill(y, y + Dv, 0.f);
+  for (int j = 0; j < S; ++j) axpy(p[j] * norm, v + j * vrow, y, Dv);
 }
 
 // Below this many multiply-adds an attention runs on one thread.
@@ -308,26 +339,20 @@ class CpuDecodeAttention : public CpuCustom {
         for (int d = 0; d < D; ++d) qs[d] = scale * qr[d * q.strides()[3]];
         const float* kb = k.data<float>() + b * k.strides()[0] + kvh * k.strides()[1];
         const float* vb = v.data<float>() + b * v.strides()[0] + kvh * v.strides()[1];
-        // Rows whose elements are not adjacent (a transposed view: strides are known only
-        // now, at evaluation) are gathered first.
+        // Keys and values whose elements are not adjacent (a transposed view: strides are
+        // known only now, at evaluation) are gathered into rows first.
         const int64_t ks = k.strides()[3], vs = v.strides()[3];
-        std::vector<float> row(ks == 1 && vs == 1 ? 0 : std::max(D, Dv));
-        auto gathered = [&row](const float* src, int64_t stride, int n) -> const float* {
-          if (stride == 1) return src;
-          for (int d = 0; d < n; ++d) row[d] = src[d * stride];
-          return row.data();
+        std::vector<float> kg, vg;
+        auto rows = [S](const float* src, int64_t row, int64_t stride, int n, std::vector<float>& keep) {
+          keep.resize(static_cast<size_t>(S) * n);
+          for (int j = 0; j < S; ++j)
+            for (int d = 0; d < n; ++d) keep[static_cast<size_t>(j) * n + d] = src[j * row + d * stride];
+          return keep.data();
         };
-        float m = -INFINITY;
-        for (int j = 0; j < S; ++j) {
-          p[j] = dot(qs.data(), gathered(kb + j * k.strides()[2], ks, D), D);
-          m = std::max(m, p[j]);
-        }
-        float sum = 0.f;
-        for (int j = 0; j < S; ++j) sum += (p[j] = mx::detail::Exp{}(p[j] - m));
-        const float norm = 1.0f / sum;
-        float* yr = y + static_cast<int64_t>(i) * Dv;
-        std::fill(yr, yr + Dv, 0.f);
-        for (int j = 0; j < S; ++j) axpy(p[j] * norm, gathered(vb + j * v.strides()[2], vs, Dv), yr, Dv);
+        const float* kr = ks == 1 ? kb : rows(kb, k.strides()[2], ks, D, kg);
+        const float* vr = vs == 1 ? vb : rows(vb, v.strides()[2], vs, Dv, vg);
+        attend_head(qs.data(), kr, ks == 1 ? k.strides()[2] : D, vr, vs == 1 ? v.strides()[2] : Dv, S, D, Dv, p.data(),
+                    y + static_cast<int64_t>(i) * Dv);
       };
       const int n = B * Hq;
       if (static_cast<int64_t>(n) * S * (D + Dv) >= kMinParallelWork)

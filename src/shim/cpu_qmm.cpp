@@ -65,8 +65,13 @@ class CpuQuantizedMatmul : public mx::UnaryPrimitive {
                   s = mx::array::unsafe_weak_copy(inputs[2]), b = mx::array::unsafe_weak_copy(inputs[3]),
                   y = out.data<float>(), M, N, K, gs = group_size_, bits = bits_]() {
       std::vector<float> xk, sk, bk;
+      std::vector<uint16_t> sh, bh;
       std::vector<uint32_t> wk;
-      qmm::matmul({row_major(x, xk), row_major(w, wk), row_major(s, sk), row_major(b, bk), y, M, N, K, gs, bits});
+      const bool f32 = s.dtype() == mx::float32;
+      const void* sp = f32 ? static_cast<const void*>(row_major(s, sk)) : row_major(s, sh);
+      const void* bp = f32 ? static_cast<const void*>(row_major(b, bk)) : row_major(b, bh);
+      const auto type = f32 ? qmm::ScaleType::F32 : s.dtype() == mx::float16 ? qmm::ScaleType::F16 : qmm::ScaleType::BF16;
+      qmm::matmul({row_major(x, xk), row_major(w, wk), sp, bp, y, M, N, K, gs, bits, type});
     });
   }
 
@@ -110,9 +115,11 @@ class CpuQuantizedMatmul : public mx::UnaryPrimitive {
   }
 
  private:
-  // W as a dense f32 [N, K] matrix (the inputs are x, w, scales, biases).
+  // W as a dense f32 [N, K] matrix (the inputs are x, w, scales, biases). Half scales are
+  // widened first: MLX would unpack in their dtype and round the values.
   mx::array unpacked(const std::vector<mx::array>& primals) {
-    return mx::dequantize(primals[1], primals[2], primals[3], group_size_, bits_, "affine", std::nullopt,
+    return mx::dequantize(primals[1], mx::astype(primals[2], mx::float32, stream()),
+                          mx::astype(primals[3], mx::float32, stream()), group_size_, bits_, "affine", std::nullopt,
                           mx::float32, stream());
   }
 
@@ -130,8 +137,10 @@ mx::array cpu_quantized_matmul(const mx::array& x, const mx::array& w, const mx:
                                const mx::array& biases, int group_size, int bits) {
   auto stream = mx::default_stream(mx::default_device());
   if (stream.device.type != mx::Device::cpu) refuse("the default device is not the CPU");
-  if (x.dtype() != mx::float32 || scales.dtype() != mx::float32 || biases.dtype() != mx::float32)
-    refuse("activations, scales and biases must be float32");
+  if (x.dtype() != mx::float32) refuse("the activations must be float32");
+  const auto st = scales.dtype();
+  if ((st != mx::float32 && st != mx::float16 && st != mx::bfloat16) || biases.dtype() != st)
+    refuse("scales and biases must be float32, float16 or bfloat16, both alike");
   if (w.dtype() != mx::uint32 || w.ndim() != 2) refuse("the packed weights must be a 2-D uint32 array");
   if (x.ndim() < 1) refuse("the activations need at least one dimension");
   const int K = x.shape(-1), N = w.shape(0);

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -23,7 +24,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define QMM_HAVE_AVX2_CODE 1
-#define QMM_AVX2 __attribute__((target("avx2,fma")))
+#define QMM_AVX2 __attribute__((target("avx2,fma,f16c")))
 // Fully unrolls a loop over a register tile: at -O2 GCC would otherwise keep the
 // accumulators in memory.
 #define QMM_UNROLL _Pragma("GCC unroll 16")
@@ -62,7 +63,8 @@ bool act8() {
 
 bool cpu_has_avx2() {
 #if QMM_HAVE_AVX2_CODE
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   return ok;
 #else
   return false;
@@ -77,14 +79,56 @@ inline uint32_t unpack(const uint32_t* row, int k, int bits) {
   return (row[k / per_word] >> ((k % per_word) * bits)) & ((1u << bits) - 1);
 }
 
+// ---- scales and biases ---------------------------------------------------------------------
+// Held in f16 or bf16 they are converted to f32 row by row as the kernels reach them; every
+// half value is an f32 value, so the products are those of f32 scales of the same values.
+
+inline float bf16_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+  if (exp == 0) {  // zero or subnormal: man · 2^-24
+    const float f = std::ldexp(static_cast<float>(man), -24);
+    return sign ? -f : f;
+  }
+  const uint32_t u = sign | (exp == 0x1F ? 0x7F800000u : (exp + 112) << 23) | (man << 13);
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Row n of a [N, K / group_size] scales or biases matrix as f32: a pointer into it when it
+// is f32, else its values converted into buf.
+const float* group_row_scalar(const Problem& p, const void* base, int n, float* buf) {
+  const int G = p.K / p.group_size;
+  const size_t off = static_cast<size_t>(n) * G;
+  if (p.scale_type == ScaleType::F32) return static_cast<const float*>(base) + off;
+  const uint16_t* h = static_cast<const uint16_t*>(base) + off;
+  for (int g = 0; g < G; ++g) buf[g] = p.scale_type == ScaleType::F16 ? f16_to_f32(h[g]) : bf16_to_f32(h[g]);
+  return buf;
+}
+
+// Scratch for converted scale rows: 2·rows rows of K / group_size, one buffer per thread.
+float* scale_scratch(const Problem& p, int rows) {
+  thread_local std::vector<float> buf;
+  buf.resize(static_cast<size_t>(2) * rows * (p.K / p.group_size));
+  return buf.data();
+}
+
 // ---- portable code -----------------------------------------------------------------------
 
 void rows_scalar(const Problem& p, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size, words = p.K * p.bits / 32;
+  float* scratch = scale_scratch(p, 1);
   for (int n = n0; n < n1; ++n) {
     const uint32_t* w = p.w + static_cast<size_t>(n) * words;
-    const float* s = p.scales + static_cast<size_t>(n) * G;
-    const float* b = p.biases + static_cast<size_t>(n) * G;
+    const float* s = group_row_scalar(p, p.scales, n, scratch);
+    const float* b = group_row_scalar(p, p.biases, n, scratch + G);
     for (int m = 0; m < p.M; ++m) {
       const float* x = p.x + static_cast<size_t>(m) * p.K;
       float acc = 0, bias_part = 0;
@@ -102,6 +146,45 @@ void rows_scalar(const Problem& p, const float* xsum, int n0, int n1) {
 
 // ---- AVX2 + FMA --------------------------------------------------------------------------
 #if QMM_HAVE_AVX2_CODE
+
+// Scales and biases as the single-row kernels read them, one at a time in the stored type
+// (a conversion pass over a row's few scales costs more than these loads at decode sizes).
+struct Half {
+  uint16_t bits;
+};
+struct BHalf {
+  uint16_t bits;
+};
+QMM_AVX2 inline float scale_value(const float* p) { return *p; }
+QMM_AVX2 inline float scale_value(const Half* p) { return _cvtsh_ss(p->bits); }
+QMM_AVX2 inline float scale_value(const BHalf* p) { return bf16_to_f32(p->bits); }
+
+// Calls f with a null pointer of the type the scales are stored in.
+template <class F>
+void with_scale_type(const Problem& p, F&& f) {
+  switch (p.scale_type) {
+    case ScaleType::F32: f(static_cast<const float*>(nullptr)); break;
+    case ScaleType::F16: f(static_cast<const Half*>(nullptr)); break;
+    case ScaleType::BF16: f(static_cast<const BHalf*>(nullptr)); break;
+  }
+}
+
+// group_row_scalar with the conversions eight values at a time.
+QMM_AVX2 const float* group_row(const Problem& p, const void* base, int n, float* buf) {
+  const int G = p.K / p.group_size;
+  const size_t off = static_cast<size_t>(n) * G;
+  if (p.scale_type == ScaleType::F32) return static_cast<const float*>(base) + off;
+  const uint16_t* h = static_cast<const uint16_t*>(base) + off;
+  int g = 0;
+  for (; g + 8 <= G; g += 8) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + g));
+    _mm256_storeu_ps(buf + g, p.scale_type == ScaleType::F16
+                                  ? _mm256_cvtph_ps(v)
+                                  : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)));
+  }
+  for (; g < G; ++g) buf[g] = p.scale_type == ScaleType::F16 ? _cvtsh_ss(h[g]) : bf16_to_f32(h[g]);
+  return buf;
+}
 
 QMM_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -123,18 +206,18 @@ QMM_AVX2 inline __m256i load8(const uint32_t* row, int k) {
 }
 
 // NR output columns n..n+NR-1 of one activation row x.
-template <int NR, int BITS>
+template <int NR, int BITS, class S>
 QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int n, float* y) {
   const int G = p.K / p.group_size, words = p.K * BITS / 32, gs = p.group_size;
   const uint32_t* w[NR];
-  const float *s[NR], *b[NR];
+  const S *s[NR], *b[NR];
   __m256 acc[NR];
   float bias_part[NR];
   QMM_UNROLL
   for (int r = 0; r < NR; ++r) {
     w[r] = p.w + static_cast<size_t>(n + r) * words;
-    s[r] = p.scales + static_cast<size_t>(n + r) * G;
-    b[r] = p.biases + static_cast<size_t>(n + r) * G;
+    s[r] = static_cast<const S*>(p.scales) + static_cast<size_t>(n + r) * G;
+    b[r] = static_cast<const S*>(p.biases) + static_cast<size_t>(n + r) * G;
     acc[r] = _mm256_setzero_ps();
     bias_part[r] = 0;
   }
@@ -150,8 +233,8 @@ QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int
     }
     QMM_UNROLL
     for (int r = 0; r < NR; ++r) {
-      acc[r] = _mm256_fmadd_ps(dot[r], _mm256_set1_ps(s[r][g]), acc[r]);
-      bias_part[r] += b[r][g] * xsum[g];
+      acc[r] = _mm256_fmadd_ps(dot[r], _mm256_set1_ps(scale_value(s[r] + g)), acc[r]);
+      bias_part[r] += scale_value(b[r] + g) * xsum[g];
     }
   }
   QMM_UNROLL
@@ -172,9 +255,12 @@ void by_column_tiles(const Problem& p, int n0, int n1, Tile&& tile) {
 template <int BITS>
 QMM_AVX2 void gemv_rows(const Problem& p, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size;
-  by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
-    gemv_tile<decltype(nr)::value, BITS>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G, n,
-                                         p.y + static_cast<size_t>(m) * p.N + n);
+  with_scale_type(p, [&](auto st) {
+    using S = std::remove_const_t<std::remove_pointer_t<decltype(st)>>;
+    by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
+      gemv_tile<decltype(nr)::value, BITS, S>(p, p.x + static_cast<size_t>(m) * p.K, xsum + static_cast<size_t>(m) * G,
+                                              n, p.y + static_cast<size_t>(m) * p.N + n);
+    });
   });
 }
 
@@ -248,18 +334,18 @@ QMM_AVX2 inline __m256i dot32(__m256i w, __m256i xq) {
   }
 }
 
-template <int NR, int BITS>
+template <int NR, int BITS, class S>
 QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int n, float* y) {
   const int G = p.K / p.group_size, words = p.K * BITS / 32, per_group = p.group_size / 32;
   const uint32_t* w[NR];
-  const float *s[NR], *bi[NR];
+  const S *s[NR], *bi[NR];
   __m256 acc[NR];
   float scalar[NR];
   QMM_UNROLL
   for (int r = 0; r < NR; ++r) {
     w[r] = p.w + static_cast<size_t>(n + r) * words;
-    s[r] = p.scales + static_cast<size_t>(n + r) * G;
-    bi[r] = p.biases + static_cast<size_t>(n + r) * G;
+    s[r] = static_cast<const S*>(p.scales) + static_cast<size_t>(n + r) * G;
+    bi[r] = static_cast<const S*>(p.biases) + static_cast<size_t>(n + r) * G;
     acc[r] = _mm256_setzero_ps();
     scalar[r] = 0;
   }
@@ -269,13 +355,13 @@ QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + b * 32));
       QMM_UNROLL
       for (int r = 0; r < NR; ++r) {
-        const float sd = s[r][g] * a.d[b];
+        const float sd = scale_value(s[r] + g) * a.d[b];
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32<BITS>(load32<BITS>(w[r], b), xq)), _mm256_set1_ps(sd), acc[r]);
         if constexpr (BITS == 8) scalar[r] += sd * static_cast<float>(128 * a.qsum[b]);
       }
     }
     QMM_UNROLL
-    for (int r = 0; r < NR; ++r) scalar[r] += bi[r][g] * xsum[g];
+    for (int r = 0; r < NR; ++r) scalar[r] += scale_value(bi[r] + g) * xsum[g];
   }
   QMM_UNROLL
   for (int r = 0; r < NR; ++r) y[r] = hsum(acc[r]) + scalar[r];
@@ -284,9 +370,12 @@ QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int
 template <int BITS>
 QMM_AVX2 void gemv8_rows(const Problem& p, const std::vector<Act8>& acts, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size;
-  by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
-    gemv8_tile<decltype(nr)::value, BITS>(p, acts[m], xsum + static_cast<size_t>(m) * G, n,
-                                          p.y + static_cast<size_t>(m) * p.N + n);
+  with_scale_type(p, [&](auto st) {
+    using S = std::remove_const_t<std::remove_pointer_t<decltype(st)>>;
+    by_column_tiles(p, n0, n1, [&](auto nr, int m, int n) {
+      gemv8_tile<decltype(nr)::value, BITS, S>(p, acts[m], xsum + static_cast<size_t>(m) * G, n,
+                                               p.y + static_cast<size_t>(m) * p.N + n);
+    });
   });
 }
 
@@ -294,6 +383,7 @@ QMM_AVX2 void gemv8_rows(const Problem& p, const std::vector<Act8>& acts, const 
 // n0 + j's value k; the columns nb..ld-1 are zero (ld pads the block to whole tiles).
 template <int BITS>
 QMM_AVX2 void unpack_rows_t(const Problem& p, int n0, int nb, int ld, float* row_buf, float* out) {
+  float* scratch = scale_scratch(p, 1);
   const int G = p.K / p.group_size, words = p.K * BITS / 32, gs = p.group_size;
   for (int j = 0; j < ld; ++j) {
     if (j >= nb) {
@@ -301,8 +391,8 @@ QMM_AVX2 void unpack_rows_t(const Problem& p, int n0, int nb, int ld, float* row
       continue;
     }
     const uint32_t* w = p.w + static_cast<size_t>(n0 + j) * words;
-    const float* s = p.scales + static_cast<size_t>(n0 + j) * G;
-    const float* b = p.biases + static_cast<size_t>(n0 + j) * G;
+    const float* s = group_row(p, p.scales, n0 + j, scratch);
+    const float* b = group_row(p, p.biases, n0 + j, scratch + G);
     for (int g = 0; g < G; ++g) {
       const __m256 sv = _mm256_set1_ps(s[g]), bv = _mm256_set1_ps(b[g]);
       for (int k = g * gs; k < (g + 1) * gs; k += 8)

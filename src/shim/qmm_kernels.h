@@ -9,13 +9,17 @@
 
 namespace mlxrun_shim::qmm {
 
+// How the scales and biases are stored (both alike).
+enum class ScaleType : int { F32 = 0, F16 = 1, BF16 = 2 };
+
 struct Problem {
   const float* x;         // [M, K], rows contiguous
   const uint32_t* w;      // [N, K * bits / 32]
-  const float* scales;    // [N, K / group_size]
-  const float* biases;    // [N, K / group_size]
+  const void* scales;     // [N, K / group_size] of scale_type
+  const void* biases;     // [N, K / group_size] of scale_type
   float* y;               // [M, N]
   int M, N, K, group_size, bits;
+  ScaleType scale_type = ScaleType::F32;
 };
 
 // Whether the kernels take these settings (bits 4 or 8, group size 32, 64 or 128, K a
