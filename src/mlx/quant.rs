@@ -110,12 +110,23 @@ impl Quantized {
         }
         // Scales the CPU kernels keep narrower than the activations (see cpu_qmm) are widened
         // for MLX's kernel, which would otherwise compute in their dtype.
-        let wide = |a: &Array| if a.dtype().is_float() && a.dtype() != x.dtype() { a.astype(x.dtype()) } else { Ok(a.clone()) };
-        if self.scales.dtype().is_float() && self.scales.dtype() != x.dtype() && x.dtype() == Dtype::F32 {
-            let biases = self.biases.as_ref().map(wide).transpose()?;
-            return quantized_matmul(x, &self.weight, &wide(&self.scales)?, biases.as_ref(), transpose, self.group_size, self.bits, self.mode);
+        if x.dtype() == Dtype::F32 && self.scales.dtype() != Dtype::F32 {
+            let biases = self.biases.as_ref().map(|b| widened(b, Dtype::F32)).transpose()?;
+            let scales = widened(&self.scales, Dtype::F32)?;
+            return quantized_matmul(x, &self.weight, &scales, biases.as_ref(), transpose, self.group_size, self.bits, self.mode);
         }
         quantized_matmul(x, &self.weight, &self.scales, self.biases.as_ref(), transpose, self.group_size, self.bits, self.mode)
+    }
+}
+
+/// Floating scales or biases in `dtype`: those the CPU kernels keep narrower than the
+/// compute dtype (see `cpu_qmm::exact_scale_dtype`) are cast, before anything other than
+/// those kernels reads them; the rest (already `dtype`, or integer exponents) as they are.
+pub fn widened(a: &Array, dtype: Dtype) -> Result<Array> {
+    if a.dtype().is_float() && a.dtype() != dtype {
+        a.astype(dtype)
+    } else {
+        Ok(a.clone())
     }
 }
 

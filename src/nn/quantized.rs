@@ -1,7 +1,7 @@
 //! A weight matrix held either dense or MLX-quantized, so that `Linear` and `Embedding`
 //! serve both kinds of checkpoint with no per-family code. The quantized forms compute
 //! what mlx.nn.QuantizedLinear / QuantizedEmbedding compute, with the same ops.
-use crate::mlx::quant::{dequantize, QuantParams, Quantized};
+use crate::mlx::quant::{dequantize, widened, QuantParams, Quantized};
 use crate::mlx::{Array, Dtype};
 use crate::Result;
 
@@ -48,11 +48,10 @@ impl Weight {
             Weight::Quantized { q, dtype } => {
                 // Scales the CPU kernels keep narrower than the compute dtype are widened
                 // first: MLX would unpack in their dtype.
-                let wide = |a: Array| if a.dtype().is_float() && a.dtype() != *dtype { a.astype(*dtype) } else { Ok(a) };
-                let biases = q.biases.as_ref().map(|b| wide(b.take(ids, 0)?)).transpose()?;
+                let biases = q.biases.as_ref().map(|b| widened(&b.take(ids, 0)?, *dtype)).transpose()?;
                 dequantize(
                     &q.weight.take(ids, 0)?,
-                    &wide(q.scales.take(ids, 0)?)?,
+                    &widened(&q.scales.take(ids, 0)?, *dtype)?,
                     biases.as_ref(),
                     q.group_size,
                     q.bits,

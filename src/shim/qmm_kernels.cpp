@@ -113,10 +113,10 @@ const float* group_row_scalar(const Problem& p, const void* base, int n, float* 
   return buf;
 }
 
-// Scratch for converted scale rows: 2·rows rows of K / group_size, one buffer per thread.
-float* scale_scratch(const Problem& p, int rows) {
+// Scratch for one row's converted scales and biases (2 · K / group_size), one per thread.
+float* scale_scratch(const Problem& p) {
   thread_local std::vector<float> buf;
-  buf.resize(static_cast<size_t>(2) * rows * (p.K / p.group_size));
+  buf.resize(static_cast<size_t>(2) * (p.K / p.group_size));
   return buf.data();
 }
 
@@ -124,7 +124,7 @@ float* scale_scratch(const Problem& p, int rows) {
 
 void rows_scalar(const Problem& p, const float* xsum, int n0, int n1) {
   const int G = p.K / p.group_size, words = p.K * p.bits / 32;
-  float* scratch = scale_scratch(p, 1);
+  float* scratch = scale_scratch(p);
   for (int n = n0; n < n1; ++n) {
     const uint32_t* w = p.w + static_cast<size_t>(n) * words;
     const float* s = group_row_scalar(p, p.scales, n, scratch);
@@ -205,19 +205,32 @@ QMM_AVX2 inline __m256i load8(const uint32_t* row, int k) {
   }
 }
 
+// Rows n..n+NR-1 of the packed matrix: their words, scales and biases (S as stored).
+template <int NR, class S>
+struct TileRows {
+  const uint32_t* w[NR];
+  const S *s[NR], *b[NR];
+  TileRows(const Problem& p, int n) {
+    const int G = p.K / p.group_size, words = p.K * p.bits / 32;
+    QMM_UNROLL
+    for (int r = 0; r < NR; ++r) {
+      w[r] = p.w + static_cast<size_t>(n + r) * words;
+      s[r] = static_cast<const S*>(p.scales) + static_cast<size_t>(n + r) * G;
+      b[r] = static_cast<const S*>(p.biases) + static_cast<size_t>(n + r) * G;
+    }
+  }
+};
+
 // NR output columns n..n+NR-1 of one activation row x.
 template <int NR, int BITS, class S>
 QMM_AVX2 void gemv_tile(const Problem& p, const float* x, const float* xsum, int n, float* y) {
-  const int G = p.K / p.group_size, words = p.K * BITS / 32, gs = p.group_size;
-  const uint32_t* w[NR];
-  const S *s[NR], *b[NR];
+  const int G = p.K / p.group_size, gs = p.group_size;
+  const TileRows<NR, S> rows(p, n);
+  const auto &w = rows.w, &s = rows.s, &b = rows.b;
   __m256 acc[NR];
   float bias_part[NR];
   QMM_UNROLL
   for (int r = 0; r < NR; ++r) {
-    w[r] = p.w + static_cast<size_t>(n + r) * words;
-    s[r] = static_cast<const S*>(p.scales) + static_cast<size_t>(n + r) * G;
-    b[r] = static_cast<const S*>(p.biases) + static_cast<size_t>(n + r) * G;
     acc[r] = _mm256_setzero_ps();
     bias_part[r] = 0;
   }
@@ -336,16 +349,13 @@ QMM_AVX2 inline __m256i dot32(__m256i w, __m256i xq) {
 
 template <int NR, int BITS, class S>
 QMM_AVX2 void gemv8_tile(const Problem& p, const Act8& a, const float* xsum, int n, float* y) {
-  const int G = p.K / p.group_size, words = p.K * BITS / 32, per_group = p.group_size / 32;
-  const uint32_t* w[NR];
-  const S *s[NR], *bi[NR];
+  const int G = p.K / p.group_size, per_group = p.group_size / 32;
+  const TileRows<NR, S> rows(p, n);
+  const auto &w = rows.w, &s = rows.s, &bi = rows.b;
   __m256 acc[NR];
   float scalar[NR];
   QMM_UNROLL
   for (int r = 0; r < NR; ++r) {
-    w[r] = p.w + static_cast<size_t>(n + r) * words;
-    s[r] = static_cast<const S*>(p.scales) + static_cast<size_t>(n + r) * G;
-    bi[r] = static_cast<const S*>(p.biases) + static_cast<size_t>(n + r) * G;
     acc[r] = _mm256_setzero_ps();
     scalar[r] = 0;
   }
@@ -383,7 +393,7 @@ QMM_AVX2 void gemv8_rows(const Problem& p, const std::vector<Act8>& acts, const 
 // n0 + j's value k; the columns nb..ld-1 are zero (ld pads the block to whole tiles).
 template <int BITS>
 QMM_AVX2 void unpack_rows_t(const Problem& p, int n0, int nb, int ld, float* row_buf, float* out) {
-  float* scratch = scale_scratch(p, 1);
+  float* scratch = scale_scratch(p);
   const int G = p.K / p.group_size, words = p.K * BITS / 32, gs = p.group_size;
   for (int j = 0; j < ld; ++j) {
     if (j >= nb) {
