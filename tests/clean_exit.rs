@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::c_programs::Installed;
+use mlxrun::mlx::{eval, Array, Dtype};
 
 /// Far above a run's few seconds on a busy two-core machine; a hung exit never ends.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,4 +84,74 @@ fn exiting_while_another_thread_generates_exits() {
     for run in 0..40 {
         run_once(run, "busy", "leaving while generating");
     }
+}
+
+/// The same race from the inside: a thread builds, evaluates and frees arrays without end
+/// (most of its time between evaluations, in op building and frees) while the main thread
+/// calls `exit`. The exit handler then stops that thread wherever it next calls into MLX,
+/// before MLX's static objects (its scheduler, its allocator) are destroyed under it: 20
+/// runs of this test's own executable, each in its child mode.
+#[test]
+fn exiting_while_another_thread_frees_arrays_exits() {
+    if std::env::var_os(CHILD).is_some() {
+        return free_arrays_until_exit();
+    }
+    let exe = std::env::current_exe().unwrap();
+    for run in 0..20 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "exiting_while_another_thread_frees_arrays_exits", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the child");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > RUN_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("run {run} had not exited after {RUN_TIMEOUT:?}: a hang at exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success() && stdout.contains("leaving while freeing"),
+            "run {run} exited with {status}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+const CHILD: &str = "MLXRUN_CLEAN_EXIT_CHILD";
+
+fn free_arrays_until_exit() {
+    let (started, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = true;
+        loop {
+            // 256 small arrays evaluated at once, then built on and freed one by one: the
+            // frees return buffers to MLX's allocator while the process may be exiting.
+            let arrays: Vec<Array> =
+                (0..256).map(|i| Array::full(&[256], f64::from(i), Dtype::F32).unwrap()).collect();
+            eval(&arrays.iter().collect::<Vec<_>>()).unwrap();
+            if first {
+                started.send(()).unwrap();
+                first = false;
+            }
+            for a in arrays {
+                let _ = a.add_scalar(1.0).unwrap().mul(&a).unwrap();
+            }
+        }
+    });
+    ready.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    println!("leaving while freeing");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::process::exit(0);
 }

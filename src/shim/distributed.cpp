@@ -28,8 +28,10 @@ struct shim_group {
 
 namespace {
 
+// Each call counts as shim work, as shim.cpp's calls do (see exit_guard.cpp).
 #define DIST_TRY(...)                                  \
   try {                                                \
+    shim_exit::WorkScope call_scope_(shim_exit::WorkScope::Kind::builds); \
     __VA_ARGS__;                                       \
     return 0;                                          \
   } catch (const std::exception& e) {                  \

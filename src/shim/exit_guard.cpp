@@ -12,12 +12,19 @@
 // in how its shutdown meets a concurrent caller, not in one release. MLX's own exit-time
 // destructors can likewise free what a running task still uses.
 //
-// So the first WorkScope registers an exit handler that runs before those: it stops new
-// work from starting on other threads, waits for the shim calls already queueing or
-// waiting on work, then waits until every stream that was used has drained. When it returns, no BLAS call is in
-// flight and OpenBLAS's shutdown joins idle workers. A thread that calls into MLX after
-// that is parked where it stands (before touching MLX, holding none of its locks): the
-// process is ending, and the exit system call ends that thread with the rest.
+// So the first WorkScope that queues work registers an exit handler that runs before
+// those: it stops new work from starting on other threads, waits for the shim calls
+// already under way, then waits until every stream that was used has drained. When it
+// returns, no BLAS call is in flight and OpenBLAS's shutdown joins idle workers. A thread
+// that calls into MLX after that is parked where it stands (before touching MLX, holding
+// none of its locks): the process is ending, and the exit system call ends that thread
+// with the rest.
+//
+// Every shim call counts, not only those that queue or wait: building an op reaches MLX's
+// scheduler (for its stream) and freeing an array reaches its allocator, and both are
+// static objects whose destructors run right after this handler. A thread still building
+// its next step then used them destroyed: "busy" exits crashed (SIGSEGV) about once in
+// forty runs on a loaded two-core machine while only eval, reads and synchronize counted.
 #include "exit_guard.h"
 
 #include <unistd.h>
@@ -40,7 +47,9 @@ std::atomic<bool> g_exiting{false};
 // nothing else can run beside them.
 thread_local bool t_exit_thread = false;
 thread_local bool t_stream_known = false;
-// Shim calls between WorkScope's constructor and destructor.
+// How many scopes this thread is inside.
+thread_local int t_depth = 0;
+// Threads inside a shim call (between the outermost WorkScope's constructor and destructor).
 std::atomic<int> g_busy{0};
 std::atomic<bool> g_abandoned{false};
 std::once_flag g_registered;
@@ -96,13 +105,18 @@ void quiesce_at_exit() {
 
 }  // namespace
 
-WorkScope::WorkScope() {
-  g_busy.fetch_add(1);
-  if (g_exiting.load() && !t_exit_thread) {
-    g_busy.fetch_sub(1);
-    park();
+WorkScope::WorkScope(Kind kind) : queues_(kind == Kind::queues) {
+  // Only the outermost scope of a thread counts: a call inside a call (a shim function
+  // whose body holds its own scope) must not park while its caller is counted as busy,
+  // or the exit handler would wait its whole limit for a thread that will never return.
+  if (t_depth++ == 0) {
+    g_busy.fetch_add(1);
+    if (g_exiting.load() && !t_exit_thread) {
+      g_busy.fetch_sub(1);
+      park();
+    }
   }
-  if (!t_stream_known) {
+  if (queues_ && !t_stream_known) {
     t_stream_known = true;
     try {
       remember(mx::default_stream(mx::default_device()));
@@ -113,7 +127,8 @@ WorkScope::WorkScope() {
 }
 
 WorkScope::~WorkScope() {
-  g_busy.fetch_sub(1);
+  if (--t_depth == 0) g_busy.fetch_sub(1);
+  if (!queues_) return;
   // Registered after the first call has run, so that MLX's lazily made singletons (the
   // scheduler, the allocator) exist already: exit handlers run in reverse order of
   // registration, so this one runs before their destructors and before the shared

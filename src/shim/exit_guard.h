@@ -5,16 +5,21 @@
 
 namespace shim_exit {
 
-// Held by every shim call that queues MLX work or waits for it (eval, async_eval, reading
-// an array, synchronize). Its first use registers the exit handler; once the process
-// has begun to exit, constructing one on any other thread than the exiting one parks that
-// thread for good.
+// Held by every shim call that touches MLX. `queues`: the call queues MLX work or waits
+// for it (eval, async_eval, reading an array, synchronize); the first such call registers
+// the exit handler, once MLX's singletons exist. `builds`: any other call (building an op,
+// freeing an array). Once the process has begun to exit, constructing one on any other
+// thread than the exiting one parks that thread for good.
 class WorkScope {
  public:
-  WorkScope();
+  enum class Kind { queues, builds };
+  explicit WorkScope(Kind kind = Kind::queues);
   ~WorkScope();
   WorkScope(const WorkScope&) = delete;
   WorkScope& operator=(const WorkScope&) = delete;
+
+ private:
+  bool queues_;
 };
 
 // A stream the exit handler must also wait for (one made by shim_new_stream).

@@ -37,8 +37,11 @@ thread_local std::string g_last_error;
 void set_error(const char* msg) { g_last_error = msg ? msg : "unknown error"; }
 
 // Variadic so that bodies containing commas (structured bindings, templates) pass whole.
+// Every call holds a WorkScope, so that one still building a graph when the process exits
+// is waited for (or parked) before MLX's static objects go (see exit_guard.cpp).
 #define SHIM_TRY(...)                                  \
   try {                                                \
+    shim_exit::WorkScope call_scope_(shim_exit::WorkScope::Kind::builds); \
     __VA_ARGS__;                                       \
     return 0;                                          \
   } catch (const std::exception& e) {                  \
@@ -149,7 +152,10 @@ const char* shim_mlx_version(void) { return mx::version(); }
 
 // ---- arrays -------------------------------------------------------------------------------
 
-void shim_array_free(shim_array* a) { delete reinterpret_cast<mx::array*>(a); }
+void shim_array_free(shim_array* a) {
+  shim_exit::WorkScope scope(shim_exit::WorkScope::Kind::builds);
+  delete reinterpret_cast<mx::array*>(a);
+}
 
 int shim_array_clone(const shim_array* a, shim_array** out) { SHIM_TRY(put(out, A(a))) }
 
@@ -253,7 +259,10 @@ shim_vec* shim_vec_new(void) {
     return nullptr;
   }
 }
-void shim_vec_free(shim_vec* v) { delete reinterpret_cast<std::vector<mx::array>*>(v); }
+void shim_vec_free(shim_vec* v) {
+  shim_exit::WorkScope scope(shim_exit::WorkScope::Kind::builds);
+  delete reinterpret_cast<std::vector<mx::array>*>(v);
+}
 size_t shim_vec_len(const shim_vec* v) { return v ? V(v).size() : 0; }
 int shim_vec_get(const shim_vec* v, size_t i, shim_array** out) {
   SHIM_TRY({
@@ -719,6 +728,7 @@ static std::atomic<size_t> g_wired_limit{0};
 
 #define SHIM_NOTHROW(expr, fallback) \
   try {                              \
+    shim_exit::WorkScope call_scope_(shim_exit::WorkScope::Kind::builds); \
     return expr;                     \
   } catch (...) {                    \
     return fallback;                 \
@@ -793,7 +803,10 @@ int shim_load_safetensors(const char* path, shim_map** out) {
     *out = reinterpret_cast<shim_map*>(m.release());
   })
 }
-void shim_map_free(shim_map* m) { delete reinterpret_cast<SafetensorsMap*>(m); }
+void shim_map_free(shim_map* m) {
+  shim_exit::WorkScope scope(shim_exit::WorkScope::Kind::builds);
+  delete reinterpret_cast<SafetensorsMap*>(m);
+}
 size_t shim_map_len(const shim_map* m) {
   return m ? reinterpret_cast<const SafetensorsMap*>(m)->tensors.size() : 0;
 }
@@ -900,6 +913,9 @@ int shim_compiled_call(const shim_compiled* f, const shim_array* const* inputs, 
   })
 }
 
-void shim_compiled_free(shim_compiled* f) { delete f; }
+void shim_compiled_free(shim_compiled* f) {
+  shim_exit::WorkScope scope(shim_exit::WorkScope::Kind::builds);
+  delete f;
+}
 
 }  // extern "C"
