@@ -32,16 +32,19 @@ fn program() -> &'static PathBuf {
 /// something else than `expect`.
 fn run_once(run: usize, mode: &str, expect: &str) {
     let fixture = common::deps_file("fixtures/qwen3");
-    let mut child = Command::new(program())
-        .arg(&fixture)
+    let mut cmd = Command::new(program());
+    cmd.arg(&fixture)
         .arg(mode)
         // The race needs an OpenBLAS worker thread; scripts/test.sh sets one thread for
         // bit-exact references, so the count is set here.
-        .env("OPENBLAS_NUM_THREADS", "2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting exit_after_generate");
+        .env("OPENBLAS_NUM_THREADS", "2");
+    exits_cleanly(cmd, &format!("run {run} ({mode})"), expect);
+}
+
+/// Starts `cmd` and waits for it under the timeout; panics naming `what` when it hangs,
+/// fails or prints something else than `expect`.
+fn exits_cleanly(mut cmd: Command, what: &str, expect: &str) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting the program");
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -50,7 +53,7 @@ fn run_once(run: usize, mode: &str, expect: &str) {
         if start.elapsed() > RUN_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("run {run} ({mode}) had not exited after {RUN_TIMEOUT:?}: a hang at exit");
+            panic!("{what} had not exited after {RUN_TIMEOUT:?}: a hang at exit");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -58,7 +61,7 @@ fn run_once(run: usize, mode: &str, expect: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         status.success() && stdout.contains(expect),
-        "run {run} ({mode}) exited with {status}:\n{stdout}\n{}",
+        "{what} exited with {status}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -98,32 +101,10 @@ fn exiting_while_another_thread_frees_arrays_exits() {
     }
     let exe = std::env::current_exe().unwrap();
     for run in 0..20 {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "exiting_while_another_thread_frees_arrays_exits", "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the child");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > RUN_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("run {run} had not exited after {RUN_TIMEOUT:?}: a hang at exit");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            status.success() && stdout.contains("leaving while freeing"),
-            "run {run} exited with {status}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--exact", "exiting_while_another_thread_frees_arrays_exits", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1");
+        exits_cleanly(cmd, &format!("run {run}"), "leaving while freeing");
     }
 }
 
