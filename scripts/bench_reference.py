@@ -3,9 +3,12 @@ model folder, timed exactly as the Rust benchmark times ours (prefill = start of
 until the first generated token is available; decode = the remaining tokens over the
 remaining time). Prints one JSON object.
 
-Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS REPEAT [--dtype DTYPE]
+Usage: bench_reference.py MODEL_DIR PROMPT_TOKENS GEN_TOKENS REPEAT [--dtype DTYPE] [--sharded BACKEND]
 DTYPE: float32 (the default), bfloat16, float16, or native (the checkpoint's own); the Rust
 bench passes the dtype its side computes in, so both run the same arithmetic.
+--sharded BACKEND: mlx-lm's own tensor-parallel model (`sharded_load`, `model.shard()`) over
+the ranks of MLX's distributed group on BACKEND (e.g. nccl), started by `mlx.launch`; rank 0
+prints the JSON object (its peak memory is its own GPU's).
 Each figure is the best of REPEAT timed runs after one warm-up run.
 
 scripts/bench_worker.py (the interleaved suite's reference side) times its runs with this
@@ -17,6 +20,7 @@ import time
 
 import mlx.core as mx
 from mlx_lm import load
+from mlx_lm.utils import sharded_load
 from mlx_lm.generate import generate_step
 
 
@@ -56,7 +60,13 @@ def timed_generate(model, prompt, n_gen):
 def main():
     model_dir, n_prompt, n_gen, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     dtype = sys.argv[sys.argv.index("--dtype") + 1] if "--dtype" in sys.argv else "float32"
-    model, _ = load(model_dir)
+    rank = 0
+    if "--sharded" in sys.argv:
+        group = mx.distributed.init(strict=True, backend=sys.argv[sys.argv.index("--sharded") + 1])
+        rank = group.rank()
+        model, _ = sharded_load(model_dir, tensor_group=group)
+    else:
+        model, _ = load(model_dir)
     set_compute_dtype(model, dtype)
     prompt = prompt_ids(n_prompt, vocab_size(model))
 
@@ -71,6 +81,8 @@ def main():
         prefill, decode, n = run()
         best_prefill = max(best_prefill, n_prompt / prefill)
         best_decode = max(best_decode, (n - 1) / decode if decode > 0 else 0.0)
+    if rank != 0:
+        return
     print(json.dumps({
         "prefill_tok_s": best_prefill,
         "decode_tok_s": best_decode,

@@ -19,15 +19,7 @@ set -euo pipefail
 B="$(cd "${1:?usage: gpu_bench.sh BUNDLE [RESULTS_DIR]}" && pwd)"
 RES="${2:-$B/results}"
 mkdir -p "$RES"
-PY="${PYTHON:-python3}"
-if [ ! -d "$B/site/mlx" ]; then
-    "$PY" -m pip install -q --no-index --no-deps --target "$B/site" "$B"/wheels/*.whl
-fi
-NV=$("$PY" -c 'import site, glob; print(":".join(d for p in site.getsitepackages() for d in sorted(glob.glob(p + "/nvidia/*/lib"))))')
-export LD_LIBRARY_PATH="$B/site/mlx/lib:$NV${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PYTHONPATH="$B/site" PYTHONUNBUFFERED=1 MLXRUN_BENCH_PYTHON="$PY"
-"$PY" -c 'import mlx.core as mx; print("MLX device:", mx.default_device())'
-M="$B/models"
+. "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 SUITES="${SUITES:-generate batch train}"
 # The Gemma 3 model serves generate, batch and suite; the Llama 3.2 one suite only.
 has() { [[ " $SUITES " == *" $1 "* ]]; }

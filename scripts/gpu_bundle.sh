@@ -6,7 +6,8 @@
 #                   bench-micro, release builds without OpenBLAS (the CUDA backend does not
 #                   use it), debug info stripped
 #   OUT/tokenizers/ the qwen3, gemma3 and llama3_1 tokenizers, for the benchmark models
-# Then, on that machine, from a copy of this repository: scripts/gpu_bench.sh OUT
+# Then, on that machine, from a copy of this repository: scripts/gpu_bench.sh OUT (and on a
+# machine with two GPUs, scripts/gpu_tp.sh OUT)
 # Usage: scripts/gpu_bundle.sh OUT
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

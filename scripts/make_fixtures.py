@@ -599,9 +599,23 @@ def llama32_1b():
     return dict(base, name="llama3.2-1b-shape", seed=1103, dtype="bfloat16", config=config)
 
 
+def llama31_8b():
+    """A random model of Llama-3.1-8B's exact shape (hidden 4096, 32 layers, 32 query / 8 KV
+    heads of 128, MLP 14336, the full 128256-token vocabulary, untied, rope_theta 5e5 with
+    "llama3" rope scaling of factor 8, bfloat16; ~16 GB): the larger model of the two-GPU
+    tensor-parallel benchmark (scripts/gpu_tp.sh)."""
+    small = llama32_1b()
+    rope_scaling = dict(small["config"]["rope_scaling"], factor=8.0)
+    config = dict(small["config"], head_dim=128, hidden_size=4096, intermediate_size=14336,
+                  num_attention_heads=32, num_hidden_layers=32, num_key_value_heads=8,
+                  rope_scaling=rope_scaling, tie_word_embeddings=False)
+    return dict(small, name="llama3.1-8b-shape", seed=1104, config=config)
+
+
 # Benchmark models, written only on request (`--bench-model NAME OUT_DIR`), each to
 # OUT_DIR/<name>-shape.
-BENCH_MODELS = {"gemma3-1b": gemma3_1b, "qwen3-0.6b": qwen3_06b, "llama3.2-1b": llama32_1b}
+BENCH_MODELS = {"gemma3-1b": gemma3_1b, "qwen3-0.6b": qwen3_06b, "llama3.2-1b": llama32_1b,
+                "llama3.1-8b": llama31_8b}
 
 
 def main():

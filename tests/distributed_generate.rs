@@ -180,3 +180,41 @@ fn a_stop_on_rank_0_stops_every_rank_at_the_same_token() {
     let generated: usize = line.split("generation: ").nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(generated < 100000, "{line}");
 }
+
+/// `launch --backend nccl` gives each rank its place in the group, the rendezvous on
+/// 127.0.0.1 and a GPU of its own, and refuses fewer GPUs than ranks naming both counts.
+#[test]
+fn nccl_launch_gives_each_rank_a_gpu_and_the_rendezvous() {
+    use mlxrun::cli::launch::{gpus_for_ranks, nccl_env};
+    let env: std::collections::HashMap<String, String> = nccl_env(1, 2, "3", 4242).into_iter().collect();
+    for (k, v) in [("MLX_RANK", "1"), ("MLX_WORLD_SIZE", "2"), ("NCCL_HOST_IP", "127.0.0.1"), ("NCCL_PORT", "4242"), ("CUDA_VISIBLE_DEVICES", "3")] {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
+    }
+    if std::env::var_os("NCCL_NVLS_ENABLE").is_none() {
+        assert_eq!(env.get("NCCL_NVLS_ENABLE").map(String::as_str), Some("0"), "NVLink multicast off: {env:?}");
+    }
+    assert_eq!(gpus_for_ranks(2, Some("4, 6,7"), 0).unwrap(), ["4", "6"]);
+    assert_eq!(gpus_for_ranks(2, None, 8).unwrap(), ["0", "1"]);
+    let err = gpus_for_ranks(2, Some("5"), 8).unwrap_err().to_string();
+    assert!(err.contains("one GPU per rank") && err.contains("2 ranks") && err.contains("CUDA_VISIBLE_DEVICES=\"5\" names 1 GPU"), "{err}");
+    let err = gpus_for_ranks(4, None, 2).unwrap_err().to_string();
+    assert!(err.contains("4 ranks") && err.contains("this machine has 2 GPUs"), "{err}");
+}
+
+/// Where MLX has no NCCL (the CPU build), `launch --backend nccl` says so before starting
+/// any rank.
+#[test]
+fn nccl_launch_without_nccl_names_the_missing_backend() {
+    if mlxrun::mlx::distributed::is_available("nccl").unwrap() {
+        return;
+    }
+    let model = common::deps_file("fixtures/qwen3");
+    let out = mlxrun()
+        .args(["launch", "--backend", "nccl", "-n", "2", "--"])
+        .args(generate_args(model.to_str().unwrap(), &[]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no NCCL backend"), "{stderr}");
+    assert!(!stderr.contains("[rank 1]"), "no rank was started: {stderr}");
+}

@@ -86,7 +86,9 @@ pub enum Command {
     /// Start the ranks of a distributed run on this machine: N copies of an mlxrun command
     #[command(after_help = "For example: mlxrun launch -n 2 -- generate --model M --prompt hi\n\n\
                             Each rank runs the command with --distributed added, over the ring backend on \
-                            127.0.0.1 with free ports (MLX_RANK and MLX_HOSTFILE set for it). Rank 0's output \
+                            127.0.0.1 with free ports (MLX_RANK and MLX_HOSTFILE set for it), or with \
+                            --backend nccl over NCCL, one GPU per rank (MLX_RANK, MLX_WORLD_SIZE, NCCL_HOST_IP, \
+                            NCCL_PORT and CUDA_VISIBLE_DEVICES set for it). Rank 0's output \
                             is printed; the other ranks' stderr is printed with a [rank R] prefix. The exit \
                             status is the first failing rank's. Across machines, start the ranks with mlx.launch \
                             (see docs/distributed.md).")]
