@@ -12,6 +12,11 @@
 //! - **build only**: the graph of one step built and dropped, unevaluated (the host's
 //!   share alone).
 //!
+//! After the table, each model's step graph is counted by operation (`mlx::graph::census`):
+//! on a GPU a step's host time grows with its nodes, so this says where to cut. The CPU
+//! builds the same graph except where its own one-node kernels stand in for MLX's fast
+//! kernels (the same count) and for SwiGLU's gate, so a count taken here holds there.
+//!
 //! `cargo bench --bench decode_overhead -- DIR [DIR …] [--lengths 128,4096] [--steps 64]
 //! [--stack auto|on|off|both]` (`--stack`: `LoadOptions::stack_projections`; `both` measures
 //! each model with and without).
@@ -22,7 +27,7 @@ mod common;
 
 use mlxrun::engine::generate::{generate_tokens, DEFAULT_PREFILL_STEP};
 use mlxrun::engine::{Sampler, SamplerParams};
-use mlxrun::mlx::{async_eval, eval, memory, Array, Device};
+use mlxrun::mlx::{async_eval, eval, graph, memory, Array, Device};
 use mlxrun::models::{load, LanguageModel, LoadOptions};
 use mlxrun::nn::KvCache;
 use mlxrun::Result;
@@ -49,6 +54,8 @@ struct Split {
     /// MLX's peak bytes up to the first token, and after the pipelined steps.
     prefill_peak: usize,
     decode_peak: usize,
+    /// The operations of one step's graph, by name.
+    census: Vec<(String, usize)>,
 }
 
 fn measure(model: &dyn LanguageModel, n_prompt: usize, steps: usize) -> Result<Split> {
@@ -125,6 +132,11 @@ fn measure(model: &dyn LanguageModel, n_prompt: usize, steps: usize) -> Result<S
         drop(step(model, &mut scratch, &mut sampler, &current.token)?);
     }
     let build_only = us(t.elapsed(), steps);
+    let census = {
+        let mut scratch = caches.to_vec();
+        let out = step(model, &mut scratch, &mut sampler, &current.token)?;
+        graph::census(&out.arrays())?
+    };
     Ok(Split {
         per_token,
         build: us(build, steps),
@@ -134,6 +146,7 @@ fn measure(model: &dyn LanguageModel, n_prompt: usize, steps: usize) -> Result<S
         build_only,
         prefill_peak,
         decode_peak,
+        census,
     })
 }
 
@@ -184,6 +197,7 @@ fn main() {
         "build-only",
         "peak MiB prefill/decode"
     );
+    let mut censuses = Vec::new();
     for (dir, stack) in args
         .iter()
         .map(PathBuf::from)
@@ -213,20 +227,33 @@ fn main() {
         };
         for &n in &lengths {
             match measure(model.as_ref(), n, steps) {
-                Ok(s) => println!(
-                    "{name:<32} {n:>7} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.1} {:>12.0} / {:<8.0}",
-                    s.per_token,
-                    1e6 / s.per_token,
-                    s.build,
-                    s.queue,
-                    s.wait,
-                    s.sync,
-                    s.build_only,
-                    s.prefill_peak as f64 / 1048576.0,
-                    s.decode_peak as f64 / 1048576.0
-                ),
+                Ok(s) => {
+                    println!(
+                        "{name:<32} {n:>7} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.1} {:>12.0} / {:<8.0}",
+                        s.per_token,
+                        1e6 / s.per_token,
+                        s.build,
+                        s.queue,
+                        s.wait,
+                        s.sync,
+                        s.build_only,
+                        s.prefill_peak as f64 / 1048576.0,
+                        s.decode_peak as f64 / 1048576.0
+                    );
+                    censuses.push((format!("{name} at {n}"), model.info().num_layers, s.census));
+                }
                 Err(e) => println!("{name:<32} {n:>7} failed: {e}"),
             }
         }
+    }
+    println!("\noperations in one step's graph (model, sampler and cache writes)");
+    for (what, layers, census) in censuses {
+        let total = graph::total(&census);
+        let list: Vec<String> = census.iter().map(|(op, k)| format!("{op} {k}")).collect();
+        println!(
+            "{what}: {total} ({:.1} per layer): {}",
+            total as f64 / layers.max(1) as f64,
+            list.join(", ")
+        );
     }
 }

@@ -36,7 +36,11 @@ const PROMPTS: &[&str] = &[
 ];
 
 fn load(name: &str) -> Model {
-    Model::load(common::deps_file(&format!("fixtures/{name}")), &LoadOptions::default()).unwrap()
+    load_with(name, &LoadOptions::default())
+}
+
+fn load_with(name: &str, options: &LoadOptions) -> Model {
+    Model::load(common::deps_file(&format!("fixtures/{name}")), options).unwrap()
 }
 
 /// The single path's greedy tokens for `prompt`, with the top-2 margin at each step.
@@ -96,7 +100,11 @@ fn check_batch_generate(name: &str) {
 
 /// `check_batch_generate` over `prompts`; returns the batch's metrics.
 fn check_batch_generate_on(name: &str, prompts: &[&str]) -> mlxrun::engine::Metrics {
-    let mut model = load(name);
+    check_batch_generate_with(name, prompts, &LoadOptions::default())
+}
+
+fn check_batch_generate_with(name: &str, prompts: &[&str], options: &LoadOptions) -> mlxrun::engine::Metrics {
+    let mut model = load_with(name, options);
     let params = GenerateParams { max_tokens: 12, ignore_eos: true, prefill_step_size: 8, ..GenerateParams::default() };
     // Row i stops itself after `budget(i)` tokens, so rows leave at different steps.
     let budget = |i: usize| 4 + 3 * i;
@@ -182,6 +190,17 @@ fn batch_generate_qwen3() {
 fn batch_generate_qwen2() {
     check_batch_generate("qwen2");
 }
+/// Stacked projections (a GPU's default) with several rows: one position per row is split
+/// into heads from the stack's output, strided across rows, and must still decode what each
+/// prompt decodes alone (qwen3 also normalises its q and k heads).
+#[test]
+fn batch_generate_stacked_projections() {
+    let stacked = LoadOptions { stack_projections: Some(true), ..LoadOptions::default() };
+    for name in ["qwen3", "llama3", "gemma3"] {
+        check_batch_generate_with(name, PROMPTS, &stacked);
+    }
+}
+
 #[test]
 fn batch_generate_gemma3_sliding_window() {
     check_batch_generate("gemma3");

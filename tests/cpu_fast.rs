@@ -5,10 +5,12 @@
 //! transposed views, partial rotary dims, custom frequencies, per-row offsets, grouped
 //! heads, keys and values that are views of a longer cache. Gradients through the routes
 //! are MLX's own (the fallback differentiated), checked here against the fallback's.
-//! RMS norm, rotary positions and the SiLU gate give the fallback's bits exactly (same
-//! operations, same order, MLX's own exp/sin/cos/sigmoid); attention sums in another order.
+//! RMS norm, rotary positions and the SiLU and GELU gates give the fallback's bits exactly
+//! (same operations, same order, MLX's own exp/sin/cos/sigmoid/pow/tanh); attention sums in
+//! another order.
 use mlxrun::mlx::fast::{self, AttentionMask, RopeFreqs, RopeOffset};
 use mlxrun::mlx::{ops, random, transforms, Array, Dtype};
+use mlxrun::nn::mlp::Activation;
 use mlxrun::Result;
 
 
@@ -145,9 +147,11 @@ fn gradients_are_mlx_compositions() {
     }
 }
 
-#[test]
-fn silu_gate_is_mlx_bit_for_bit() {
-    // MLX's own sigmoid, each product rounded as the separate ops round it: equal bits.
+/// A gate `gate(g, u)` against MLX's composition over the layouts a feed-forward block
+/// hands it, and its gradients against the composition's.
+fn gate_is_mlx_bit_for_bit(gate: fn(&Array, &Array) -> Result<Array>, what: &str) {
+    // MLX's own sigmoid, pow and tanh, each product rounded as the separate ops round it:
+    // equal bits.
     let stacked = randn(&[1, 1, 3072], 70).mul_scalar(4.0).unwrap();
     let cases: Vec<(&str, Array, Array)> = vec![
         ("decode row", randn(&[1, 1, 1536], 71).mul_scalar(6.0).unwrap(), randn(&[1, 1, 1536], 72)),
@@ -155,16 +159,35 @@ fn silu_gate_is_mlx_bit_for_bit() {
         ("halves of a stacked product", stacked.slice_axis(2, 0, 1536).unwrap(), stacked.slice_axis(2, 1536, 3072).unwrap()),
         ("transposed", randn(&[8, 5], 75).transpose(&[]).unwrap(), randn(&[5, 8], 76)),
     ];
-    for (what, g, u) in &cases {
-        let (ours, theirs) = both(|| ops::silu_mul(g, u));
-        close(&ours, &theirs, 0.0, what);
+    for (case, g, u) in &cases {
+        let (ours, theirs) = both(|| gate(g, u));
+        close(&ours, &theirs, 0.0, &format!("{what}: {case}"));
     }
     let (g, u, cot) = (randn(&[3, 40], 77), randn(&[3, 40], 78), randn(&[3, 40], 79));
     let grads = |on: bool| -> Vec<Vec<f32>> {
         ops::set_cpu_fast_kernels(on).unwrap();
-        let (_, gr) = transforms::vjp(|p: &[Array]| Ok(vec![ops::silu_mul(&p[0], &p[1])?]), &[&g, &u], &[&cot]).unwrap();
+        let (_, gr) = transforms::vjp(|p: &[Array]| Ok(vec![gate(&p[0], &p[1])?]), &[&g, &u], &[&cot]).unwrap();
         ops::set_cpu_fast_kernels(true).unwrap();
         gr.iter().map(|a| a.to_vec::<f32>().unwrap()).collect()
     };
-    assert_eq!(grads(true), grads(false), "gradients through the SiLU gate");
+    assert_eq!(grads(true), grads(false), "gradients through the {what} gate");
+}
+
+#[test]
+fn silu_gate_is_mlx_bit_for_bit() {
+    gate_is_mlx_bit_for_bit(ops::silu_mul, "SiLU");
+}
+
+#[test]
+fn gelu_gate_is_mlx_bit_for_bit() {
+    gate_is_mlx_bit_for_bit(ops::gelu_tanh_mul, "tanh GELU");
+    // And the same bits as the model's own composition (nn::mlp, mlx.nn.gelu_approx's ops),
+    // over values where the tanh saturates and where the cube dominates.
+    let g = randn(&[4, 700], 80).mul_scalar(5.0).unwrap();
+    let u = randn(&[4, 700], 81);
+    let ours = ops::gelu_tanh_mul(&g, &u).unwrap();
+    ops::set_cpu_fast_kernels(false).unwrap();
+    let model = Activation::GeluTanh.apply(&g).unwrap().mul(&u).unwrap();
+    ops::set_cpu_fast_kernels(true).unwrap();
+    close(&ours, &model, 0.0, "tanh GELU against nn::mlp's ops");
 }

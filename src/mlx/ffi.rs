@@ -77,6 +77,13 @@ extern "C" {
 
     pub fn shim_eval(arrs: *const *const shim_array, n: usize) -> c_int;
     pub fn shim_async_eval(arrs: *const *const shim_array, n: usize) -> c_int;
+    pub fn shim_graph_census(
+        arrs: *const *const shim_array,
+        n: usize,
+        buf: *mut c_char,
+        cap: usize,
+        needed: *mut usize,
+    ) -> c_int;
 
     pub fn shim_unary(op: c_int, a: *const shim_array, out: *mut *mut shim_array) -> c_int;
     pub fn shim_binary(
@@ -139,7 +146,7 @@ extern "C" {
     ) -> c_int;
     pub fn shim_cpu_gemv_active(out: *mut c_int) -> c_int;
     pub fn shim_cpu_fast_set_thread(on: c_int, was: *mut c_int) -> c_int;
-    pub fn shim_silu_mul(g: *const shim_array, u: *const shim_array, out: *mut *mut shim_array) -> c_int;
+    pub fn shim_gate_mul(gate: c_int, g: *const shim_array, u: *const shim_array, out: *mut *mut shim_array) -> c_int;
     pub fn shim_tri(
         which: c_int,
         a: *const shim_array,

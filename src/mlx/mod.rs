@@ -8,6 +8,7 @@ pub mod distributed;
 pub mod dtype;
 pub mod cpu_qmm;
 pub mod fast;
+pub mod graph;
 mod ffi;
 pub mod io;
 pub mod memory;

@@ -206,7 +206,7 @@ impl Weights {
 
     /// The embedding table `name.weight: [vocab, hidden]` (dense or packed).
     pub fn embedding(&mut self, name: &str, vocab: i32, hidden: i32) -> Result<Embedding> {
-        Ok(Embedding { weight: self.matrix(name, vocab, hidden)? })
+        Embedding::prepared(self.matrix(name, vocab, hidden)?)
     }
 
     /// The RMS norm `name.weight: [dim]`.

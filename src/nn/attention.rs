@@ -72,20 +72,38 @@ impl Attention {
     pub fn forward(&self, x: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
         let shape = x.shape();
         let (b, l) = (shape[0], shape[1]);
-        // `[b, l, n·d]` → `[b, n, l, d]`. For one position the two layouts hold the same bytes
-        // in the same order, so a reshape alone does it: one graph node instead of two, and
-        // at decode sizes each node's bookkeeping costs more than its arithmetic.
         let one = l == 1;
-        let heads = |h: Array, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
-            let h = if one { h.reshape(&[b, n, 1, -1])? } else { h.reshape(&[b, l, n, -1])? };
-            let h = match norm {
-                Some(nrm) => nrm.forward(&h)?,
-                None => h,
-            };
-            if one {
-                Ok(h)
-            } else {
-                h.transpose(&[0, 2, 1, 3])
+        let c = &self.cfg;
+        let norm = |h: Array, norm: Option<&RmsNorm>| match norm {
+            Some(n) => n.forward(&h),
+            None => Ok(h),
+        };
+        // One position through stacked projections: q, k and v come out head-shaped from one
+        // reshape and one split (see `Stacked::forward_heads`).
+        let stacked_heads = match &self.qkv {
+            Some(s) if one => s.forward_heads(x, &[c.n_heads, c.n_kv_heads, c.n_kv_heads])?,
+            _ => None,
+        };
+        let (q, k, v) = match stacked_heads {
+            Some(parts) => {
+                let [q, k, v]: [Array; 3] =
+                    parts.try_into().map_err(|_| crate::Error::Mlx("stacked q/k/v did not give three parts".into()))?;
+                (norm(q, self.q_norm.as_ref())?, norm(k, self.k_norm.as_ref())?, v)
+            }
+            None => {
+                // `[b, l, n·d]` → `[b, n, l, d]`. For one position the two layouts hold the
+                // same bytes in the same order, so a reshape alone does it: one graph node
+                // instead of two, and at decode sizes each node's bookkeeping costs more
+                // than its arithmetic.
+                let heads = |h: Array, n: i32, nrm: Option<&RmsNorm>| -> Result<Array> {
+                    if one {
+                        norm(h.reshape(&[b, n, 1, -1])?, nrm)
+                    } else {
+                        norm(h.reshape(&[b, l, n, -1])?, nrm)?.transpose(&[0, 2, 1, 3])
+                    }
+                };
+                let [q, k, v] = Stacked::project(self.qkv.as_ref(), [&self.q_proj, &self.k_proj, &self.v_proj], x)?;
+                (heads(q, c.n_heads, self.q_norm.as_ref())?, heads(k, c.n_kv_heads, self.k_norm.as_ref())?, heads(v, c.n_kv_heads, None)?)
             }
         };
         // And back: `[b, n, l, d]` → `[b, l, n·d]`.
@@ -96,11 +114,6 @@ impl Attention {
                 o.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, -1])
             }
         };
-        let c = &self.cfg;
-        let [q, k, v] = Stacked::project(self.qkv.as_ref(), [&self.q_proj, &self.k_proj, &self.v_proj], x)?;
-        let q = heads(q, c.n_heads, self.q_norm.as_ref())?;
-        let k = heads(k, c.n_kv_heads, self.k_norm.as_ref())?;
-        let v = heads(v, c.n_kv_heads, None)?;
         // A batch cache gives one offset per row (rows are left-padded differently).
         let offset = cache.rope_offset();
         let q = self.rope.forward(&q, offset)?;

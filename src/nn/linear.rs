@@ -48,24 +48,12 @@ impl Linear {
     /// (as mlx.nn.Linear does), and at decode sizes each graph node's bookkeeping costs more
     /// than its arithmetic. The product is the same: the same strides reach the same kernel.
     pub fn prepare(&mut self) -> Result<()> {
-        self.transposed = match &self.weight {
-            Weight::Dense(w) => {
-                let t = w.transpose(&[])?;
-                eval(&[&t])?;
-                Some((w.clone(), t))
-            }
-            Weight::Quantized { .. } => None,
-        };
+        self.transposed = prepare_transpose(&self.weight)?;
         Ok(())
     }
 
-    /// `wᵀ` of a dense weight: the one `prepare` made while the weight is still the one it
-    /// was made from (held, so that no other array can take its identity), else a new view.
     fn transposed(&self, w: &Array) -> Result<Array> {
-        match &self.transposed {
-            Some((from, t)) if from.id() == w.id() => Ok(t.clone()),
-            _ => w.transpose(&[]),
-        }
+        transpose_of(&self.transposed, w)
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
@@ -116,5 +104,27 @@ impl Linear {
             (w, Some(b)) => w.matmul_t(x)?.add(b),
             (w, None) => w.matmul_t(x),
         }
+    }
+}
+
+/// A dense weight's transpose made now and evaluated (a view of the same bytes), with the
+/// weight it was made from; `None` for packed weights (their matmul takes them as stored).
+pub(crate) fn prepare_transpose(weight: &Weight) -> Result<Option<(Array, Array)>> {
+    match weight {
+        Weight::Dense(w) => {
+            let t = w.transpose(&[])?;
+            eval(&[&t])?;
+            Ok(Some((w.clone(), t)))
+        }
+        Weight::Quantized { .. } => Ok(None),
+    }
+}
+
+/// `wᵀ`: the one `prepared` holds while `w` is still the weight it was made from (held, so
+/// that no other array can take its identity), else a new view.
+pub(crate) fn transpose_of(prepared: &Option<(Array, Array)>, w: &Array) -> Result<Array> {
+    match prepared {
+        Some((from, t)) if from.id() == w.id() => Ok(t.clone()),
+        _ => w.transpose(&[]),
     }
 }

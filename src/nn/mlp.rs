@@ -53,13 +53,14 @@ impl Activation {
     /// GELU) and the product run there as one compiled kernel. A compiled kernel rounds each
     /// intermediate to its op's dtype as the separate kernels do, so the result is the same
     /// (mlx-lm compiles the activation alone, and multiplies separately). On the CPU, MLX
-    /// compiles by running a C++ compiler at run time, so there the ops run one by one,
-    /// except SiLU's, which the shim computes as one node (same values).
+    /// compiles by running a C++ compiler at run time, so there the shim computes the gate
+    /// and the product as one node of its own (same values).
     pub fn gated(self, gate: &Array, up: &Array) -> Result<Array> {
         if Device::default_device()? == Device::cpu() {
             return match self {
-                Activation::Silu if gate.shape() == up.shape() => crate::mlx::ops::silu_mul(gate, up),
-                _ => self.apply(gate)?.mul(up),
+                _ if gate.shape() != up.shape() => self.apply(gate)?.mul(up),
+                Activation::Silu => crate::mlx::ops::silu_mul(gate, up),
+                Activation::GeluTanh => crate::mlx::ops::gelu_tanh_mul(gate, up),
             };
         }
         thread_local! {

@@ -141,15 +141,39 @@ impl Stacked {
         outs.try_into().map_err(|_| crate::Error::Mlx(format!("{n} projections where {N} were stacked")))
     }
 
+    /// For one position `x: [b, 1, in]` whose parts are `heads[i]` heads of one size each
+    /// (attention's q, k and v): each part as `[b, heads[i], 1, head_dim]`. The stack's
+    /// output `[b, 1, Σ heads·d]` holds the heads one after another, so one reshape and one
+    /// split along the heads make all three: two graph nodes, where splitting the columns
+    /// and reshaping each part took four. `None` where the parts are not whole heads of
+    /// one size, or `x` is not one position.
+    pub fn forward_heads(&self, x: &Array, heads: &[i32]) -> Result<Option<Vec<Array>>> {
+        let d = match (self.sizes.first(), heads.first()) {
+            (Some(&size), Some(&n)) if n > 0 => size / n,
+            _ => return Ok(None),
+        };
+        let whole = heads.len() == self.sizes.len() && self.sizes.iter().zip(heads).all(|(&size, &n)| n > 0 && size == n * d);
+        if !whole || !self.serves(x) {
+            return Ok(None);
+        }
+        let b = x.shape()[0];
+        let y = self.linear.forward(x)?.reshape(&[b, heads.iter().sum(), 1, d])?;
+        y.split_at(&cuts(heads), 1).map(Some)
+    }
+
     /// Each part's output for `x`, in order.
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
-        let y = self.linear.forward(x)?;
-        let mut cuts = Vec::with_capacity(self.sizes.len() - 1);
-        let mut at = 0;
-        for n in &self.sizes[..self.sizes.len() - 1] {
-            at += n;
-            cuts.push(at);
-        }
-        y.split_at(&cuts, -1)
+        self.linear.forward(x)?.split_at(&cuts(&self.sizes), -1)
     }
+}
+
+/// Where consecutive parts of the given sizes meet: the running sums but the last.
+fn cuts(sizes: &[i32]) -> Vec<i32> {
+    sizes[..sizes.len().saturating_sub(1)]
+        .iter()
+        .scan(0, |at, n| {
+            *at += n;
+            Some(*at)
+        })
+        .collect()
 }

@@ -16,12 +16,13 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off")
 #endif
-// MLX's own CPU math (exp, sin, cos, sigmoid, rsqrt), for its exact values. Its headers
+// MLX's own CPU math (exp, sin, cos, sigmoid, rsqrt, tanh, pow), for its exact values. Its headers
 // pun types and compare mixed signs; the shim is built with -fno-strict-aliasing (build.rs)
 // so that the punning means what it says, and the warnings are MLX's, not ours.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstrict-aliasing"
 #pragma GCC diagnostic ignored "-Wsign-compare"
+#include "mlx/backend/cpu/binary_ops.h"
 #include "mlx/backend/cpu/unary_ops.h"
 #pragma GCC diagnostic pop
 #include "mlx/fast_primitives.h"
@@ -248,10 +249,25 @@ class CpuRope : public CpuCustom {
   float scale_;
 };
 
-// ---- SiLU gate -----------------------------------------------------------------------------
+// ---- Gates: SiLU (SwiGLU) and the tanh GELU (GeGLU) ------------------------------------------
 
 inline float silu_mul_one(float g, float u) {
   const float a = g * mx::detail::Sigmoid{}(g);
+  return a * u;
+}
+
+// sqrt(2/π) as nn/mlp.rs computes it, in double.
+const double kSqrt2OverPi = std::sqrt(2.0 / 3.14159265358979323846);
+
+// 0.5 g (1 + tanh(sqrt(2/π) (g + 0.044715 g³))) · u in the order and roundings of the ops it
+// replaces (mlx.nn.gelu_approx's, as nn/mlp.rs builds them; each constant a float32), with
+// MLX's own pow and tanh.
+inline float gelu_tanh_mul_one(float g, float u) {
+  const float cubed = mx::detail::Power{}(g, 3.0f);
+  const float inner = g + cubed * static_cast<float>(0.044715);
+  const float t = mx::detail::Tanh{}(inner * static_cast<float>(kSqrt2OverPi));
+  const float half = g * 0.5f;
+  const float a = half * (t + 1.0f);
   return a * u;
 }
 
@@ -259,29 +275,43 @@ FAST_CLONES void silu_mul_dense(const float* g, const float* u, float* y, int64_
   for (int64_t i = 0; i < n; ++i) y[i] = silu_mul_one(g[i], u[i]);
 }
 
-// silu(g) · u, each step rounded as MLX's separate sigmoid, multiply and multiply are,
-// with MLX's own sigmoid: the same bits as the three nodes it replaces.
-class CpuSiluMul : public CpuCustom {
+FAST_CLONES void gelu_tanh_mul_dense(const float* g, const float* u, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh_mul_one(g[i], u[i]);
+}
+
+// act(g) · u, each step rounded as MLX's separate ops are, with MLX's own sigmoid, pow and
+// tanh: the same bits as the nodes it replaces (3 for SiLU, 10 for the tanh GELU, whose
+// constants are 5 more).
+class CpuGateMul : public CpuCustom {
  public:
-  using CpuCustom::CpuCustom;
+  CpuGateMul(mx::Stream s, Fallback f, CpuGate gate) : CpuCustom(s, std::move(f)), gate_(gate) {}
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
     auto& out = outs[0];
     prepare(stream(), in, out).dispatch([g = mx::array::unsafe_weak_copy(in[0]), u = mx::array::unsafe_weak_copy(in[1]),
-                                         y = out.data<float>()]() {
+                                         y = out.data<float>(), gate = gate_]() {
       const int64_t n = static_cast<int64_t>(g.size());
       const float* gp = g.data<float>();
       const float* up = u.data<float>();
+      const bool silu = gate == CpuGate::silu;
       if (g.flags().row_contiguous && u.flags().row_contiguous) {
-        silu_mul_dense(gp, up, y, n);
+        (silu ? silu_mul_dense : gelu_tanh_mul_dense)(gp, up, y, n);
         return;
       }
-      for (int64_t i = 0; i < n; ++i) y[i] = silu_mul_one(gp[offset_of(g, i)], up[offset_of(u, i)]);
+      for (int64_t i = 0; i < n; ++i) {
+        const float a = gp[offset_of(g, i)], b = up[offset_of(u, i)];
+        y[i] = silu ? silu_mul_one(a, b) : gelu_tanh_mul_one(a, b);
+      }
     });
   }
 
-  const char* name() const override { return "CpuSiluMul"; }
-  bool is_equivalent(const mx::Primitive&) const override { return true; }
+  const char* name() const override { return gate_ == CpuGate::silu ? "CpuSiluMul" : "CpuGeluTanhMul"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return gate_ == static_cast<const CpuGateMul&>(other).gate_;
+  }
+
+ private:
+  CpuGate gate_;
 };
 
 // ---- Single-query attention ----------------------------------------------------------------
@@ -416,15 +446,24 @@ std::optional<mx::array> cpu_rope(const mx::array& x, int dims, bool traditional
                    std::move(inputs));
 }
 
-std::optional<mx::array> cpu_silu_mul(const mx::array& g, const mx::array& u) {
+mx::array gate_mul_ops(CpuGate gate, const mx::array& g, const mx::array& u, const mx::Stream& s) {
+  if (gate == CpuGate::silu) return mx::multiply(mx::multiply(g, mx::sigmoid(g, s), s), u, s);
+  // Scalars made as the project's Array::full makes them (a float32 value, then the dtype).
+  auto c = [&](double v) { return mx::full({}, mx::array(static_cast<float>(v), g.dtype()), g.dtype(), s); };
+  auto inner = mx::add(g, mx::multiply(mx::power(g, c(3.0), s), c(0.044715), s), s);
+  auto t = mx::tanh(mx::multiply(inner, c(kSqrt2OverPi), s), s);
+  return mx::multiply(mx::multiply(mx::multiply(g, c(0.5), s), mx::add(t, c(1.0), s), s), u, s);
+}
+
+std::optional<mx::array> cpu_gate_mul(CpuGate gate, const mx::array& g, const mx::array& u) {
   auto s = cpu_stream();
   if (!cpu_fast_enabled() || !on_cpu(s) || g.dtype() != mx::float32 || u.dtype() != mx::float32 ||
       g.shape() != u.shape())
     return std::nullopt;
-  auto fallback = [s](std::vector<mx::array> in) {
-    return std::vector<mx::array>{mx::multiply(mx::multiply(in[0], mx::sigmoid(in[0], s), s), in[1], s)};
+  auto fallback = [gate, s](std::vector<mx::array> in) {
+    return std::vector<mx::array>{gate_mul_ops(gate, in[0], in[1], s)};
   };
-  return mx::array(g.shape(), mx::float32, std::make_shared<CpuSiluMul>(s, fallback), {g, u});
+  return mx::array(g.shape(), mx::float32, std::make_shared<CpuGateMul>(s, fallback, gate), {g, u});
 }
 
 std::optional<mx::array> cpu_decode_attention(const mx::array& q, const mx::array& k, const mx::array& v,

@@ -1,4 +1,4 @@
-// RMS norm, rotary positions, single-query attention and the SiLU gate on the CPU as one
+// RMS norm, rotary positions, single-query attention and the SiLU and GELU gates on the CPU as one
 // graph node each.
 //
 // MLX's fast:: kernels have no CPU implementation: on the CPU, mx::fast::rms_norm, rope and
@@ -34,9 +34,17 @@ std::optional<mlx::core::array> cpu_rope(const mlx::core::array& x, int dims, bo
                                          const mlx::core::array& offset,
                                          const std::optional<mlx::core::array>& freqs);
 
-// g · sigmoid(g) · u (SwiGLU's gate) for float32 g and u of one shape: MLX's three nodes
-// (sigmoid, multiply, multiply) as one, with the same values.
-std::optional<mlx::core::array> cpu_silu_mul(const mlx::core::array& g, const mlx::core::array& u);
+// The activations a gated feed-forward block applies to its gate.
+enum class CpuGate { silu, gelu_tanh };
+
+// act(g) · u for float32 g and u of one shape: SwiGLU's g · sigmoid(g) · u (MLX's three
+// nodes: sigmoid, multiply, multiply) or GeGLU's tanh-approximated GELU (mlx.nn.gelu_approx:
+// ten nodes and five scalar constants), as one node with the same values.
+std::optional<mlx::core::array> cpu_gate_mul(CpuGate gate, const mlx::core::array& g, const mlx::core::array& u);
+
+// The same as MLX's ops, for wherever the one node does not apply (another device or dtype).
+mlx::core::array gate_mul_ops(CpuGate gate, const mlx::core::array& g, const mlx::core::array& u,
+                              const mlx::core::Stream& s);
 
 // mx::fast::scaled_dot_product_attention(q, k, v, scale) without a mask or sinks, for one
 // query position (q [B, Hq, 1, D], k [B, Hkv, S, D], v [B, Hkv, S, Dv], float32, at any

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "mlx/mlx.h"
+#include "mlx/primitives.h"
 
 namespace mx = mlx::core;
 
@@ -285,6 +286,35 @@ int shim_async_eval(const shim_array* const* arrs, size_t n) {
   SHIM_TRY(shim_exit::WorkScope work; mx::async_eval(to_arrays(arrs, n)))
 }
 
+int shim_graph_census(const shim_array* const* arrs, size_t n, char* buf, size_t cap,
+                      size_t* needed) {
+  SHIM_TRY({
+    if (!needed) throw std::invalid_argument("null needed pointer");
+    std::unordered_map<std::uintptr_t, bool> seen;
+    std::map<std::string, size_t> counts;
+    std::vector<mx::array> todo = to_arrays(arrs, n);
+    while (!todo.empty()) {
+      mx::array a = std::move(todo.back());
+      todo.pop_back();
+      if (!seen.emplace(a.id(), true).second) continue;
+      // Computed (or queued) arrays and leaves cost nothing more.
+      if (!a.has_primitive() || a.status() != mx::array::Status::unscheduled) continue;
+      for (const auto& s : a.siblings()) seen.emplace(s.id(), true);
+      counts[a.primitive().name()]++;
+      for (const auto& in : a.inputs()) {
+        if (!seen.count(in.id())) todo.push_back(in);
+      }
+    }
+    std::vector<std::pair<std::string, size_t>> sorted(counts.begin(), counts.end());
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const auto& x, const auto& y) { return x.second > y.second; });
+    std::string text;
+    for (const auto& [name, count] : sorted) text += name + " " + std::to_string(count) + "\n";
+    *needed = text.size() + 1;
+    if (buf && cap >= text.size() + 1) std::memcpy(buf, text.c_str(), text.size() + 1);
+  })
+}
+
 // ---- element-wise, matrix, reductions -------------------------------------------------------
 
 int shim_unary(int op, const shim_array* a_, shim_array** out) {
@@ -433,11 +463,13 @@ int shim_addmm(const shim_array* c, const shim_array* a, const shim_array* b, fl
   })
 }
 
-int shim_silu_mul(const shim_array* g, const shim_array* u, shim_array** out) {
+int shim_gate_mul(int gate, const shim_array* g, const shim_array* u, shim_array** out) {
   SHIM_TRY({
+    if (gate != 0 && gate != 1) throw std::invalid_argument("unknown gate activation code " + std::to_string(gate));
+    const auto which = gate == 0 ? mlxrun::CpuGate::silu : mlxrun::CpuGate::gelu_tanh;
     // One node on the CPU (cpu_fast.h); elsewhere the ops it stands for.
-    auto fast = mlxrun::cpu_silu_mul(A(g), A(u));
-    put(out, fast ? std::move(*fast) : mx::multiply(mx::multiply(A(g), mx::sigmoid(A(g))), A(u)));
+    auto fast = mlxrun::cpu_gate_mul(which, A(g), A(u));
+    put(out, fast ? std::move(*fast) : mlxrun::gate_mul_ops(which, A(g), A(u), mx::default_stream(mx::default_device())));
   })
 }
 

@@ -75,6 +75,13 @@ int shim_vec_push(shim_vec* v, const shim_array* a);
 // ---- evaluation -----------------------------------------------------------------------
 int shim_eval(const shim_array* const* arrs, size_t n);
 int shim_async_eval(const shim_array* const* arrs, size_t n);
+// The operations evaluating `arrs` would run (nodes not yet computed, each multi-output
+// node once), counted by MLX's primitive names: "Name count\n" lines, most frequent
+// first, written into buf when they fit in cap bytes (NUL included); *needed gets the
+// bytes they take. A diagnostic: at decode sizes a node's host bookkeeping costs more
+// than its arithmetic, so a step's node count predicts its time on a GPU.
+int shim_graph_census(const shim_array* const* arrs, size_t n, char* buf, size_t cap,
+                      size_t* needed);
 
 // ---- element-wise and matrix ops, selected by code (see ops.rs) -----------------------
 int shim_unary(int op, const shim_array* a, shim_array** out);
@@ -103,8 +110,9 @@ int shim_cpu_gemv_active(int* out);
 // graphs built on the calling thread; *was is 1 when they were on (which also needs the
 // platform and MLXRUN_CPU_FAST to allow them).
 int shim_cpu_fast_set_thread(int on, int* was);
-// g * sigmoid(g) * u: one graph node on the CPU (cpu_fast.h), MLX's three ops elsewhere.
-int shim_silu_mul(const shim_array* g, const shim_array* u, shim_array** out);
+// act(g) * u, act by code: 0 SiLU (g * sigmoid(g)), 1 the tanh-approximated GELU. One graph
+// node on the CPU (cpu_fast.h), MLX's ops elsewhere.
+int shim_gate_mul(int gate, const shim_array* g, const shim_array* u, shim_array** out);
 
 // ---- shape and indexing -----------------------------------------------------------------
 int shim_reshape(const shim_array* a, const int32_t* shape, size_t ndim, shim_array** out);
