@@ -173,3 +173,25 @@ fn compile_traces_once_and_matches() {
     assert_eq!(traces.load(Ordering::SeqCst), 2, "a new shape traces again");
     drop(f);
 }
+
+#[test]
+fn graph_census_counts_what_evaluation_would_run() {
+    use mlxrun::mlx::graph;
+    let a = Array::from_slice(&[1f32, 2., 3., 4., 5., 6.], &[2, 3]).unwrap();
+    let b = a.transpose(&[]).unwrap().matmul(&a).unwrap();
+    eval(&[&b]).unwrap();
+    // Already computed: nothing left to run.
+    assert_eq!(graph::census(&[&b]).unwrap(), vec![]);
+    // On top of it: a split (one node, three outputs), each part used twice, plus a reshape.
+    let parts = b.reshape(&[9]).unwrap().split_at(&[3, 6], 0).unwrap();
+    let x = parts[0].add(&parts[1]).unwrap();
+    let y = x.mul(&parts[2]).unwrap().add(&x).unwrap();
+    let census = graph::census(&[&y, &parts[2]]).unwrap();
+    let count = |op: &str| census.iter().find(|(name, _)| name == op).map_or(0, |(_, n)| *n);
+    assert_eq!((count("Add"), count("Multiply"), count("Split"), count("Reshape")), (2, 1, 1, 1), "{census:?}");
+    assert_eq!(graph::total(&census), 5, "{census:?}");
+    // Most frequent first.
+    assert_eq!(census[0], ("Add".to_string(), 2));
+    eval(&[&y]).unwrap();
+    assert_eq!(graph::total(&graph::census(&[&y]).unwrap()), 0);
+}
