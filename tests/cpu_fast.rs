@@ -156,6 +156,8 @@ fn gate_is_mlx_bit_for_bit(gate: fn(&Array, &Array) -> Result<Array>, what: &str
     let cases: Vec<(&str, Array, Array)> = vec![
         ("decode row", randn(&[1, 1, 1536], 71).mul_scalar(6.0).unwrap(), randn(&[1, 1, 1536], 72)),
         ("prefill rows", randn(&[2, 9, 96], 73), randn(&[2, 9, 96], 74)),
+        // Split into blocks over the pool's threads, the last one partial.
+        ("a long prompt's rows", randn(&[3, 70001], 82).mul_scalar(3.0).unwrap(), randn(&[3, 70001], 83)),
         ("halves of a stacked product", stacked.slice_axis(2, 0, 1536).unwrap(), stacked.slice_axis(2, 1536, 3072).unwrap()),
         ("transposed", randn(&[8, 5], 75).transpose(&[]).unwrap(), randn(&[5, 8], 76)),
     ];
