@@ -7,7 +7,7 @@ use crate::Result;
 
 pub struct Embedding {
     pub weight: Weight,
-    /// A dense table's transpose, made once by [`Embedding::prepare`] for the tied output
+    /// A dense table's transpose, made once by [`Embedding::prepared`] for the tied output
     /// head (as `Linear::prepare` makes a projection's), with the table it was made from.
     transposed: Option<(Array, Array)>,
 }
