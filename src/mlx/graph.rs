@@ -15,12 +15,19 @@ use crate::error::{Error, Result};
 /// an operation with several outputs counts once.
 pub fn census(outputs: &[&Array]) -> Result<Vec<(String, usize)>> {
     let p = ptrs(outputs);
+    // A step's census is a few hundred bytes: one walk of the graph fills this buffer, and a
+    // second, into a buffer of the size the first reported, only when it did not fit.
+    let mut buf = vec![0u8; 4096];
     let mut needed = 0usize;
-    check(unsafe { ffi::shim_graph_census(p.as_ptr(), p.len(), std::ptr::null_mut(), 0, &mut needed) })?;
-    let mut buf = vec![0u8; needed];
-    check(unsafe {
-        ffi::shim_graph_census(p.as_ptr(), p.len(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut needed)
-    })?;
+    loop {
+        check(unsafe {
+            ffi::shim_graph_census(p.as_ptr(), p.len(), buf.as_mut_ptr() as *mut c_char, buf.len(), &mut needed)
+        })?;
+        if needed <= buf.len() {
+            break;
+        }
+        buf.resize(needed, 0);
+    }
     let text = std::str::from_utf8(&buf[..needed.saturating_sub(1)])
         .map_err(|e| Error::Mlx(format!("graph census: not UTF-8: {e}")))?;
     text.lines()

@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -290,16 +291,16 @@ int shim_graph_census(const shim_array* const* arrs, size_t n, char* buf, size_t
                       size_t* needed) {
   SHIM_TRY({
     if (!needed) throw std::invalid_argument("null needed pointer");
-    std::unordered_map<std::uintptr_t, bool> seen;
+    std::unordered_set<std::uintptr_t> seen;
     std::map<std::string, size_t> counts;
     std::vector<mx::array> todo = to_arrays(arrs, n);
     while (!todo.empty()) {
       mx::array a = std::move(todo.back());
       todo.pop_back();
-      if (!seen.emplace(a.id(), true).second) continue;
+      if (!seen.insert(a.id()).second) continue;
       // Computed (or queued) arrays and leaves cost nothing more.
       if (!a.has_primitive() || a.status() != mx::array::Status::unscheduled) continue;
-      for (const auto& s : a.siblings()) seen.emplace(s.id(), true);
+      for (const auto& s : a.siblings()) seen.insert(s.id());
       counts[a.primitive().name()]++;
       for (const auto& in : a.inputs()) {
         if (!seen.count(in.id())) todo.push_back(in);
