@@ -1,6 +1,7 @@
 //! MLX's allocator counters through the Rust API. One test per binary run in sequence
 //! (the counters are process-wide, so these tests share one #[test]).
-use mlxrun::mlx::{memory, random, Array, Dtype};
+use mlxrun::mlx::fast::{self, RopeFreqs, RopeOffset};
+use mlxrun::mlx::{memory, ops, random, Array, Dtype};
 
 #[test]
 fn dropped_arrays_return_memory_and_limits_round_trip() {
@@ -52,4 +53,63 @@ fn dropped_arrays_return_memory_and_limits_round_trip() {
     assert_eq!(memory::set_memory_limit(prev).unwrap(), 3 << 30);
     let prev = memory::set_wired_limit(0).unwrap();
     assert_eq!(memory::set_wired_limit(prev).unwrap(), 0);
+
+    cpu_kernels_take_over_spent_inputs();
+}
+
+/// The CPU's one-node kernels (RMS norm, rotary positions, the gates) write into their
+/// input's buffer when nothing else still uses it, as MLX's element-wise ops do: a prompt's
+/// norm of a temporary holds one buffer of its size, not two. Without it a 4-bit model's
+/// prompt peaked above mlx-lm's on this CPU.
+fn cpu_kernels_take_over_spent_inputs() {
+    if !ops::set_cpu_fast_kernels(true).unwrap() {
+        return; // no one-node kernels in this build (macOS): nothing to check
+    }
+    const MIB: usize = 1 << 20;
+    let x = random::normal(&[1, 4, 1024, 1024], Dtype::F32, 0.0, 1.0, None).unwrap(); // 16 MiB
+    let w = random::normal(&[1024], Dtype::F32, 0.0, 1.0, None).unwrap();
+    x.eval().unwrap();
+    w.eval().unwrap();
+    // Each kernel of two 16 MiB inputs a = x + 1 and b = x / 2 (the norm and the rotation
+    // take a alone), and how much a spent a (and b) take while it runs in place: one
+    // buffer per input, the output in one of them.
+    type Kernel<'a> = Box<dyn Fn(&Array, &Array) -> Array + 'a>;
+    let cases: Vec<(&str, Kernel, usize)> = vec![
+        ("RMS norm", Box::new(|a, _| fast::rms_norm(a, Some(&w), 1e-5).unwrap()), 16),
+        (
+            "rotary positions",
+            Box::new(|a, _| fast::rope(a, 1024, false, RopeFreqs::Base(10000.0), 1.0, RopeOffset::Fixed(3)).unwrap()),
+            16,
+        ),
+        ("SiLU gate", Box::new(|a, b| ops::silu_mul(a, b).unwrap()), 32),
+        ("tanh GELU gate", Box::new(|a, b| ops::gelu_tanh_mul(a, b).unwrap()), 32),
+    ];
+    let inputs = || (x.add_scalar(1.0).unwrap(), x.mul_scalar(0.5).unwrap());
+    for (what, kernel, in_place_mib) in cases {
+        // On inputs the caller holds: a new buffer, the inputs left as they were.
+        let (a, b) = inputs();
+        a.eval().unwrap();
+        b.eval().unwrap();
+        let a_before = a.to_vec::<f32>().unwrap();
+        let want = kernel(&a, &b).to_vec::<f32>().unwrap();
+        assert_eq!(a.to_vec::<f32>().unwrap(), a_before, "{what}: a held input was overwritten");
+        drop((a, b));
+
+        // On temporaries nothing else holds: in place, the same values.
+        memory::clear_cache();
+        let start = memory::active_memory();
+        memory::reset_peak_memory();
+        let y = {
+            let (a, b) = inputs();
+            kernel(&a, &b)
+        };
+        y.eval().unwrap();
+        let extra = memory::peak_memory() - start;
+        assert!(
+            extra < (in_place_mib + 8) * MIB,
+            "{what}: on spent temporaries it took {} MiB above what was live; in place it takes {in_place_mib}",
+            extra / MIB
+        );
+        assert_eq!(y.to_vec::<f32>().unwrap(), want, "{what}: in place, other values than into a new buffer");
+    }
 }

@@ -73,11 +73,31 @@ int64_t offset_of(const mx::array& a, int64_t flat, int skip_last = 0) {
   return off;
 }
 
+// Whether `out` may take over `in`'s buffer, as MLX's own element-wise ops do: nothing but
+// this node still uses `in` (MLX's test), and both are the same row-major float32 layout, so
+// a kernel that reads each element (or each row) before writing it at the same place can
+// run in place. Without it a prompt's norms, rotations and gates each held a second copy of
+// their input while running, which MLX's composition of the same ops does not.
+bool can_donate(const mx::array& in, const mx::array& out) {
+  return in.is_donatable() && in.flags().row_contiguous && in.dtype() == out.dtype() &&
+         in.shape() == out.shape() && in.data_size() == out.size();
+}
+
 // The hand-off every primitive here makes: the output allocated (before the task that
-// writes it is made, since the task takes its pointer), the inputs and output registered
-// with the CPU encoder, which then queues the task on the stream.
-mx::cpu::CommandEncoder& prepare(const mx::Stream& s, const std::vector<mx::array>& inputs, mx::array& out) {
-  out.set_data(mx::allocator::malloc(out.nbytes()));
+// writes it is made, since the task takes its pointer) or, where the kernel computes in
+// place, given the buffer of the first of `donors` that can hand its own over; the inputs
+// and output registered with the CPU encoder, which then queues the task on the stream.
+mx::cpu::CommandEncoder& prepare(const mx::Stream& s, const std::vector<mx::array>& inputs, mx::array& out,
+                                 std::initializer_list<size_t> donors = {}) {
+  bool donated = false;
+  for (size_t d : donors) {
+    if (d < inputs.size() && can_donate(inputs[d], out)) {
+      out.copy_shared_buffer(inputs[d]);
+      donated = true;
+      break;
+    }
+  }
+  if (!donated) out.set_data(mx::allocator::malloc(out.nbytes()));
   auto& enc = mx::cpu::get_command_encoder(s);
   for (const auto& in : inputs) enc.set_input_array(in);
   enc.set_output_array(out);
@@ -138,7 +158,9 @@ class CpuRmsNorm : public CpuCustom {
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
     auto& out = outs[0];
-    prepare(stream(), in, out).dispatch([x = mx::array::unsafe_weak_copy(in[0]), w = mx::array::unsafe_weak_copy(in[1]),
+    // In place on x where it can: each row is summed before any of it is written, and each
+    // element read before its own place is written.
+    prepare(stream(), in, out, {0}).dispatch([x = mx::array::unsafe_weak_copy(in[0]), w = mx::array::unsafe_weak_copy(in[1]),
                                  y = out.data<float>(), eps = eps_]() {
       const int D = x.shape(-1);
       const int64_t rows = D == 0 ? 0 : static_cast<int64_t>(x.size() / D);
@@ -183,7 +205,8 @@ class CpuRope : public CpuCustom {
     auto& out = outs[0];
     std::optional<mx::array> freqs;
     if (in.size() > 2) freqs = mx::array::unsafe_weak_copy(in[2]);
-    prepare(stream(), in, out).dispatch([x = mx::array::unsafe_weak_copy(in[0]), off = mx::array::unsafe_weak_copy(in[1]),
+    // In place on x where it can: each rotated pair is read before either half is written.
+    prepare(stream(), in, out, {0}).dispatch([x = mx::array::unsafe_weak_copy(in[0]), off = mx::array::unsafe_weak_copy(in[1]),
                                  freqs, y = out.data<float>(), dims = dims_, trad = traditional_,
                                  base = base_, scale = scale_]() {
       const int D = x.shape(-1), T = x.shape(-2), B = x.shape(0), half = dims / 2;
@@ -288,7 +311,8 @@ class CpuGateMul : public CpuCustom {
 
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& outs) override {
     auto& out = outs[0];
-    prepare(stream(), in, out).dispatch([g = mx::array::unsafe_weak_copy(in[0]), u = mx::array::unsafe_weak_copy(in[1]),
+    // In place on g or u where one can: element i is read from both before it is written.
+    prepare(stream(), in, out, {0, 1}).dispatch([g = mx::array::unsafe_weak_copy(in[0]), u = mx::array::unsafe_weak_copy(in[1]),
                                          y = out.data<float>(), gate = gate_]() {
       const int64_t n = static_cast<int64_t>(g.size());
       const float* gp = g.data<float>();
